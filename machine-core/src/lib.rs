@@ -1,1 +1,31 @@
-pub mod placeholder {}
+//! # machine-core
+//!
+//! Docker Machine as a library. A [`host::Host`] is a named machine: a driver that
+//! owns the underlying VM, server or daemon, plus the engine, swarm and TLS options
+//! that provisioning applies to it. The [`store::FileStore`] keeps hosts on disk in
+//! the layout and `config.json` format of the original docker-machine, so existing
+//! `~/.docker/machine` directories work unchanged.
+//!
+//! Modules, one concern each:
+//! - [`state`]: machine states as docker-machine spells them.
+//! - [`config`]: the `config.json` data model (version 3) and its migrations.
+//! - [`store`]: the file store with atomic writes and locks.
+//! - [`cert`]: CA, client and server certificates, local verification, TLS configs.
+//! - [`env`]: rendering of the `DOCKER_*` environment for every supported shell.
+//! - [`driver`]: the small `Driver` trait, declared create options and the registry.
+//! - [`provision`]: OS detection and the provisioning steps for each distribution.
+//! - [`ssh`]: the command runner trait the provisioning steps execute through.
+//! - [`host`]: a machine and its operations.
+
+pub mod cert;
+pub mod config;
+pub mod driver;
+pub mod env;
+pub mod fsutil;
+pub mod host;
+pub mod provision;
+pub mod ssh;
+pub mod state;
+pub mod store;
+
+pub use state::State;
