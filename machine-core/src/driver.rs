@@ -1,1 +1,571 @@
-//! (in progress)
+//! Drivers: what creates, removes and reports on the machine underneath a host.
+//!
+//! A driver is kept small: seven required methods (name, create, remove, state,
+//! ip, ssh target, saved state). Lifecycle operations a driver may not support
+//! (start, stop, restart, kill) default to [`DriverError::NotSupported`].
+//!
+//! A driver's create options are data ([`DriverOption`]): flag name, kind, default,
+//! environment variable and help. The CLI turns them into `--<flag>` arguments and
+//! the bindings accept the same flag names as dictionary keys, so one set of
+//! documentation serves every language.
+//!
+//! Drivers are built by a [`DriverFactory`] found by name in a [`DriverRegistry`].
+//! The registry is a plain value owned by the embedding program: the built-in
+//! drivers and any the program adds, with no global state.
+
+use crate::config::BaseDriver;
+use crate::state::State;
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Everything that can go wrong in a driver or while resolving its options.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DriverError {
+    /// The driver cannot perform this operation at all.
+    #[error("driver {driver} does not support {operation}")]
+    NotSupported { driver: String, operation: String },
+    /// No driver of that name is registered.
+    #[error("no driver named {name:?} (known drivers: {known})")]
+    UnknownDriver { name: String, known: String },
+    /// A required option was not given.
+    #[error("driver {driver} needs option {flag}")]
+    MissingOption { driver: String, flag: String },
+    /// An option the driver does not declare.
+    #[error("driver {driver} has no option {flag}")]
+    UnknownOption { driver: String, flag: String },
+    /// An option value that does not fit the option's kind or rules.
+    #[error("invalid value {value:?} for option {flag} of driver {driver}: {reason}")]
+    InvalidOption {
+        driver: String,
+        flag: String,
+        value: String,
+        reason: String,
+    },
+    /// The pre-create check refused (the original exits with status 3 for this).
+    #[error("pre-create check of driver {driver} failed: {reason}")]
+    PreCreateCheck { driver: String, reason: String },
+    /// The saved driver state in config.json does not fit this driver.
+    #[error("saved state of driver {driver} cannot be read")]
+    BadSavedState {
+        driver: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// Any other failure of the driver, with what it was doing.
+    #[error("driver {driver} failed to {operation}: {message}")]
+    Failed {
+        driver: String,
+        operation: String,
+        message: String,
+    },
+    /// A failure from a lower layer, with what the driver was doing.
+    #[error("driver {driver} failed to {operation}")]
+    Source {
+        driver: String,
+        operation: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// The kind of value an option takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptionKind {
+    String,
+    Int,
+    Bool,
+    /// Repeatable flag; collects a list of strings.
+    StringList,
+}
+
+/// A value for a driver option.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum OptionValue {
+    Bool(bool),
+    Int(i64),
+    String(String),
+    List(Vec<String>),
+}
+
+impl fmt::Display for OptionValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OptionValue::Bool(b) => write!(f, "{b}"),
+            OptionValue::Int(i) => write!(f, "{i}"),
+            OptionValue::String(s) => f.write_str(s),
+            OptionValue::List(l) => f.write_str(&l.join(",")),
+        }
+    }
+}
+
+/// One create option a driver declares.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DriverOption {
+    /// Flag name without dashes, e.g. `generic-ip-address`.
+    pub flag: String,
+    pub kind: OptionKind,
+    /// Default as the user would type it (`None`: no default).
+    pub default: Option<String>,
+    /// Environment variable read when the option is not given, e.g. `GENERIC_IP_ADDRESS`.
+    pub env_var: Option<String>,
+    pub help: String,
+    /// Creation fails with [`DriverError::MissingOption`] when no value is found.
+    pub required: bool,
+}
+
+impl DriverOption {
+    /// An option of `kind` named `flag`.
+    pub fn new(flag: &str, kind: OptionKind, help: &str) -> Self {
+        DriverOption {
+            flag: flag.to_string(),
+            kind,
+            default: None,
+            env_var: None,
+            help: help.to_string(),
+            required: false,
+        }
+    }
+    /// Set the default value.
+    pub fn default_value(mut self, v: &str) -> Self {
+        self.default = Some(v.to_string());
+        self
+    }
+    /// Set the environment variable.
+    pub fn env(mut self, var: &str) -> Self {
+        self.env_var = Some(var.to_string());
+        self
+    }
+    /// Mark as required.
+    pub fn required(mut self) -> Self {
+        self.required = true;
+        self
+    }
+
+    fn parse(&self, driver: &str, raw: &str) -> Result<OptionValue, DriverError> {
+        let bad = |reason: &str| DriverError::InvalidOption {
+            driver: driver.to_string(),
+            flag: self.flag.clone(),
+            value: raw.to_string(),
+            reason: reason.to_string(),
+        };
+        Ok(match self.kind {
+            OptionKind::String => OptionValue::String(raw.to_string()),
+            OptionKind::Int => OptionValue::Int(
+                raw.trim()
+                    .parse::<i64>()
+                    .map_err(|_| bad("expected a whole number"))?,
+            ),
+            OptionKind::Bool => OptionValue::Bool(match raw.trim().to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => true,
+                "0" | "false" | "no" | "off" | "" => false,
+                _ => return Err(bad("expected true or false")),
+            }),
+            OptionKind::StringList => OptionValue::List(
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+            ),
+        })
+    }
+
+    fn coerce(&self, driver: &str, v: OptionValue) -> Result<OptionValue, DriverError> {
+        match (self.kind, v) {
+            (OptionKind::String, OptionValue::String(s)) => Ok(OptionValue::String(s)),
+            (OptionKind::Int, OptionValue::Int(i)) => Ok(OptionValue::Int(i)),
+            (OptionKind::Bool, OptionValue::Bool(b)) => Ok(OptionValue::Bool(b)),
+            (OptionKind::StringList, OptionValue::List(l)) => Ok(OptionValue::List(l)),
+            (OptionKind::StringList, OptionValue::String(s)) => Ok(OptionValue::List(vec![s])),
+            (_, OptionValue::String(s)) => self.parse(driver, &s),
+            (_, other) => self.parse(driver, &other.to_string()),
+        }
+    }
+}
+
+/// Resolved option values of one driver, keyed by flag name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DriverOptions {
+    driver: String,
+    values: BTreeMap<String, OptionValue>,
+}
+
+impl DriverOptions {
+    /// Resolve values for `driver` from what was `given` (flag name to value), then
+    /// the environment (through `env`, so callers decide what the environment is),
+    /// then defaults. Unknown flags, values of the wrong kind and missing required
+    /// options are errors naming the flag.
+    pub fn resolve(
+        driver: &str,
+        declared: &[DriverOption],
+        given: impl IntoIterator<Item = (String, OptionValue)>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, DriverError> {
+        let mut given: BTreeMap<String, OptionValue> = given
+            .into_iter()
+            .map(|(k, v)| (k.trim_start_matches('-').to_string(), v))
+            .collect();
+        let mut values = BTreeMap::new();
+        for opt in declared {
+            let value = if let Some(v) = given.remove(&opt.flag) {
+                Some(opt.coerce(driver, v)?)
+            } else if let Some(raw) = opt.env_var.as_deref().and_then(env) {
+                Some(opt.parse(driver, &raw)?)
+            } else if let Some(d) = &opt.default {
+                Some(opt.parse(driver, d)?)
+            } else {
+                None
+            };
+            match value {
+                Some(v) => {
+                    values.insert(opt.flag.clone(), v);
+                }
+                None if opt.required => {
+                    return Err(DriverError::MissingOption {
+                        driver: driver.to_string(),
+                        flag: opt.flag.clone(),
+                    })
+                }
+                None => {}
+            }
+        }
+        if let Some(flag) = given.into_keys().next() {
+            return Err(DriverError::UnknownOption {
+                driver: driver.to_string(),
+                flag,
+            });
+        }
+        Ok(DriverOptions {
+            driver: driver.to_string(),
+            values,
+        })
+    }
+
+    /// The raw value of `flag`.
+    pub fn get(&self, flag: &str) -> Option<&OptionValue> {
+        self.values.get(flag)
+    }
+    /// A string option (empty when unset).
+    pub fn string(&self, flag: &str) -> String {
+        match self.values.get(flag) {
+            Some(OptionValue::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+            None => String::new(),
+        }
+    }
+    /// An integer option, `None` when unset.
+    pub fn int(&self, flag: &str) -> Option<i64> {
+        match self.values.get(flag) {
+            Some(OptionValue::Int(i)) => Some(*i),
+            _ => None,
+        }
+    }
+    /// A boolean option (false when unset).
+    pub fn bool(&self, flag: &str) -> bool {
+        matches!(self.values.get(flag), Some(OptionValue::Bool(true)))
+    }
+    /// A list option (empty when unset).
+    pub fn list(&self, flag: &str) -> Vec<String> {
+        match self.values.get(flag) {
+            Some(OptionValue::List(l)) => l.clone(),
+            Some(OptionValue::String(s)) => vec![s.clone()],
+            _ => Vec::new(),
+        }
+    }
+    /// A port option checked to be in 1..=65535.
+    pub fn port(&self, flag: &str) -> Result<Option<u16>, DriverError> {
+        match self.int(flag) {
+            None => Ok(None),
+            Some(p) => u16::try_from(p)
+                .ok()
+                .filter(|p| *p != 0)
+                .map(Some)
+                .ok_or_else(|| DriverError::InvalidOption {
+                    driver: self.driver.clone(),
+                    flag: flag.to_string(),
+                    value: p.to_string(),
+                    reason: "expected a port between 1 and 65535".to_string(),
+                }),
+        }
+    }
+    /// Iterate over (flag, value).
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &OptionValue)> {
+        self.values.iter()
+    }
+}
+
+/// How to reach a machine over SSH.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshTarget {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    /// Private key file; `None` means use the SSH agent.
+    pub key_path: Option<PathBuf>,
+}
+
+/// Where a driver's machine lives in the store, given to factories.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DriverContext {
+    /// The machine's name.
+    pub machine_name: String,
+    /// The store root (`~/.docker/machine`).
+    pub store_root: PathBuf,
+    /// The machine's directory (`<store>/machines/<name>`).
+    pub machine_dir: PathBuf,
+}
+
+impl DriverContext {
+    /// The base fields a new driver starts with.
+    pub fn base(&self) -> BaseDriver {
+        BaseDriver {
+            machine_name: self.machine_name.clone(),
+            store_path: self.store_root.to_string_lossy().into_owned(),
+            ..BaseDriver::default()
+        }
+    }
+}
+
+/// A machine's driver.
+#[async_trait]
+pub trait Driver: Send + Sync + fmt::Debug {
+    /// The driver's registered name (`generic`, `none`, `qemu`, ...).
+    fn driver_name(&self) -> &str;
+    /// Create the machine. Called once, after the pre-create check.
+    async fn create(&mut self) -> Result<(), DriverError>;
+    /// Remove the machine and everything the driver made for it.
+    async fn remove(&mut self) -> Result<(), DriverError>;
+    /// The machine's current state.
+    async fn state(&self) -> Result<State, DriverError>;
+    /// The machine's IP address or host name.
+    async fn ip(&self) -> Result<String, DriverError>;
+    /// How to reach the machine over SSH; `None` when the driver has no SSH access.
+    fn ssh_target(&self) -> Option<SshTarget>;
+    /// The driver object saved in config.json: the base fields first, then the driver's own.
+    fn saved_state(&self) -> Result<Map<String, Value>, DriverError>;
+
+    /// The Docker daemon's URL. Default: `tcp://<ip>:<engine_port>`.
+    async fn url(&self) -> Result<String, DriverError> {
+        let ip = self.ip().await?;
+        Ok(engine_url(&ip, self.engine_port()))
+    }
+    /// The daemon's TCP port. Default 2376.
+    fn engine_port(&self) -> u16 {
+        crate::config::DEFAULT_ENGINE_PORT
+    }
+    /// Whether create should provision Docker over SSH. Default true.
+    fn needs_provisioning(&self) -> bool {
+        true
+    }
+    /// Checks that can refuse creation before anything is made.
+    async fn pre_create_check(&self) -> Result<(), DriverError> {
+        Ok(())
+    }
+    /// Start a stopped machine.
+    async fn start(&mut self) -> Result<(), DriverError> {
+        Err(not_supported(self.driver_name(), "start"))
+    }
+    /// Stop the machine gracefully.
+    async fn stop(&mut self) -> Result<(), DriverError> {
+        Err(not_supported(self.driver_name(), "stop"))
+    }
+    /// Restart the machine.
+    async fn restart(&mut self) -> Result<(), DriverError> {
+        Err(not_supported(self.driver_name(), "restart"))
+    }
+    /// Stop the machine at once.
+    async fn kill(&mut self) -> Result<(), DriverError> {
+        Err(not_supported(self.driver_name(), "kill"))
+    }
+}
+
+/// `tcp://host:port`, with brackets around IPv6 literals.
+pub fn engine_url(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("tcp://[{host}]:{port}")
+    } else {
+        format!("tcp://{host}:{port}")
+    }
+}
+
+/// The [`DriverError::NotSupported`] error for `driver` and `operation`.
+pub fn not_supported(driver: &str, operation: &str) -> DriverError {
+    DriverError::NotSupported {
+        driver: driver.to_string(),
+        operation: operation.to_string(),
+    }
+}
+
+/// Builds drivers of one kind: from create options, or from saved state.
+pub trait DriverFactory: Send + Sync + fmt::Debug {
+    /// The name machines refer to this driver by.
+    fn name(&self) -> &str;
+    /// The create options this driver accepts.
+    fn options(&self) -> Vec<DriverOption>;
+    /// A driver for a machine about to be created.
+    fn new_driver(
+        &self,
+        ctx: &DriverContext,
+        options: &DriverOptions,
+    ) -> Result<Box<dyn Driver>, DriverError>;
+    /// A driver for an existing machine, from its saved driver object.
+    fn load_driver(
+        &self,
+        ctx: &DriverContext,
+        saved: &Map<String, Value>,
+    ) -> Result<Box<dyn Driver>, DriverError>;
+}
+
+/// The drivers an embedding program makes available, by name.
+#[derive(Debug, Clone, Default)]
+pub struct DriverRegistry {
+    factories: BTreeMap<String, Arc<dyn DriverFactory>>,
+}
+
+impl DriverRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Add (or replace) a driver.
+    pub fn register(&mut self, factory: Arc<dyn DriverFactory>) -> &mut Self {
+        self.factories.insert(factory.name().to_string(), factory);
+        self
+    }
+    /// Builder form of [`register`](Self::register).
+    pub fn with(mut self, factory: Arc<dyn DriverFactory>) -> Self {
+        self.register(factory);
+        self
+    }
+    /// The driver named `name`.
+    pub fn get(&self, name: &str) -> Result<Arc<dyn DriverFactory>, DriverError> {
+        self.factories
+            .get(name)
+            .cloned()
+            .ok_or_else(|| DriverError::UnknownDriver {
+                name: name.to_string(),
+                known: self.names().join(", "),
+            })
+    }
+    /// Registered driver names, sorted.
+    pub fn names(&self) -> Vec<String> {
+        self.factories.keys().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decl() -> Vec<DriverOption> {
+        vec![
+            DriverOption::new("x-ip-address", OptionKind::String, "ip")
+                .env("X_IP_ADDRESS")
+                .required(),
+            DriverOption::new("x-ssh-port", OptionKind::Int, "port")
+                .default_value("22")
+                .env("X_SSH_PORT"),
+            DriverOption::new("x-flag", OptionKind::Bool, "flag"),
+            DriverOption::new("x-list", OptionKind::StringList, "list"),
+        ]
+    }
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn resolve_precedence_given_env_default() {
+        let env = |k: &str| match k {
+            "X_IP_ADDRESS" => Some("10.0.0.1".to_string()),
+            "X_SSH_PORT" => Some("2222".to_string()),
+            _ => None,
+        };
+        let o = DriverOptions::resolve("x", &decl(), [], &env).expect("resolve");
+        assert_eq!(o.string("x-ip-address"), "10.0.0.1");
+        assert_eq!(o.int("x-ssh-port"), Some(2222));
+        let o = DriverOptions::resolve(
+            "x",
+            &decl(),
+            [
+                ("x-ip-address".to_string(), OptionValue::String("h".into())),
+                ("x-ssh-port".to_string(), OptionValue::String("2200".into())),
+                ("--x-flag".to_string(), OptionValue::String("true".into())),
+                ("x-list".to_string(), OptionValue::String("a".into())),
+            ],
+            &env,
+        )
+        .expect("resolve");
+        assert_eq!(o.string("x-ip-address"), "h");
+        assert_eq!(o.port("x-ssh-port").expect("port"), Some(2200));
+        assert!(o.bool("x-flag"));
+        assert_eq!(o.list("x-list"), vec!["a"]);
+        let o = DriverOptions::resolve(
+            "x",
+            &decl(),
+            [("x-ip-address".to_string(), OptionValue::String("h".into()))],
+            &no_env,
+        )
+        .expect("resolve");
+        assert_eq!(o.int("x-ssh-port"), Some(22));
+    }
+
+    #[test]
+    fn resolve_errors_name_the_flag() {
+        let e = DriverOptions::resolve("x", &decl(), [], &no_env).expect_err("missing");
+        assert!(e.to_string().contains("x-ip-address"), "{e}");
+        let e = DriverOptions::resolve(
+            "x",
+            &decl(),
+            [
+                ("x-ip-address".to_string(), OptionValue::String("h".into())),
+                ("x-ssh-port".to_string(), OptionValue::String("twenty".into())),
+            ],
+            &no_env,
+        )
+        .expect_err("bad int");
+        assert!(e.to_string().contains("x-ssh-port") && e.to_string().contains("twenty"), "{e}");
+        let e = DriverOptions::resolve(
+            "x",
+            &decl(),
+            [
+                ("x-ip-address".to_string(), OptionValue::String("h".into())),
+                ("x-bogus".to_string(), OptionValue::Bool(true)),
+            ],
+            &no_env,
+        )
+        .expect_err("unknown");
+        assert!(matches!(e, DriverError::UnknownOption { ref flag, .. } if flag == "x-bogus"));
+        let o = DriverOptions::resolve(
+            "x",
+            &decl(),
+            [
+                ("x-ip-address".to_string(), OptionValue::String("h".into())),
+                ("x-ssh-port".to_string(), OptionValue::Int(70000)),
+            ],
+            &no_env,
+        )
+        .expect("resolve");
+        assert!(o.port("x-ssh-port").is_err());
+    }
+
+    #[test]
+    fn registry_lookup() {
+        let r = DriverRegistry::new();
+        let e = r.get("nope").expect_err("unknown");
+        assert!(e.to_string().contains("nope"));
+    }
+
+    #[test]
+    fn url_brackets_ipv6() {
+        assert_eq!(engine_url("10.0.0.1", 2376), "tcp://10.0.0.1:2376");
+        assert_eq!(engine_url("fe80::1", 2376), "tcp://[fe80::1]:2376");
+    }
+}
