@@ -4,6 +4,10 @@
 //! command, write a file with a mode. The SSH client implements it over one
 //! connection; tests use a scripted runner.
 
+pub mod client;
+
+pub use client::{HostKeyCheck, SshClient, SshConfig};
+
 use async_trait::async_trait;
 
 /// Errors of the SSH layer and of command runners.
