@@ -5,6 +5,7 @@
 //! connection; tests use a scripted runner.
 
 pub mod client;
+pub mod known_hosts;
 
 pub use client::{HostKeyCheck, SshClient, SshConfig};
 
