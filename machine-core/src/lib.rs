@@ -12,6 +12,7 @@
 //! - [`store`]: the file store with atomic writes and locks.
 //! - [`cert`]: CA, client and server certificates, local verification, TLS configs.
 //! - [`env`]: rendering of the `DOCKER_*` environment for every supported shell.
+//! - [`engine`]: readiness and version checks against the Docker daemon over mutual TLS.
 //! - [`driver`]: the small `Driver` trait, declared create options and the registry.
 //! - [`provision`]: OS detection and the provisioning steps for each distribution.
 //! - [`ssh`]: the command runner trait the provisioning steps execute through.
@@ -20,6 +21,7 @@
 pub mod cert;
 pub mod config;
 pub mod driver;
+pub mod engine;
 pub mod env;
 pub mod fsutil;
 pub mod host;
@@ -28,4 +30,5 @@ pub mod ssh;
 pub mod state;
 pub mod store;
 
+pub use host::{Host, Store};
 pub use state::State;

@@ -1,0 +1,173 @@
+//! Talking to a machine's Docker daemon: the readiness check is a real mutual-TLS
+//! handshake with our client certificate followed by `GET /version`.
+
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Errors reaching the daemon.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// TCP connection failed.
+    #[error("cannot connect to the Docker daemon at {addr}")]
+    Connect {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TLS handshake failed (wrong CA, certificate not covering the address...).
+    #[error("TLS handshake with the Docker daemon at {addr} failed")]
+    Tls {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The daemon answered something other than a version document.
+    #[error("unexpected answer from the Docker daemon at {addr}: {reason}")]
+    BadResponse { addr: String, reason: String },
+    /// The deadline passed.
+    #[error("the Docker daemon at {addr} did not answer within {seconds} s")]
+    Timeout { addr: String, seconds: u64 },
+}
+
+/// What `GET /version` told us.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EngineVersion {
+    pub version: String,
+    pub api_version: String,
+    pub os: String,
+    pub arch: String,
+}
+
+/// Parse `tcp://host:port` into (host, port).
+pub fn parse_tcp_url(url: &str) -> Option<(String, u16)> {
+    let rest = url.strip_prefix("tcp://")?;
+    let rest = rest.split('/').next()?;
+    if let Some(v6) = rest.strip_prefix('[') {
+        let (h, p) = v6.split_once("]:")?;
+        return Some((h.to_string(), p.parse().ok()?));
+    }
+    let (h, p) = rest.rsplit_once(':')?;
+    Some((h.to_string(), p.parse().ok()?))
+}
+
+/// Ask the daemon at `host:port` for its version over mutual TLS, within `timeout`.
+pub async fn version(
+    host: &str,
+    port: u16,
+    tls: Arc<rustls::ClientConfig>,
+    timeout: Duration,
+) -> Result<EngineVersion, EngineError> {
+    let addr = format!("{host}:{port}");
+    tokio::time::timeout(timeout, version_inner(host, port, tls, &addr))
+        .await
+        .map_err(|_| EngineError::Timeout {
+            addr: addr.clone(),
+            seconds: timeout.as_secs(),
+        })?
+}
+
+async fn version_inner(
+    host: &str,
+    port: u16,
+    tls: Arc<rustls::ClientConfig>,
+    addr: &str,
+) -> Result<EngineVersion, EngineError> {
+    let tcp = tokio::net::TcpStream::connect((host, port))
+        .await
+        .map_err(|source| EngineError::Connect {
+            addr: addr.to_string(),
+            source,
+        })?;
+    let name = rustls_pki_types::ServerName::try_from(host.to_string()).map_err(|e| EngineError::BadResponse {
+        addr: addr.to_string(),
+        reason: format!("invalid server name: {e}"),
+    })?;
+    let mut s = tokio_rustls::TlsConnector::from(tls)
+        .connect(name, tcp)
+        .await
+        .map_err(|source| EngineError::Tls {
+            addr: addr.to_string(),
+            source,
+        })?;
+    let req = format!("GET /version HTTP/1.1\r\nHost: {host}\r\nUser-Agent: machine\r\nConnection: close\r\n\r\n");
+    let io = |source: std::io::Error| EngineError::Tls {
+        addr: addr.to_string(),
+        source,
+    };
+    s.write_all(req.as_bytes()).await.map_err(io)?;
+    let mut buf = Vec::new();
+    // The daemon closes after the answer (Connection: close); some TLS peers skip
+    // close_notify, so an unexpected EOF after data is accepted.
+    if let Err(e) = s.read_to_end(&mut buf).await {
+        if buf.is_empty() || e.kind() != std::io::ErrorKind::UnexpectedEof {
+            return Err(io(e));
+        }
+    }
+    parse_version_response(&buf).map_err(|reason| EngineError::BadResponse {
+        addr: addr.to_string(),
+        reason,
+    })
+}
+
+/// Parse an HTTP/1.1 response carrying the `/version` JSON document.
+pub fn parse_version_response(raw: &[u8]) -> Result<EngineVersion, String> {
+    let text = String::from_utf8_lossy(raw);
+    let (head, body) = text.split_once("\r\n\r\n").ok_or("no HTTP header")?;
+    let status = head.lines().next().unwrap_or_default();
+    if !status.contains(" 200") {
+        return Err(format!("HTTP status {status:?}"));
+    }
+    let chunked = head
+        .lines()
+        .any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding:") && l.to_ascii_lowercase().contains("chunked"));
+    let body = if chunked { dechunk(body) } else { body.to_string() };
+    let v: serde_json::Value = serde_json::from_str(body.trim()).map_err(|e| format!("bad JSON: {e}"))?;
+    let s = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or_default().to_string();
+    if s("Version").is_empty() {
+        return Err("no Version field".into());
+    }
+    Ok(EngineVersion {
+        version: s("Version"),
+        api_version: s("ApiVersion"),
+        os: s("Os"),
+        arch: s("Arch"),
+    })
+}
+
+fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || after.len() < n {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = after[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_plain_and_chunked() {
+        let plain = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{\"Version\":\"20.10.24\",\"ApiVersion\":\"1.41\",\"Os\":\"linux\",\"Arch\":\"amd64\"}\n";
+        assert_eq!(parse_version_response(plain).expect("ok").version, "20.10.24");
+        let body = "{\"Version\":\"26.1.5\"}";
+        let chunked = format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n", body.len());
+        assert_eq!(parse_version_response(chunked.as_bytes()).expect("ok").version, "26.1.5");
+        assert!(parse_version_response(b"HTTP/1.1 400 Bad\r\n\r\nClient sent an HTTP request to an HTTPS server.").is_err());
+    }
+
+    #[test]
+    fn tcp_urls() {
+        assert_eq!(parse_tcp_url("tcp://1.2.3.4:2376"), Some(("1.2.3.4".into(), 2376)));
+        assert_eq!(parse_tcp_url("tcp://[::1]:2376"), Some(("::1".into(), 2376)));
+        assert_eq!(parse_tcp_url("unix:///x"), None);
+    }
+}
