@@ -19,7 +19,7 @@ mod cert {
     use rustls_pki_types::{CertificateDer, ServerName};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use x509_parser::certificate::X509Certificate;
-    use x509_parser::extensions::GeneralName;
+    use x509_parser::extensions::{GeneralName, ParsedExtension};
 
     const DAY: u64 = 86_400;
     const ALGS: [KeyAlgorithm; 2] = [KeyAlgorithm::Rsa2048, KeyAlgorithm::EcdsaP256];
@@ -88,6 +88,26 @@ mod cert {
         assert!(!trimmed.is_empty(), "serial must not be zero");
         assert!(trimmed.len() <= 16, "serial must be below 2^128");
         trimmed
+    }
+
+    /// The subject key identifier of `cert`, if any.
+    fn subject_key_id(cert: &X509Certificate<'_>) -> Option<Vec<u8>> {
+        cert.iter_extensions()
+            .find_map(|ext| match ext.parsed_extension() {
+                ParsedExtension::SubjectKeyIdentifier(id) => Some(id.0.to_vec()),
+                _ => None,
+            })
+    }
+
+    /// The key identifier of the authority key identifier of `cert`, if any.
+    fn authority_key_id(cert: &X509Certificate<'_>) -> Option<Vec<u8>> {
+        cert.iter_extensions()
+            .find_map(|ext| match ext.parsed_extension() {
+                ParsedExtension::AuthorityKeyIdentifier(aki) => {
+                    aki.key_identifier.as_ref().map(|id| id.0.to_vec())
+                }
+                _ => None,
+            })
     }
 
     fn key_header(bundle_key: &str) -> &str {
@@ -173,6 +193,11 @@ mod cert {
             assert!(matches!(names[3], GeneralName::DNSName("localhost")));
             assert_eq!(server_x.issuer().as_raw(), ca_x.subject().as_raw());
             assert_default_validity(&server_x);
+
+            // Issued certificates point at the CA's key identifier.
+            let ca_key_id = subject_key_id(&ca_x).expect("CA has a subject key identifier");
+            assert_eq!(authority_key_id(&client_x).as_ref(), Some(&ca_key_id));
+            assert_eq!(authority_key_id(&server_x).as_ref(), Some(&ca_key_id));
 
             // Serials: positive, below 2^128, all different.
             let serials = [
@@ -268,13 +293,15 @@ mod cert {
             .expect("server cert from a loaded CA verifies");
             verify_server_cert(cert_pem, &server.cert_pem, "localhost", SystemTime::now())
                 .expect("localhost");
-            // The issuer name is copied byte for byte from the CA's subject.
+            // The issuer name is copied byte for byte from the CA's subject, and
+            // an authority key identifier is written only when the CA has a
+            // subject key identifier (older docker-machine CAs have none).
             let ca_der = der(cert_pem);
             let server_der = der(&server.cert_pem);
-            assert_eq!(
-                parse(&server_der).issuer().as_raw(),
-                parse(&ca_der).subject().as_raw()
-            );
+            let (ca_x, server_x) = (parse(&ca_der), parse(&server_der));
+            assert_eq!(server_x.issuer().as_raw(), ca_x.subject().as_raw());
+            assert_eq!(authority_key_id(&server_x), subject_key_id(&ca_x));
+            assert_eq!(subject_key_id(&ca_x).is_some(), i == 2);
         }
     }
 

@@ -23,6 +23,9 @@ pub struct CertificateAuthority {
     cert_pem: String,
     key_pem: String,
     issuer: Issuer<'static, KeyPair>,
+    /// Whether the CA certificate has a subject key identifier; issued
+    /// certificates then name it in an authority key identifier.
+    has_key_id: bool,
     not_before: SystemTime,
     not_after: SystemTime,
 }
@@ -65,8 +68,8 @@ impl CertificateAuthority {
         let mut params = CertificateParams::default();
         params.distinguished_name = subject(org);
         params.serial_number = Some(random_serial());
-        params.not_before = OffsetDateTime::from(not_before);
-        params.not_after = OffsetDateTime::from(not_after);
+        params.not_before = x509_time(not_before, "CA certificate")?;
+        params.not_after = x509_time(not_after, "CA certificate")?;
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = key_usages(alg, None);
         let cert = params.self_signed(&key).map_err(|e| CertError::Sign {
@@ -133,6 +136,7 @@ impl CertificateAuthority {
             cert_pem: cert_pem.to_owned(),
             key_pem: key_pem.to_owned(),
             issuer,
+            has_key_id: info.key_id.is_some(),
             not_before: info.not_before,
             not_after: info.not_after,
         })
@@ -239,15 +243,15 @@ impl CertificateAuthority {
         let key = generate_key(alg)?;
         params.distinguished_name = subject(org);
         params.serial_number = Some(random_serial());
-        params.not_before = OffsetDateTime::from(not_before);
-        params.not_after = OffsetDateTime::from(not_after);
+        params.not_before = x509_time(not_before, what)?;
+        params.not_after = x509_time(not_after, what)?;
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = key_usages(alg, Some(role));
         params.extended_key_usages = vec![match role {
             Role::Client => ExtendedKeyUsagePurpose::ClientAuth,
             Role::Server => ExtendedKeyUsagePurpose::ServerAuth,
         }];
-        params.use_authority_key_identifier_extension = true;
+        params.use_authority_key_identifier_extension = self.has_key_id;
         let cert = params
             .signed_by(&key, &self.issuer)
             .map_err(|e| CertError::Sign {
@@ -272,6 +276,16 @@ pub(crate) fn default_validity(now: SystemTime) -> (SystemTime, SystemTime) {
     let not_before = SystemTime::UNIX_EPOCH + Duration::from_secs(secs - secs % 60);
     let not_after = not_before + Duration::from_secs(VALIDITY_DAYS * 24 * 60 * 60);
     (not_before, not_after)
+}
+
+/// `t` as a certificate time; X.509 can express the years 0 to 9999.
+fn x509_time(t: SystemTime, what: &str) -> Result<OffsetDateTime, CertError> {
+    super::offset_time(t)
+        .filter(|dt| (0..=9999).contains(&dt.year()))
+        .ok_or_else(|| CertError::Sign {
+            what: what.to_owned(),
+            source: "validity date outside what X.509 can express".into(),
+        })
 }
 
 fn subject(org: &str) -> DistinguishedName {
@@ -438,11 +452,13 @@ pub(crate) struct CertInfo {
     pub(crate) public_key: Vec<u8>,
     /// IP addresses and DNS names of the subject alternative names, in order.
     pub(crate) names: Vec<String>,
+    /// The subject key identifier, if the certificate has one.
+    pub(crate) key_id: Option<Vec<u8>>,
 }
 
 impl CertInfo {
     pub(crate) fn parse(der: &CertificateDer<'_>, what: &str) -> Result<Self, CertError> {
-        use x509_parser::extensions::GeneralName;
+        use x509_parser::extensions::{GeneralName, ParsedExtension};
         let invalid = |source: BoxError| CertError::InvalidCertificate {
             what: what.to_owned(),
             source,
@@ -466,7 +482,14 @@ impl CertInfo {
                 }
             }
         }
+        let key_id = cert
+            .iter_extensions()
+            .find_map(|ext| match ext.parsed_extension() {
+                ParsedExtension::SubjectKeyIdentifier(id) => Some(id.0.to_vec()),
+                _ => None,
+            });
         Ok(CertInfo {
+            key_id,
             not_before: system_time(cert.validity().not_before.timestamp()),
             not_after: system_time(cert.validity().not_after.timestamp()),
             is_ca: cert.is_ca(),

@@ -305,7 +305,9 @@ fn covered_suffix(covered: &[String]) -> String {
 
 /// `YYYY-MM-DD HH:MM:SS UTC`, for messages.
 pub(crate) fn fmt_time(t: SystemTime) -> String {
-    let dt = time::OffsetDateTime::from(t);
+    let Some(dt) = offset_time(t) else {
+        return format!("{t:?}");
+    };
     format!(
         "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
         dt.year(),
@@ -315,6 +317,15 @@ pub(crate) fn fmt_time(t: SystemTime) -> String {
         dt.minute(),
         dt.second()
     )
+}
+
+/// `t` as a UTC date, if `time` can represent it.
+pub(crate) fn offset_time(t: SystemTime) -> Option<time::OffsetDateTime> {
+    let secs = match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).ok()?,
+        Err(e) => i64::try_from(e.duration().as_secs()).ok()?.checked_neg()?,
+    };
+    time::OffsetDateTime::from_unix_timestamp(secs).ok()
 }
 
 /// PEM text of one certificate and its private key.
