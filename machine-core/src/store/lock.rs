@@ -32,7 +32,7 @@ impl Lock {
         loop {
             match file.lock() {
                 Ok(()) => return Ok(Lock { file, path }),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(source) => return Err(StoreError::Io { path, source }),
             }
         }
@@ -45,7 +45,7 @@ impl Lock {
             match file.try_lock() {
                 Ok(()) => return Ok(Some(Lock { file, path })),
                 Err(TryLockError::WouldBlock) => return Ok(None),
-                Err(TryLockError::Error(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(TryLockError::Error(e)) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(TryLockError::Error(source)) => return Err(StoreError::Io { path, source }),
             }
         }

@@ -10,8 +10,10 @@
 //!   built with TLS verification on and the default install URL, `SwarmOptions`
 //!   from the flat `SwarmDiscovery`, `SwarmHost` and `SwarmMaster` fields, and
 //!   `AuthOptions` (in its version-1 form) from the flat certificate paths. A path
-//!   or swarm field missing at the top level is taken from the driver object,
-//!   where the earliest releases kept some of them.
+//!   or swarm field missing at the top level is taken from an early
+//!   `HostOptions` object if the file has one, else from the driver object,
+//!   where the earliest releases kept some of them (the original leaves such
+//!   fields empty).
 //! - **1 → 2**: `AuthOptions.PrivateKeyPath` becomes `CaPrivateKeyPath`;
 //!   `CertDir` (`<store>/certs`) and `StorePath` (`<store>`) are added, `<store>`
 //!   being two directories above the machine directory recorded in the
@@ -52,8 +54,13 @@ const V1_AUTH_KEPT: [&str; 8] = [
 ];
 
 /// Driver base fields that precede `StorePath`, in their written order.
-const FIELDS_BEFORE_STORE_PATH: [&str; 5] =
-    ["IPAddress", "MachineName", "SSHUser", "SSHPort", "SSHKeyPath"];
+const FIELDS_BEFORE_STORE_PATH: [&str; 5] = [
+    "IPAddress",
+    "MachineName",
+    "SSHUser",
+    "SSHPort",
+    "SSHKeyPath",
+];
 
 /// The `ConfigVersion` of a parsed document; a missing or `null` version is 0.
 pub(crate) fn config_version(doc: &Object) -> Result<u32, serde_json::Error> {
@@ -88,27 +95,49 @@ fn v0_to_v1(mut doc: Object) -> Result<Object, serde_json::Error> {
     let driver = take_object(&mut doc, "Driver")?;
     let driver_name = take_string(&mut doc, "DriverName")?;
     doc.shift_remove("ConfigVersion");
-    // Version 0 had no meaningful HostOptions; the original rebuilds them.
-    doc.shift_remove("HostOptions");
-    let store_path = take_string(&mut doc, "StorePath")?;
+    // Some version-0 files carry an early HostOptions object. The original
+    // replaces it; here it only fills in values the flat fields lack.
+    let old_options = take_object(&mut doc, "HostOptions")?;
+    let old_auth = get_object(&old_options, "AuthOptions");
+    let old_swarm = get_object(&old_options, "SwarmOptions");
 
+    let store_path = first_string([
+        doc.shift_remove("StorePath").as_ref(),
+        old_auth.get("StorePath"),
+    ])?;
     let mut auth = Object::new();
     auth.insert("StorePath".into(), Value::from(store_path.clone()));
     for key in V0_AUTH_PATHS {
-        let v = take_v0_string(&mut doc, &driver, key)?;
+        let top = doc.shift_remove(key);
+        let v = first_string([top.as_ref(), old_auth.get(key), driver.get(key)])?;
         auth.insert(key.into(), Value::from(v));
     }
     auth.insert("CaCertRemotePath".into(), Value::from(""));
     auth.insert("ServerCertRemotePath".into(), Value::from(""));
     auth.insert("ServerKeyRemotePath".into(), Value::from(""));
 
+    let discovery = doc.shift_remove("SwarmDiscovery");
+    let host = doc.shift_remove("SwarmHost");
+    let master = doc.shift_remove("SwarmMaster");
     let swarm = SwarmOptions {
         is_swarm: false,
         address: String::new(),
-        discovery: take_v0_string(&mut doc, &driver, "SwarmDiscovery")?,
+        discovery: first_string([
+            discovery.as_ref(),
+            old_swarm.get("Discovery"),
+            driver.get("SwarmDiscovery"),
+        ])?,
         agent: false,
-        master: take_v0_bool(&mut doc, &driver, "SwarmMaster")?,
-        host: take_v0_string(&mut doc, &driver, "SwarmHost")?,
+        master: first_bool([
+            master.as_ref(),
+            old_swarm.get("Master"),
+            driver.get("SwarmMaster"),
+        ])?,
+        host: first_string([
+            host.as_ref(),
+            old_swarm.get("Host"),
+            driver.get("SwarmHost"),
+        ])?,
         image: String::new(),
         strategy: String::new(),
         heartbeat: 0,
@@ -173,7 +202,12 @@ fn v1_to_v2(mut doc: Object, root: &str) -> Result<Object, serde_json::Error> {
     let mut auth = Object::new();
     auth.insert(
         "CertDir".into(),
-        Value::from(Path::new(&global).join("certs").to_string_lossy().into_owned()),
+        Value::from(
+            Path::new(&global)
+                .join("certs")
+                .to_string_lossy()
+                .into_owned(),
+        ),
     );
     auth.insert("CaPrivateKeyPath".into(), Value::from(ca_key));
     for k in V1_AUTH_KEPT {
@@ -273,26 +307,35 @@ fn get_string(doc: &Object, key: &str) -> Result<String, serde_json::Error> {
     }
 }
 
-/// A flat version-0 string field; the driver object's value if the top level
-/// has none.
-fn take_v0_string(doc: &mut Object, driver: &Object, key: &str) -> Result<String, serde_json::Error> {
-    let top = take_string(doc, key)?;
-    if top.is_empty() {
-        get_string(driver, key)
-    } else {
-        Ok(top)
+/// The object under `key`, or an empty one if it is missing or not an object.
+fn get_object(doc: &Object, key: &str) -> Object {
+    match doc.get(key) {
+        Some(Value::Object(m)) => m.clone(),
+        _ => Object::new(),
     }
 }
 
-/// A flat version-0 boolean field; the driver object's value if the top level
-/// does not have the field.
-fn take_v0_bool(doc: &mut Object, driver: &Object, key: &str) -> Result<bool, serde_json::Error> {
-    match doc.shift_remove(key) {
-        Some(Value::Null) | None => match driver.get(key) {
-            None | Some(Value::Null) => Ok(false),
-            Some(v) => bool::deserialize(v),
-        },
-        Some(v) => serde_json::from_value(v),
+/// The first non-empty string among `sources` (missing and `null` skipped);
+/// empty if there is none. A present value that is not a string is an error.
+fn first_string<const N: usize>(sources: [Option<&Value>; N]) -> Result<String, serde_json::Error> {
+    for v in sources.into_iter().flatten() {
+        if v.is_null() {
+            continue;
+        }
+        let s = String::deserialize(v)?;
+        if !s.is_empty() {
+            return Ok(s);
+        }
+    }
+    Ok(String::new())
+}
+
+/// The first boolean present among `sources` (missing and `null` skipped);
+/// `false` if there is none.
+fn first_bool<const N: usize>(sources: [Option<&Value>; N]) -> Result<bool, serde_json::Error> {
+    match sources.into_iter().flatten().find(|v| !v.is_null()) {
+        Some(v) => bool::deserialize(v),
+        None => Ok(false),
     }
 }
 
@@ -311,8 +354,14 @@ mod tests {
     #[test]
     fn version_missing_is_zero_and_bad_version_is_an_error() {
         assert_eq!(config_version(&obj(json!({}))).ok(), Some(0));
-        assert_eq!(config_version(&obj(json!({"ConfigVersion": null}))).ok(), Some(0));
-        assert_eq!(config_version(&obj(json!({"ConfigVersion": 2}))).ok(), Some(2));
+        assert_eq!(
+            config_version(&obj(json!({"ConfigVersion": null}))).ok(),
+            Some(0)
+        );
+        assert_eq!(
+            config_version(&obj(json!({"ConfigVersion": 2}))).ok(),
+            Some(2)
+        );
         assert!(config_version(&obj(json!({"ConfigVersion": -1}))).is_err());
         assert!(config_version(&obj(json!({"ConfigVersion": "3"}))).is_err());
     }
@@ -322,7 +371,10 @@ mod tests {
         let mut d = obj(json!({"IPAddress": "", "MachineName": "m", "SSHPort": 22, "CPU": 1}));
         set_driver_store_path(&mut d, Value::from("/s"));
         let keys: Vec<&str> = d.keys().map(String::as_str).collect();
-        assert_eq!(keys, ["IPAddress", "MachineName", "SSHPort", "StorePath", "CPU"]);
+        assert_eq!(
+            keys,
+            ["IPAddress", "MachineName", "SSHPort", "StorePath", "CPU"]
+        );
 
         let mut d = obj(json!({"CPU": 1, "StorePath": "old", "X": 2}));
         set_driver_store_path(&mut d, Value::from("/s"));
@@ -337,7 +389,10 @@ mod tests {
 
     #[test]
     fn store_root_is_two_levels_up() {
-        assert_eq!(store_root_of("/h/.docker/machine/machines/a").as_deref(), Some("/h/.docker/machine"));
+        assert_eq!(
+            store_root_of("/h/.docker/machine/machines/a").as_deref(),
+            Some("/h/.docker/machine")
+        );
         assert_eq!(store_root_of(""), None);
         assert_eq!(store_root_of("a"), None);
         assert_eq!(store_root_of("/a"), None);
@@ -387,7 +442,8 @@ mod tests {
     fn wrong_types_are_errors_not_panics() {
         let doc = obj(json!({"Driver": "not an object"}));
         assert!(migrate(doc, 0, Path::new("/s")).is_err());
-        let doc = obj(json!({"ConfigVersion": 1, "HostOptions": {"AuthOptions": {"PrivateKeyPath": 5}}}));
+        let doc =
+            obj(json!({"ConfigVersion": 1, "HostOptions": {"AuthOptions": {"PrivateKeyPath": 5}}}));
         assert!(migrate(doc, 1, Path::new("/s")).is_err());
     }
 }

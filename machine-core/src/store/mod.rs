@@ -202,8 +202,9 @@ impl FileStore {
 
     /// The names of the machines: the directories under `machines/` whose names
     /// do not start with `.`, sorted case-insensitively. A missing `machines/`
-    /// directory means an empty store. Names are listed as found, even ones
-    /// that [`Self::validate_name`] rejects (loading those fails).
+    /// directory means an empty store. Symbolic links are not followed (as in
+    /// the original). Names are listed as found, even ones that
+    /// [`Self::validate_name`] rejects, so that loading them reports the problem.
     pub fn names(&self) -> Result<Vec<String>, StoreError> {
         let dir = self.machines_dir();
         let entries = match fs::read_dir(&dir) {
@@ -274,8 +275,7 @@ impl FileStore {
         } else {
             doc
         };
-        let mut config: HostConfig =
-            serde_json::from_value(Value::Object(doc)).map_err(corrupt)?;
+        let mut config: HostConfig = serde_json::from_value(Value::Object(doc)).map_err(corrupt)?;
         config.name = name.to_string();
         if migrated {
             if let Err(e) = self.persist_migration(&path, &bytes, &config) {
@@ -472,10 +472,21 @@ mod tests {
 
     #[test]
     fn name_validation() {
-        for ok in ["a", "A", "0", "dev", "my-host.example.com", "a-", "x.y-z.9", "A.-"] {
+        for ok in [
+            "a",
+            "A",
+            "0",
+            "dev",
+            "my-host.example.com",
+            "a-",
+            "x.y-z.9",
+            "A.-",
+        ] {
             assert!(FileStore::validate_name(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "-a", ".a", "a b", "a/b", "..", "a_b", "é", "a\n", "../x", "a:b"] {
+        for bad in [
+            "", "-a", ".a", "a b", "a/b", "..", "a_b", "é", "a\n", "../x", "a:b",
+        ] {
             match FileStore::validate_name(bad) {
                 Err(StoreError::InvalidName { name }) => assert_eq!(name, bad),
                 other => panic!("{bad:?}: {other:?}"),
@@ -511,7 +522,10 @@ mod tests {
 
         store.remove("m1").expect("remove");
         assert!(!store.exists("m1"));
-        assert!(matches!(store.remove("m1"), Err(StoreError::NotFound { .. })));
+        assert!(matches!(
+            store.remove("m1"),
+            Err(StoreError::NotFound { .. })
+        ));
         assert!(matches!(store.load("m1"), Err(StoreError::NotFound { .. })));
     }
 
@@ -520,11 +534,26 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let store = FileStore::new(tmp.path());
         let c = HostConfig::new("../evil", "none", store.root());
-        assert!(matches!(store.create(&c), Err(StoreError::InvalidName { .. })));
-        assert!(matches!(store.save(&c), Err(StoreError::InvalidName { .. })));
-        assert!(matches!(store.load("../evil"), Err(StoreError::InvalidName { .. })));
-        assert!(matches!(store.remove("../evil"), Err(StoreError::InvalidName { .. })));
-        assert!(matches!(store.lock_machine("a/b"), Err(StoreError::InvalidName { .. })));
+        assert!(matches!(
+            store.create(&c),
+            Err(StoreError::InvalidName { .. })
+        ));
+        assert!(matches!(
+            store.save(&c),
+            Err(StoreError::InvalidName { .. })
+        ));
+        assert!(matches!(
+            store.load("../evil"),
+            Err(StoreError::InvalidName { .. })
+        ));
+        assert!(matches!(
+            store.remove("../evil"),
+            Err(StoreError::InvalidName { .. })
+        ));
+        assert!(matches!(
+            store.lock_machine("a/b"),
+            Err(StoreError::InvalidName { .. })
+        ));
         assert!(!store.exists("../evil"));
         assert!(!tmp.path().join("evil").exists());
     }
