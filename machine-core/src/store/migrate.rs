@@ -20,8 +20,11 @@
 //!   top-level `StorePath`; `Name` is taken from the driver's `MachineName`.
 //! - **2 → 3**: the driver object's `StorePath` is set to `<store>`.
 //!
-//! Where the original would derive `<store>` from an empty path (and end up
-//! with `.`), the directory the file is being loaded from is used instead.
+//! The version-0 `StorePath` is carried into version 1, so `<store>` is
+//! derived from it; the original drops it at that step and ends up with `.`.
+//! Where a file records no machine directory at all, the directory the file
+//! is being loaded from is used. The store sets `Name` to the machine's
+//! directory name after migrating, as the original does.
 
 use crate::config::{EngineOptions, SwarmOptions, CONFIG_VERSION, DEFAULT_INSTALL_URL};
 use serde::Deserialize;
