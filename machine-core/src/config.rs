@@ -385,6 +385,20 @@ impl serde_json::ser::Formatter for GoFormatter {
         w.write_all(&fragment.as_bytes()[start..])
     }
 
+    fn write_char_escape<W: ?Sized + io::Write>(
+        &mut self,
+        w: &mut W,
+        escape: serde_json::ser::CharEscape,
+    ) -> io::Result<()> {
+        use serde_json::ser::CharEscape;
+        match escape {
+            // Go writes these two as \u escapes, not as \b and \f.
+            CharEscape::Backspace => w.write_all(b"\\u0008"),
+            CharEscape::FormFeed => w.write_all(b"\\u000c"),
+            other => self.inner.write_char_escape(w, other),
+        }
+    }
+
     fn begin_array<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
         self.inner.begin_array(w)
     }
@@ -423,11 +437,11 @@ mod tests {
 
     #[test]
     fn go_escaping_and_indent() {
-        let v = serde_json::json!({"a": "<b>&", "l": [], "n": null, "o": {}});
+        let v = serde_json::json!({"a": "<b>&\u{8}\u{c}\n", "l": [], "n": null, "o": {}});
         let s = String::from_utf8(to_go_json(&v).expect("json")).expect("utf8");
         assert_eq!(
             s,
-            "{\n    \"a\": \"\\u003cb\\u003e\\u0026\",\n    \"l\": [],\n    \"n\": null,\n    \"o\": {}\n}"
+            "{\n    \"a\": \"\\u003cb\\u003e\\u0026\\u0008\\u000c\\n\",\n    \"l\": [],\n    \"n\": null,\n    \"o\": {}\n}"
         );
     }
 

@@ -374,7 +374,7 @@ impl Store {
         progress("Creating CA and client certificates");
         self.bootstrap_certs(opts.key_algorithm)?;
         let ctx = self.context(name);
-        let mut driver = factory.new_driver(&ctx, &resolved).map_err(drv_err)?;
+        let driver = factory.new_driver(&ctx, &resolved).map_err(drv_err)?;
         progress("Running pre-create checks");
         driver.pre_create_check().await.map_err(drv_err)?;
 
