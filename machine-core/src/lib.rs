@@ -11,7 +11,7 @@
 //! - [`config`]: the `config.json` data model (version 3) and its migrations.
 //! - [`store`]: the file store with atomic writes and locks.
 //! - [`cert`]: CA, client and server certificates, local verification, TLS configs.
-//! - [`env`]: rendering of the `DOCKER_*` environment for every supported shell.
+//! - [`env`](mod@env): rendering of the `DOCKER_*` environment for every supported shell.
 //! - [`driver`]: the small `Driver` trait, declared create options and the registry.
 //! - [`provision`]: OS detection and the provisioning steps for each distribution.
 //! - [`ssh`]: the command runner trait the provisioning steps execute through.
