@@ -36,9 +36,13 @@
 //!   single quotes (with `\\` and `\'`), control characters as `\n`, `\t`,
 //!   `\r` or `\xHH` between the quoted parts, so the output has one line
 //!   per variable.
-//! - tcsh: a value with `"`, `$`, `` ` ``, `\`, `!` or a line feed is written
-//!   in single quotes, `'` as `\'` and `!` as `\!` outside them, a line feed
-//!   as `\` + line feed inside them.
+//! - tcsh: a value with `"`, `$`, `` ` ``, `\`, `!`, a line feed, `{` or `}`
+//!   is written in single quotes, `'` as `\'` and `!` as `\!` outside them,
+//!   a line feed as `\` + line feed inside them. The same form is used for
+//!   a value with a blank and one of `*`, `?`, `[`, `~`. In this form `{`,
+//!   `}`, `*`, `?`, `[` and `~` are written as a command substitution such
+//!   as ``"`printf '\173'`"``, because ``eval `...` `` brace-expands and
+//!   globs the words it reads before any quoting applies.
 //! - PowerShell: a value with `"`, `$`, `` ` ``, a typographic double quote
 //!   or a line break is written in single quotes (doubling `'` and the
 //!   typographic single quotes); line breaks become `"`n"` / `"`r"` joined
@@ -47,9 +51,9 @@
 //!   unchanged, so this is the original form).
 //! - nushell: double quotes with `\\`, `\"`, `\n`, `\r`, `\t` and `\u{..}`
 //!   escapes.
-//! - cmd: there is no quoting; values are written verbatim (inside
-//!   `FOR /f ... DO @%i` the expanded line is not parsed again for `&`, `|`,
-//!   `%`). A value with a line break cannot be carried and is refused.
+//! - cmd: values are written verbatim, as docker-machine did; cmd.exe has
+//!   no quoting that makes every character literal. A value with a line
+//!   break would start a new command under `FOR /f` and is refused.
 //!
 //! A NUL character cannot live in an environment variable and is refused
 //! for every shell, as are variable names that are not
@@ -58,8 +62,13 @@
 //! Two limits come from the hint forms themselves, not from the quoting: an
 //! unquoted `eval $(CMD)` (bash) word-splits the output, so runs of
 //! whitespace and line feeds inside a value collapse to one space (use
-//! `eval "$(CMD)"` to keep them); tcsh's ``eval `CMD` `` does the same with
-//! line feeds (use `source` on the saved output to keep them).
+//! `eval "$(CMD)"` to keep them); tcsh's ``eval `CMD` `` does the same (use
+//! `source` on the saved output to keep them). The unquoted bash form also
+//! globs the words it reads, so a blank-separated part of a value holding
+//! `*`, `?` or `[` may match file names; the quoted form does not (tcsh is
+//! protected by the printf form above). In the tcsh hint line the
+//! backquoted command is itself run when the output is evaluated, as with
+//! docker-machine.
 
 use std::fmt;
 use std::str::FromStr;
@@ -141,7 +150,9 @@ pub enum Shell {
     /// ```
     ///
     /// (the second form for unset output). Values are nushell string
-    /// literals, which `from nuon` decodes exactly.
+    /// literals, which `from nuon` decodes exactly. The set form of the hint
+    /// applies only the `$env.` lines; variables in [`MachineEnv::clear`]
+    /// are removed when the output is `source`d.
     Nushell,
 }
 
@@ -270,7 +281,8 @@ impl MachineEnv {
         } else {
             env.clear.push(DOCKER_CERT_PATH.into());
         }
-        env.vars.push((DOCKER_MACHINE_NAME.into(), machine_name.into()));
+        env.vars
+            .push((DOCKER_MACHINE_NAME.into(), machine_name.into()));
         env
     }
 
@@ -283,7 +295,8 @@ impl MachineEnv {
             .iter()
             .position(|(name, _)| name == NO_PROXY_LOWER || name == NO_PROXY_UPPER)
             .unwrap_or(self.vars.len());
-        self.vars.insert(at, (COMPOSE_CONVERT_WINDOWS_PATHS.into(), "true".into()));
+        self.vars
+            .insert(at, (COMPOSE_CONVERT_WINDOWS_PATHS.into(), "true".into()));
         self
     }
 
@@ -324,10 +337,15 @@ impl MachineEnv {
     /// name in this case (`unset NO_PROXYlocalhost`), which no shell reads
     /// as intended; only the name is written here.
     pub fn unset(no_proxy: bool, no_proxy_lower_set: bool) -> Self {
-        let mut clear: Vec<String> = [DOCKER_TLS_VERIFY, DOCKER_HOST, DOCKER_CERT_PATH, DOCKER_MACHINE_NAME]
-            .iter()
-            .map(|name| (*name).to_string())
-            .collect();
+        let mut clear: Vec<String> = [
+            DOCKER_TLS_VERIFY,
+            DOCKER_HOST,
+            DOCKER_CERT_PATH,
+            DOCKER_MACHINE_NAME,
+        ]
+        .iter()
+        .map(|name| (*name).to_string())
+        .collect();
         if no_proxy {
             clear.push(no_proxy_var(no_proxy_lower_set).to_string());
         }
@@ -401,14 +419,22 @@ where
 /// the hint stays on its comment lines). See the module documentation for
 /// the formats and the quoting rule. Fails when a name is not a portable
 /// identifier or a value cannot be carried by the shell.
-pub fn render(env: &MachineEnv, shell: Shell, hint_command: Option<&str>) -> Result<String, EnvError> {
+pub fn render(
+    env: &MachineEnv,
+    shell: Shell,
+    hint_command: Option<&str>,
+) -> Result<String, EnvError> {
     let unset_only = env.vars.is_empty();
     render_parts(&env.clear, &env.vars, shell, hint_command, unset_only)
 }
 
 /// Render the removal of `names` for `shell`, followed by the usage hint
 /// when `hint_command` is given (see [`render`]).
-pub fn render_unset(names: &[String], shell: Shell, hint_command: Option<&str>) -> Result<String, EnvError> {
+pub fn render_unset(
+    names: &[String],
+    shell: Shell,
+    hint_command: Option<&str>,
+) -> Result<String, EnvError> {
     render_parts(names, &[], shell, hint_command, true)
 }
 
@@ -470,7 +496,8 @@ fn render_json(clear: &[String], vars: &[(String, String)]) -> Result<String, En
     }
     // Serialising a map of strings cannot fail; fall back to an empty object
     // rather than panic.
-    let mut text = serde_json::to_string_pretty(&serde_json::Value::Object(map)).unwrap_or_else(|_| "{}".into());
+    let mut text = serde_json::to_string_pretty(&serde_json::Value::Object(map))
+        .unwrap_or_else(|_| "{}".into());
     text.push('\n');
     Ok(text)
 }
@@ -482,7 +509,9 @@ fn check_name(name: &str) -> Result<(), EnvError> {
     if valid {
         Ok(())
     } else {
-        Err(EnvError::InvalidName { name: name.to_string() })
+        Err(EnvError::InvalidName {
+            name: name.to_string(),
+        })
     }
 }
 
@@ -609,32 +638,54 @@ fn quote_fish(value: &str) -> String {
     out
 }
 
+/// Characters ``eval `...` `` expands in the words it reads before any
+/// quoting applies: braces always, the glob characters in any word that
+/// does not start with a quote (a word starts after each blank).
+const TCSH_EXPANDED: [char; 6] = ['{', '}', '*', '?', '[', '~'];
+
+/// A double-quoted command substitution that prints `c`; its output is not
+/// expanded again.
+fn tcsh_printf(c: char) -> Option<&'static str> {
+    Some(match c {
+        '{' => "\"`printf '\\173'`\"",
+        '}' => "\"`printf '\\175'`\"",
+        '*' => "\"`printf '\\052'`\"",
+        '?' => "\"`printf '\\077'`\"",
+        '[' => "\"`printf '\\133'`\"",
+        '~' => "\"`printf '\\176'`\"",
+        _ => return None,
+    })
+}
+
 fn quote_tcsh(value: &str) -> String {
-    if !value.contains(['"', '$', '`', '\\', '!', '\n']) {
+    let interpreted = value.contains(['"', '$', '`', '\\', '!', '\n', '{', '}']);
+    let globbed = value.contains([' ', '\t']) && value.contains(TCSH_EXPANDED);
+    if !interpreted && !globbed {
         return double_quoted(value);
     }
     let mut out = String::with_capacity(value.len() + 8);
     let mut open = false;
     for c in value.chars() {
-        match c {
-            '\'' | '!' => {
-                if open {
-                    out.push('\'');
-                    open = false;
-                }
+        let outside: Option<&str> = match c {
+            '\'' => Some("\\'"),
+            '!' => Some("\\!"),
+            _ => tcsh_printf(c),
+        };
+        if let Some(text) = outside {
+            if open {
+                out.push('\'');
+                open = false;
+            }
+            out.push_str(text);
+        } else {
+            if !open {
+                out.push('\'');
+                open = true;
+            }
+            if c == '\n' {
                 out.push('\\');
-                out.push(c);
             }
-            _ => {
-                if !open {
-                    out.push('\'');
-                    open = true;
-                }
-                if c == '\n' {
-                    out.push('\\');
-                }
-                out.push(c);
-            }
+            out.push(c);
         }
     }
     if open {
@@ -715,7 +766,12 @@ mod tests {
     use super::*;
 
     fn sample() -> MachineEnv {
-        MachineEnv::new("dev", "tcp://192.168.99.100:2376", "/home/u/.docker/machine/machines/dev", true)
+        MachineEnv::new(
+            "dev",
+            "tcp://192.168.99.100:2376",
+            "/home/u/.docker/machine/machines/dev",
+            true,
+        )
     }
 
     #[test]
@@ -741,7 +797,9 @@ mod tests {
         }
         assert_eq!(
             "xonsh".parse::<Shell>(),
-            Err(EnvError::UnknownShell { name: "xonsh".into() })
+            Err(EnvError::UnknownShell {
+                name: "xonsh".into()
+            })
         );
         for shell in Shell::ALL {
             assert_eq!(shell.as_str().parse::<Shell>(), Ok(shell));
@@ -751,8 +809,14 @@ mod tests {
 
     #[test]
     fn detect_prefers_flag_then_shell_basename() {
-        assert_eq!(Shell::detect(Some("fish"), Some("/bin/zsh")), Ok(Shell::Fish));
-        assert_eq!(Shell::detect(Some(""), Some("/usr/bin/fish")), Ok(Shell::Fish));
+        assert_eq!(
+            Shell::detect(Some("fish"), Some("/bin/zsh")),
+            Ok(Shell::Fish)
+        );
+        assert_eq!(
+            Shell::detect(Some(""), Some("/usr/bin/fish")),
+            Ok(Shell::Fish)
+        );
         assert_eq!(Shell::detect(None, Some("/bin/tcsh")), Ok(Shell::Tcsh));
         assert_eq!(Shell::detect(None, Some("-zsh")), Ok(Shell::Bash));
         assert_eq!(
@@ -773,7 +837,15 @@ mod tests {
     fn new_lists_variables_in_order() {
         let env = sample();
         let names: Vec<&str> = env.vars.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(names, [DOCKER_TLS_VERIFY, DOCKER_HOST, DOCKER_CERT_PATH, DOCKER_MACHINE_NAME]);
+        assert_eq!(
+            names,
+            [
+                DOCKER_TLS_VERIFY,
+                DOCKER_HOST,
+                DOCKER_CERT_PATH,
+                DOCKER_MACHINE_NAME
+            ]
+        );
         assert_eq!(env.vars[0].1, "1");
         assert!(env.clear.is_empty());
     }
@@ -788,7 +860,10 @@ mod tests {
                 (DOCKER_MACHINE_NAME.to_string(), "plain".to_string()),
             ]
         );
-        assert_eq!(env.clear, vec![DOCKER_TLS_VERIFY.to_string(), DOCKER_CERT_PATH.to_string()]);
+        assert_eq!(
+            env.clear,
+            vec![DOCKER_TLS_VERIFY.to_string(), DOCKER_CERT_PATH.to_string()]
+        );
         let out = render(&env, Shell::Bash, None).expect("render");
         assert_eq!(
             out,
@@ -799,24 +874,42 @@ mod tests {
     #[test]
     fn no_proxy_prefers_lower_case_variable() {
         let env = sample().with_no_proxy("1.2.3.4", Some("192.168.59.1"), Some("other"));
-        assert_eq!(env.vars.last(), Some(&("no_proxy".to_string(), "192.168.59.1,1.2.3.4".to_string())));
+        assert_eq!(
+            env.vars.last(),
+            Some(&("no_proxy".to_string(), "192.168.59.1,1.2.3.4".to_string()))
+        );
     }
 
     #[test]
     fn no_proxy_falls_back_to_upper_case_variable() {
         let env = sample().with_no_proxy("1.2.3.4", Some(""), Some("localhost"));
-        assert_eq!(env.vars.last(), Some(&("NO_PROXY".to_string(), "localhost,1.2.3.4".to_string())));
+        assert_eq!(
+            env.vars.last(),
+            Some(&("NO_PROXY".to_string(), "localhost,1.2.3.4".to_string()))
+        );
         let env = sample().with_no_proxy("1.2.3.4", None, None);
-        assert_eq!(env.vars.last(), Some(&("NO_PROXY".to_string(), "1.2.3.4".to_string())));
+        assert_eq!(
+            env.vars.last(),
+            Some(&("NO_PROXY".to_string(), "1.2.3.4".to_string()))
+        );
         let env = sample().with_no_proxy("1.2.3.4", None, Some(""));
-        assert_eq!(env.vars.last(), Some(&("NO_PROXY".to_string(), "1.2.3.4".to_string())));
+        assert_eq!(
+            env.vars.last(),
+            Some(&("NO_PROXY".to_string(), "1.2.3.4".to_string()))
+        );
     }
 
     #[test]
     fn no_proxy_does_not_duplicate_the_ip() {
         assert_eq!(merge_no_proxy("1.2.3.4", "1.2.3.4"), "1.2.3.4");
-        assert_eq!(merge_no_proxy("localhost,1.2.3.4", "1.2.3.4"), "localhost,1.2.3.4");
-        assert_eq!(merge_no_proxy("localhost, 1.2.3.4 ,x", "1.2.3.4"), "localhost, 1.2.3.4 ,x");
+        assert_eq!(
+            merge_no_proxy("localhost,1.2.3.4", "1.2.3.4"),
+            "localhost,1.2.3.4"
+        );
+        assert_eq!(
+            merge_no_proxy("localhost, 1.2.3.4 ,x", "1.2.3.4"),
+            "localhost, 1.2.3.4 ,x"
+        );
         assert_eq!(merge_no_proxy("11.2.3.45", "1.2.3.4"), "11.2.3.45,1.2.3.4");
         assert_eq!(merge_no_proxy("", "1.2.3.4"), "1.2.3.4");
         assert_eq!(merge_no_proxy("localhost", ""), "localhost");
@@ -830,21 +923,43 @@ mod tests {
         let names: Vec<&str> = env.vars.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(
             names,
-            [DOCKER_TLS_VERIFY, DOCKER_HOST, DOCKER_CERT_PATH, DOCKER_MACHINE_NAME, COMPOSE_CONVERT_WINDOWS_PATHS, "NO_PROXY"]
+            [
+                DOCKER_TLS_VERIFY,
+                DOCKER_HOST,
+                DOCKER_CERT_PATH,
+                DOCKER_MACHINE_NAME,
+                COMPOSE_CONVERT_WINDOWS_PATHS,
+                "NO_PROXY"
+            ]
         );
     }
 
     #[test]
     fn unset_names_follow_the_no_proxy_rule() {
         assert_eq!(MachineEnv::unset(false, true).clear.len(), 4);
-        assert_eq!(MachineEnv::unset(true, true).clear.last().map(String::as_str), Some("no_proxy"));
-        assert_eq!(MachineEnv::unset(true, false).clear.last().map(String::as_str), Some("NO_PROXY"));
+        assert_eq!(
+            MachineEnv::unset(true, true)
+                .clear
+                .last()
+                .map(String::as_str),
+            Some("no_proxy")
+        );
+        assert_eq!(
+            MachineEnv::unset(true, false)
+                .clear
+                .last()
+                .map(String::as_str),
+            Some("NO_PROXY")
+        );
         assert!(MachineEnv::unset(true, false).vars.is_empty());
     }
 
     #[test]
     fn hint_command_line_quotes_program_with_space_or_backslash() {
-        assert_eq!(hint_command_line(["machine", "env", "default"]), "machine env default");
+        assert_eq!(
+            hint_command_line(["machine", "env", "default"]),
+            "machine env default"
+        );
         assert_eq!(
             hint_command_line([r"C:\\Program Files\docker-machine.exe", "env", "default"]),
             r#""C:\\Program Files\docker-machine.exe" env default"#
@@ -873,15 +988,26 @@ mod tests {
             ),
         ];
         for (shell, expected) in cases {
-            assert_eq!(render(&env, shell, Some("machine env default")).as_deref(), Ok(expected), "{shell}");
+            assert_eq!(
+                render(&env, shell, Some("machine env default")).as_deref(),
+                Ok(expected),
+                "{shell}"
+            );
         }
-        assert_eq!(render(&env, Shell::Json, Some("machine env default")).as_deref(), Ok("{}\n"));
+        assert_eq!(
+            render(&env, Shell::Json, Some("machine env default")).as_deref(),
+            Ok("{}\n")
+        );
     }
 
     #[test]
     fn hint_control_characters_become_spaces() {
-        let out = render(&MachineEnv::default(), Shell::Bash, Some("m env\nrm -rf x")).expect("render");
-        assert_eq!(out, "# Run this command to configure your shell: \n# eval $(m env rm -rf x)\n");
+        let out =
+            render(&MachineEnv::default(), Shell::Bash, Some("m env\nrm -rf x")).expect("render");
+        assert_eq!(
+            out,
+            "# Run this command to configure your shell: \n# eval $(m env rm -rf x)\n"
+        );
     }
 
     #[test]
@@ -903,7 +1029,11 @@ mod tests {
             (Shell::Nushell, "$env.X = \"a b\"\n"),
         ] {
             let env = MachineEnv::default().with_var("X", "a b").expect("name");
-            assert_eq!(render(&env, shell, None).as_deref(), Ok(expected), "{shell}");
+            assert_eq!(
+                render(&env, shell, None).as_deref(),
+                Ok(expected),
+                "{shell}"
+            );
         }
     }
 
@@ -916,24 +1046,42 @@ mod tests {
             (Shell::Fish, "set -gx X 'it\\'s \"$HOME\" `id` \\\\ !';\n"),
             (Shell::Powershell, "$Env:X = 'it''s \"$HOME\" `id` \\ !'\n"),
             (Shell::Tcsh, "setenv X 'it'\\''s \"$HOME\" `id` \\ '\\!;\n"),
-            (Shell::Emacs, "(setenv \"X\" \"it's \\\"$HOME\\\" `id` \\\\ !\")\n"),
-            (Shell::Nushell, "$env.X = \"it's \\\"$HOME\\\" `id` \\\\ !\"\n"),
+            (
+                Shell::Emacs,
+                "(setenv \"X\" \"it's \\\"$HOME\\\" `id` \\\\ !\")\n",
+            ),
+            (
+                Shell::Nushell,
+                "$env.X = \"it's \\\"$HOME\\\" `id` \\\\ !\"\n",
+            ),
             (Shell::Cmd, "SET X=it's \"$HOME\" `id` \\ !\n"),
         ];
         for (shell, expected) in cases {
-            assert_eq!(render(&env, shell, None).as_deref(), Ok(expected), "{shell}");
+            assert_eq!(
+                render(&env, shell, None).as_deref(),
+                Ok(expected),
+                "{shell}"
+            );
         }
     }
 
     #[test]
     fn line_breaks_stay_on_one_line_where_the_hint_needs_it() {
-        let env = MachineEnv::default().with_var("X", "a\nb\rc\u{1}").expect("name");
-        assert_eq!(render(&env, Shell::Fish, None).as_deref(), Ok("set -gx X 'a'\\n'b'\\r'c'\\x01;\n"));
+        let env = MachineEnv::default()
+            .with_var("X", "a\nb\rc\u{1}")
+            .expect("name");
+        assert_eq!(
+            render(&env, Shell::Fish, None).as_deref(),
+            Ok("set -gx X 'a'\\n'b'\\r'c'\\x01;\n")
+        );
         assert_eq!(
             render(&env, Shell::Powershell, None).as_deref(),
             Ok("$Env:X = 'a' + \"`n\" + 'b' + \"`r\" + 'c\u{1}'\n")
         );
-        assert_eq!(render(&env, Shell::Nushell, None).as_deref(), Ok("$env.X = \"a\\nb\\rc\\u{1}\"\n"));
+        assert_eq!(
+            render(&env, Shell::Nushell, None).as_deref(),
+            Ok("$env.X = \"a\\nb\\rc\\u{1}\"\n")
+        );
         assert!(matches!(
             render(&env, Shell::Cmd, None),
             Err(EnvError::Unrepresentable { name, shell: Shell::Cmd, .. }) if name == "X"
@@ -941,8 +1089,24 @@ mod tests {
     }
 
     #[test]
+    fn tcsh_braces_come_from_printf() {
+        let env = MachineEnv::default().with_var("X", "a{b}").expect("name");
+        assert_eq!(
+            render(&env, Shell::Tcsh, None).as_deref(),
+            Ok("setenv X 'a'\"`printf '\\173'`\"'b'\"`printf '\\175'`\";\n")
+        );
+        // Other shells keep braces in the plain form.
+        assert_eq!(
+            render(&env, Shell::Bash, None).as_deref(),
+            Ok("export X=\"a{b}\"\n")
+        );
+    }
+
+    #[test]
     fn powershell_typographic_quotes_are_literal() {
-        let env = MachineEnv::default().with_var("X", "\u{201C}a\u{2019}").expect("name");
+        let env = MachineEnv::default()
+            .with_var("X", "\u{201C}a\u{2019}")
+            .expect("name");
         assert_eq!(
             render(&env, Shell::Powershell, None).as_deref(),
             Ok("$Env:X = '\u{201C}a\u{2019}\u{2019}'\n")
@@ -956,7 +1120,13 @@ mod tests {
             clear: vec![],
         };
         for shell in Shell::ALL {
-            assert!(matches!(render(&env, shell, None), Err(EnvError::Unrepresentable { .. })), "{shell}");
+            assert!(
+                matches!(
+                    render(&env, shell, None),
+                    Err(EnvError::Unrepresentable { .. })
+                ),
+                "{shell}"
+            );
         }
         for name in ["", "1X", "A-B", "A B", "X;rm", "$X", "é"] {
             assert_eq!(
@@ -967,7 +1137,10 @@ mod tests {
                 vars: vec![],
                 clear: vec![name.to_string()],
             };
-            assert!(matches!(render(&env, Shell::Bash, None), Err(EnvError::InvalidName { .. })));
+            assert!(matches!(
+                render(&env, Shell::Bash, None),
+                Err(EnvError::InvalidName { .. })
+            ));
         }
     }
 
@@ -997,6 +1170,9 @@ mod tests {
             shell: Shell::Cmd,
             reason: "r",
         };
-        assert_eq!(err.to_string(), "the value of X cannot be written for cmd: r");
+        assert_eq!(
+            err.to_string(),
+            "the value of X cannot be written for cmd: r"
+        );
     }
 }

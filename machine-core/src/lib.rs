@@ -11,11 +11,12 @@
 //! - [`config`]: the `config.json` data model (version 3) and its migrations.
 //! - [`store`]: the file store with atomic writes and locks.
 //! - [`cert`]: CA, client and server certificates, local verification, TLS configs.
-//! - [`env`]: rendering of the `DOCKER_*` environment for every supported shell.
+//! - [`env`](mod@env): rendering of the `DOCKER_*` environment for every supported shell.
 //! - [`engine`]: readiness and version checks against the Docker daemon over mutual TLS.
 //! - [`driver`]: the small `Driver` trait, declared create options and the registry.
 //! - [`provision`]: OS detection and the provisioning steps for each distribution.
-//! - [`ssh`]: the command runner trait the provisioning steps execute through.
+//! - [`ssh`]: the SSH client (pinned host keys, one connection per operation) and
+//!   the command runner trait the provisioning steps execute through.
 //! - [`host`]: a machine and its operations.
 
 pub mod cert;
