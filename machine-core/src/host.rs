@@ -112,6 +112,63 @@ pub enum HostError {
     },
 }
 
+impl HostError {
+    /// A stable, language-neutral code for this error (the bindings expose it as
+    /// the exception class in Python and the `code` property in Node).
+    pub fn code(&self) -> &'static str {
+        use crate::driver::DriverError as D;
+        match self {
+            HostError::Store(StoreError::NotFound { .. }) => "NotFound",
+            HostError::Store(StoreError::AlreadyExists { .. }) => "AlreadyExists",
+            HostError::Store(StoreError::InvalidName { .. }) => "InvalidName",
+            HostError::Store(_) => "Store",
+            HostError::Driver { source: D::NotSupported { .. }, .. } => "NotSupported",
+            HostError::Driver { source: D::UnknownDriver { .. }, .. } => "UnknownDriver",
+            HostError::Driver {
+                source: D::MissingOption { .. } | D::UnknownOption { .. } | D::InvalidOption { .. },
+                ..
+            } => "InvalidOption",
+            HostError::Driver { source: D::PreCreateCheck { .. }, .. } => "PreCreateCheck",
+            HostError::Driver { .. } => "Driver",
+            HostError::Cert { .. } => "Cert",
+            HostError::CertCheck { .. } => "CertCheck",
+            HostError::Ssh { source: SshError::HostKeyMismatch { .. }, .. } => "HostKeyMismatch",
+            HostError::Ssh { .. } | HostError::NoSsh { .. } => "Ssh",
+            HostError::Provision { .. } => "Provision",
+            HostError::Engine { .. } => "Engine",
+            HostError::NotRunning { .. } => "NotRunning",
+            HostError::Timeout { .. } => "Timeout",
+            HostError::InvalidOption { .. } => "InvalidOption",
+            HostError::Io { .. } => "Io",
+        }
+    }
+
+    /// The machine the error is about, when there is one.
+    pub fn machine(&self) -> Option<&str> {
+        let name = match self {
+            HostError::Store(
+                StoreError::NotFound { name }
+                | StoreError::AlreadyExists { name }
+                | StoreError::InvalidName { name }
+                | StoreError::Corrupt { name, .. }
+                | StoreError::FromTheFuture { name, .. },
+            ) => name,
+            HostError::Driver { name, .. }
+            | HostError::Cert { name, .. }
+            | HostError::CertCheck { name, .. }
+            | HostError::Ssh { name, .. }
+            | HostError::Provision { name, .. }
+            | HostError::Engine { name, .. }
+            | HostError::NoSsh { name, .. }
+            | HostError::NotRunning { name, .. }
+            | HostError::Timeout { name, .. }
+            | HostError::Io { name, .. } => name,
+            _ => return None,
+        };
+        Some(name.as_str()).filter(|n| !n.is_empty())
+    }
+}
+
 fn log_suffix(tail: &str) -> String {
     if tail.trim().is_empty() {
         String::new()
@@ -229,6 +286,22 @@ impl CreateOptions {
     }
 }
 
+/// How to render a machine's environment (`env` command).
+#[derive(Debug, Clone, Default)]
+pub struct EnvOptions {
+    /// Target shell.
+    pub shell: Option<crate::env::Shell>,
+    /// Print the lines that undo the settings instead.
+    pub unset: bool,
+    /// Add the machine's address to `no_proxy`/`NO_PROXY`.
+    pub no_proxy: bool,
+    /// Current `no_proxy` and `NO_PROXY` values (the caller reads its environment).
+    pub no_proxy_lower: Option<String>,
+    pub no_proxy_upper: Option<String>,
+    /// The command line to show in the usage hint; `None`: no hint lines.
+    pub hint_command: Option<String>,
+}
+
 /// Timeouts and SSH settings of a [`Store`].
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -282,6 +355,16 @@ impl Store {
             settings: Settings::default(),
         }
     }
+    /// The store at `path`, or at `MACHINE_STORAGE_PATH`, or at `~/.docker/machine`.
+    pub fn open(path: Option<PathBuf>, drivers: DriverRegistry) -> Self {
+        let root = path.or_else(|| {
+            let env = std::env::var("MACHINE_STORAGE_PATH").ok();
+            let home = std::env::var_os("HOME").map(PathBuf::from);
+            FileStore::default_root(env.as_deref(), home.as_deref())
+        });
+        Store::new(FileStore::new(root.unwrap_or_else(|| PathBuf::from(".docker/machine"))), drivers)
+    }
+
     /// Replace the timeouts and SSH settings.
     pub fn with_settings(mut self, settings: Settings) -> Self {
         self.settings = settings;
@@ -668,6 +751,28 @@ impl Host {
         ))
     }
 
+    /// The environment as shell text, per `opts` (see [`crate::env::render`]).
+    pub async fn env_text(&self, opts: &EnvOptions) -> Result<String, HostError> {
+        let shell = opts.shell.unwrap_or(crate::env::Shell::Bash);
+        let bad = |e: crate::env::EnvError| HostError::InvalidOption {
+            flag: "shell".into(),
+            value: shell.to_string(),
+            reason: e.to_string(),
+        };
+        let hint = opts.hint_command.as_deref();
+        if opts.unset {
+            let lower_set = opts.no_proxy_lower.as_deref().is_some_and(|v| !v.is_empty());
+            let u = MachineEnv::unset(opts.no_proxy, lower_set);
+            return crate::env::render_unset(&u.clear, shell, hint).map_err(bad);
+        }
+        let mut env = self.env().await?;
+        if opts.no_proxy {
+            let ip = self.ip().await?;
+            env = env.with_no_proxy(&ip, opts.no_proxy_lower.as_deref(), opts.no_proxy_upper.as_deref());
+        }
+        crate::env::render(&env, shell, hint).map_err(bad)
+    }
+
     /// The `docker` client flags for this machine, one per element, as `config` prints them.
     pub async fn config_flags(&self) -> Result<Vec<String>, HostError> {
         self.check_certs().await?;
@@ -898,6 +1003,10 @@ impl Host {
     /// daemon configuration with a fresh server certificate and restart it.
     pub async fn provision(&mut self, progress: Progress<'_>) -> Result<(), HostError> {
         let _lock = self.store.files.lock_machine(self.name())?;
+        self.provision_locked(progress).await
+    }
+
+    async fn provision_locked(&mut self, progress: Progress<'_>) -> Result<(), HostError> {
         self.copy_client_certs()?;
         let r = self.provision_with(self.key_algorithm(), progress).await;
         match &r {
@@ -905,6 +1014,29 @@ impl Host {
             Err(e) => self.record_error(e),
         }
         r
+    }
+
+    /// Upgrade Docker: run the install method again (the install script, or the
+    /// distribution's package), then restart the daemon with our configuration.
+    pub async fn upgrade(&mut self, progress: Progress<'_>) -> Result<(), HostError> {
+        let _lock = self.store.files.lock_machine(self.name())?;
+        let client = self.connect().await?;
+        let prov_err = |source| HostError::Provision {
+            name: self.name().to_string(),
+            source,
+        };
+        let r = async {
+            let facts = provision::probe(&client).await.map_err(prov_err)?;
+            let p = self.store.provisioners.detect(&facts.os).map_err(prov_err)?;
+            let method = provision::InstallMethod::from_install_url(&self.config.host_options.engine_options.install_url);
+            let steps = p.install_steps(&facts, &method).map_err(prov_err)?;
+            progress("Upgrading Docker");
+            provision::run_steps(&client, &steps, facts.is_root, progress).await.map_err(prov_err)
+        }
+        .await;
+        client.close().await;
+        r?;
+        self.provision_locked(progress).await
     }
 
     fn key_algorithm(&self) -> KeyAlgorithm {
