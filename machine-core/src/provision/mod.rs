@@ -404,13 +404,16 @@ impl ProvisionerSet {
 }
 
 /// Step that sets the host name (running system, `/etc/hostname`, `/etc/hosts`).
+/// Files are rewritten in place, never replaced by a rename, so bind-mounted
+/// `/etc/hosts` files (containers, namespaces) work too.
 pub fn hostname_step(hostname: &str) -> Step {
     let h = shell_quote(hostname);
     Step::run(
         format!("Setting hostname {hostname}"),
         format!(
             "hostname {h} && echo {h} > /etc/hostname && \
-             if grep -q '^127.0.1.1[[:space:]]' /etc/hosts; then sed -i 's/^127.0.1.1[[:space:]].*/127.0.1.1 '{h}'/' /etc/hosts; \
+             if grep -q '^127.0.1.1[[:space:]]' /etc/hosts; then \
+             t=$(sed 's/^127.0.1.1[[:space:]].*/127.0.1.1 '{h}'/' /etc/hosts) && printf '%s\\n' \"$t\" > /etc/hosts; \
              else echo '127.0.1.1 '{h} >> /etc/hosts; fi"
         ),
     )
