@@ -11,7 +11,7 @@ fn inventory_driver_creates_a_working_machine() {
         .map(str::to_string)
         .collect();
     if hosts.len() < 9 {
-        assert!(std::env::var("CI").is_err(), "test hosts are required under CI (scripts/testhosts.sh up 9)");
+        assert!(std::env::var("CI").is_err(), "test hosts are required under CI (scripts/testhosts.sh up 10)");
         eprintln!("SKIPPED: fewer than 9 test hosts in MT_HOSTS");
         return;
     }

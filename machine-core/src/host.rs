@@ -951,8 +951,6 @@ impl Host {
             a.server_key_remote_path = provision::engine::REMOTE_SERVER_KEY.into();
         }
         self.save()?;
-        progress("Connecting over SSH");
-        let client = self.connect().await?;
         let req = ProvisionRequest {
             hostname: self.name().to_string(),
             driver_name: self.driver_name().to_string(),
@@ -962,9 +960,26 @@ impl Host {
             server_cert_pem,
             server_key_pem,
         };
-        let result = self.provision_over(&client, &req, progress).await;
-        client.close().await;
-        result
+        // A connection lost mid-way is retried once on a new connection (the
+        // steps are idempotent); connecting again is itself bounded by the
+        // SSH settings' attempts and deadlines.
+        let mut retried = false;
+        loop {
+            progress("Connecting over SSH");
+            let client = self.connect().await?;
+            let result = self.provision_over(&client, &req, progress).await;
+            client.close().await;
+            match result {
+                Err(HostError::Provision {
+                    source: ProvisionError::Transport { .. },
+                    ..
+                }) if !retried => {
+                    retried = true;
+                    progress("Connection lost; reconnecting");
+                }
+                r => return r,
+            }
+        }
     }
 
     async fn provision_over(&self, client: &SshClient, req: &ProvisionRequest, progress: Progress<'_>) -> Result<(), HostError> {

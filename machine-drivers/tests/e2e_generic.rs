@@ -123,6 +123,20 @@ async fn create_run_container_regenerate_and_pin() {
     let info = ok(&docker_via_bash_env(&e, tmp.path(), "info --format '{{json .Labels}}'"));
     assert!(info.contains("provider=generic"), "{info}");
 
+    // the none driver: an existing daemon at a URL, reached with the store's client certificate
+    let mut o = CreateOptions::new("none");
+    o.use_environment = false;
+    o.driver_option("url", OptionValue::String(format!("tcp://{ip}:2376")));
+    let none = create(&s, "e2e-none", o).await;
+    assert_eq!(none.state().await.expect("state"), State::Running);
+    let ne = none.env().await.expect("env");
+    let said = ok(&docker_via_bash_env(&ne, tmp.path(), "run --rm --network none mt-busybox:latest hostname"));
+    assert!(!said.trim().is_empty());
+    let rows = s.list(Duration::from_secs(10)).await.expect("ls");
+    let docker_versions: Vec<&str> = rows.iter().map(|r| r.docker_version.as_str()).collect();
+    assert!(docker_versions.iter().all(|v| v.starts_with('v')), "{rows:?}");
+    s.remove("e2e-none", false).await.expect("rm none");
+
     // the machine's files are on the remote with the right modes
     let out = host.ssh("stat -c '%a %n' /etc/docker/server-key.pem /etc/docker/ca.pem && hostname").await.expect("ssh");
     let text = out.stdout_text();
@@ -243,4 +257,60 @@ async fn concurrent_creates_of_one_name_one_wins() {
     let h = s2.get("e2e-down").expect("kept for rm");
     assert_eq!(h.state().await.expect("state"), State::Error, "{}", error_chain(&err));
     s2.remove("e2e-down", false).await.expect("rm");
+}
+
+/// Kill every sshd of test host `index` (its listener and sessions).
+fn kill_sshd(index: usize) {
+    let ns = format!("mth{}", index + 1);
+    let pids = Command::new("ip").args(["netns", "pids", &ns]).output().expect("ip netns pids");
+    for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.trim() == "sshd" {
+            let _ = Command::new("kill").args(["-9", pid]).status();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sshd_killed_during_provisioning_gives_bounded_retry_then_error() {
+    let Some(env) = test_env() else { return };
+    if env.hosts.len() < 10 {
+        assert!(std::env::var("CI").is_err(), "10 test hosts are required under CI");
+        eprintln!("SKIPPED: fewer than 10 test hosts");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let s = Store::new(FileStore::new(tmp.path().join("store")), machine_drivers::builtin_registry()).with_settings(Settings {
+        ssh: machine_core::ssh::SshConfig {
+            attempts: 3,
+            connect_timeout: Duration::from_secs(3),
+            backoff: Duration::from_millis(300),
+            ..Default::default()
+        },
+        running_timeout: Duration::from_secs(10),
+        engine_timeout: Duration::from_secs(10),
+    });
+    let killed = std::sync::atomic::AtomicBool::new(false);
+    let steps = std::sync::Mutex::new(Vec::new());
+    let progress = |step: &str| {
+        steps.lock().expect("lock").push(step.to_string());
+        if step == "Copying CA certificate" && !killed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            kill_sshd(9);
+        }
+    };
+    let started = std::time::Instant::now();
+    let err = s
+        .create("e2e-cut", options(&env.hosts[9], &env.key, "root"), &progress)
+        .await
+        .expect_err("sshd is gone");
+    assert!(started.elapsed() < Duration::from_secs(60), "bounded: {:?}", started.elapsed());
+    let msg = error_chain(&err);
+    assert!(matches!(err, HostError::Ssh { source: SshError::Connect { .. }, .. }), "{msg}");
+    let steps = steps.lock().expect("lock").clone();
+    assert!(steps.iter().any(|s| s == "Connection lost; reconnecting"), "{steps:?}");
+    let h = s.get("e2e-cut").expect("kept");
+    assert_eq!(h.state().await.expect("state"), State::Error);
+    assert!(h.last_error().expect("recorded").contains("cannot connect"));
+    s.remove("e2e-cut", false).await.expect("rm");
+    assert!(s.names().expect("names").is_empty());
 }
