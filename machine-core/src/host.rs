@@ -1008,7 +1008,13 @@ impl Host {
                         source,
                     });
                 }
-                Err(HostError::Engine { .. }) => tokio::time::sleep(Duration::from_millis(500)).await,
+                Err(HostError::Engine { .. }) => {
+                    // A daemon usually answers within a second of starting: poll
+                    // quickly at first, then back off.
+                    let waited = limit.saturating_sub(deadline.saturating_duration_since(Instant::now()));
+                    let pause = if waited < Duration::from_secs(5) { 100 } else { 500 };
+                    tokio::time::sleep(Duration::from_millis(pause)).await
+                }
                 Err(other) => return Err(other),
             }
         }

@@ -169,7 +169,10 @@ impl SshClient {
         let mut last = String::new();
         for attempt in 1..=attempts {
             match tokio::time::timeout(cfg.connect_timeout, Self::attempt(target, expected.clone(), key.clone(), cfg)).await {
-                Ok(Ok(c)) => return Ok(c),
+                Ok(Ok(c)) => {
+                    tracing::debug!(host = %target.host, port = target.port, attempt, "ssh connected");
+                    return Ok(c);
+                }
                 Ok(Err(Attempt::Fatal(e))) => return Err(e),
                 Ok(Err(Attempt::Retry(reason))) => last = reason,
                 Err(_) => last = format!("no answer within {} s", cfg.connect_timeout.as_secs()),
