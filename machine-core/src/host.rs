@@ -814,13 +814,19 @@ impl Host {
             source,
         };
         let dir = self.dir();
-        let pin = known_hosts::read(&dir, &target.host, target.port).map_err(ssh)?;
-        let first = pin.is_none();
-        let check = pin.map(HostKeyCheck::Pinned).unwrap_or(HostKeyCheck::TrustOnFirstUse);
+        // The pin belongs to the machine, not to an address: a VM whose forwarded
+        // port changed keeps its pin, and the file is rewritten for the new address.
+        let pin = known_hosts::read_machine(&dir).map_err(ssh)?;
+        let want = known_hosts::host_pattern(&target.host, target.port);
+        let check = match &pin {
+            Some((_, key)) => HostKeyCheck::Pinned(key.clone()),
+            None => HostKeyCheck::TrustOnFirstUse,
+        };
         let client = SshClient::connect(&target, &check, &self.store.settings.ssh)
             .await
             .map_err(ssh)?;
-        if first && !client.host_key().is_empty() {
+        let stale = pin.as_ref().is_some_and(|(pattern, _)| *pattern != want);
+        if (pin.is_none() || stale) && !client.host_key().is_empty() {
             known_hosts::write(&dir, &target.host, target.port, client.host_key()).map_err(ssh)?;
         }
         Ok(client)

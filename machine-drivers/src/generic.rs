@@ -140,9 +140,8 @@ impl GenericDriver {
             operation: "connect".into(),
             message: "no SSH target".into(),
         })?;
-        let pin = known_hosts::read(&self.machine_dir, &target.host, target.port)
-            .map_err(|e| failed("read the pinned host key", e))?;
-        let check = pin.map(HostKeyCheck::Pinned).unwrap_or(HostKeyCheck::TrustOnFirstUse);
+        let pin = known_hosts::read_machine(&self.machine_dir).map_err(|e| failed("read the pinned host key", e))?;
+        let check = pin.map(|(_, key)| HostKeyCheck::Pinned(key)).unwrap_or(HostKeyCheck::TrustOnFirstUse);
         SshClient::connect(&target, &check, cfg)
             .await
             .map_err(|e| failed("connect over SSH", e))

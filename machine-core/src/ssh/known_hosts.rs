@@ -43,6 +43,28 @@ pub fn read(dir: &Path, host: &str, port: u16) -> Result<Option<String>, SshErro
     }))
 }
 
+/// The machine's pin whatever address it was recorded for: `(pattern, key)`.
+///
+/// The file belongs to one machine, so its key stays pinned when the machine's
+/// address or forwarded port changes (local VMs get new ports on restart).
+pub fn read_machine(dir: &Path) -> Result<Option<(String, String)>, SshError> {
+    let p = path(dir);
+    let text = match std::fs::read_to_string(&p) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(SshError::Io {
+                path: p.display().to_string(),
+                source,
+            })
+        }
+    };
+    Ok(text.lines().find_map(|l| {
+        let (pat, key) = l.trim().split_once(' ')?;
+        (!key.trim().is_empty()).then(|| (pat.to_string(), key.trim().to_string()))
+    }))
+}
+
 /// Pin `key` for `host:port`, replacing any earlier pin of the file.
 pub fn write(dir: &Path, host: &str, port: u16, key: &str) -> Result<(), SshError> {
     let p = path(dir);
@@ -81,6 +103,10 @@ mod tests {
         );
         assert_eq!(read(d.path(), "10.0.0.1", 2222).expect("read").as_deref(), Some("ssh-ed25519 AAAAkey"));
         assert_eq!(read(d.path(), "10.0.0.1", 22).expect("read"), None);
+        assert_eq!(
+            read_machine(d.path()).expect("read"),
+            Some(("[10.0.0.1]:2222".to_string(), "ssh-ed25519 AAAAkey".to_string()))
+        );
         forget(d.path()).expect("forget");
         assert_eq!(read(d.path(), "10.0.0.1", 2222).expect("read"), None);
     }
