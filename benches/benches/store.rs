@@ -11,12 +11,17 @@ fn store(c: &mut Criterion) {
     for i in 0..1000 {
         let name = format!("machine-{i:04}");
         let mut cfg = HostConfig::new(&name, "generic", dir.path());
-        cfg.driver.insert("IPAddress".into(), serde_json::Value::from(format!("10.0.{}.{}", i / 250, i % 250)));
+        cfg.driver.insert(
+            "IPAddress".into(),
+            serde_json::Value::from(format!("10.0.{}.{}", i / 250, i % 250)),
+        );
         files.create(&cfg).expect("create");
     }
     let mut g = c.benchmark_group("store");
     g.sample_size(10);
-    g.bench_function("names/1000", |b| b.iter(|| black_box(files.names().expect("names"))));
+    g.bench_function("names/1000", |b| {
+        b.iter(|| black_box(files.names().expect("names")))
+    });
     g.bench_function("load_all/1000", |b| {
         b.iter(|| {
             let all = files.load_all().expect("load_all");
@@ -25,7 +30,9 @@ fn store(c: &mut Criterion) {
         })
     });
     let one = files.load("machine-0500").expect("load");
-    g.bench_function("save_one", |b| b.iter(|| files.save(black_box(&one)).expect("save")));
+    g.bench_function("save_one", |b| {
+        b.iter(|| files.save(black_box(&one)).expect("save"))
+    });
     g.finish();
 }
 

@@ -11,7 +11,8 @@
 use async_trait::async_trait;
 use machine_core::config::BaseDriver;
 use machine_core::driver::{
-    Driver, DriverContext, DriverError, DriverFactory, DriverOption, DriverOptions, OptionKind, SshTarget,
+    Driver, DriverContext, DriverError, DriverFactory, DriverOption, DriverOptions, OptionKind,
+    SshTarget,
 };
 use machine_core::State;
 use serde::{Deserialize, Serialize};
@@ -73,16 +74,25 @@ impl DriverFactory for InventoryFactory {
     }
 
     fn options(&self) -> Vec<DriverOption> {
-        vec![DriverOption::new("inventory-file", OptionKind::String, "JSON file mapping machine names to SSH addresses")
-            .env("MACHINE_INVENTORY_FILE")
-            .required()]
+        vec![DriverOption::new(
+            "inventory-file",
+            OptionKind::String,
+            "JSON file mapping machine names to SSH addresses",
+        )
+        .env("MACHINE_INVENTORY_FILE")
+        .required()]
     }
 
-    fn new_driver(&self, ctx: &DriverContext, options: &DriverOptions) -> Result<Box<dyn Driver>, DriverError> {
+    fn new_driver(
+        &self,
+        ctx: &DriverContext,
+        options: &DriverOptions,
+    ) -> Result<Box<dyn Driver>, DriverError> {
         let file = options.string("inventory-file");
-        let text = std::fs::read_to_string(&file).map_err(|e| invalid("inventory-file", &file, e.to_string()))?;
-        let inv: BTreeMap<String, Entry> =
-            serde_json::from_str(&text).map_err(|e| invalid("inventory-file", &file, e.to_string()))?;
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| invalid("inventory-file", &file, e.to_string()))?;
+        let inv: BTreeMap<String, Entry> = serde_json::from_str(&text)
+            .map_err(|e| invalid("inventory-file", &file, e.to_string()))?;
         let entry = inv.get(&ctx.machine_name).ok_or_else(|| {
             invalid(
                 "inventory-file",
@@ -94,15 +104,32 @@ impl DriverFactory for InventoryFactory {
         base.ip_address = entry.address.clone();
         base.ssh_user = entry.user.clone();
         base.ssh_port = entry.port;
-        base.ssh_key_path = entry.key.as_ref().map(|k| k.display().to_string()).unwrap_or_default();
-        Ok(Box::new(InventoryDriver { base, inventory_file: file }))
+        base.ssh_key_path = entry
+            .key
+            .as_ref()
+            .map(|k| k.display().to_string())
+            .unwrap_or_default();
+        Ok(Box::new(InventoryDriver {
+            base,
+            inventory_file: file,
+        }))
     }
 
-    fn load_driver(&self, _ctx: &DriverContext, saved: &Map<String, Value>) -> Result<Box<dyn Driver>, DriverError> {
-        let bad = |source| DriverError::BadSavedState { driver: NAME.into(), source };
+    fn load_driver(
+        &self,
+        _ctx: &DriverContext,
+        saved: &Map<String, Value>,
+    ) -> Result<Box<dyn Driver>, DriverError> {
+        let bad = |source| DriverError::BadSavedState {
+            driver: NAME.into(),
+            source,
+        };
         let base = BaseDriver::from_driver_object(saved).map_err(bad)?;
         let own: Own = serde_json::from_value(Value::Object(saved.clone())).map_err(bad)?;
-        Ok(Box::new(InventoryDriver { base, inventory_file: own.inventory_file }))
+        Ok(Box::new(InventoryDriver {
+            base,
+            inventory_file: own.inventory_file,
+        }))
     }
 }
 
@@ -119,7 +146,9 @@ impl Driver for InventoryDriver {
     }
     async fn state(&self) -> Result<State, DriverError> {
         let addr = (self.base.ip_address.as_str(), self.base.ssh_port);
-        match tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr)).await {
+        match tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr))
+            .await
+        {
             Ok(Ok(_)) => Ok(State::Running),
             _ => Ok(State::Stopped),
         }
@@ -132,12 +161,20 @@ impl Driver for InventoryDriver {
             host: self.base.ip_address.clone(),
             port: self.base.ssh_port,
             user: self.base.ssh_user.clone(),
-            key_path: (!self.base.ssh_key_path.is_empty()).then(|| PathBuf::from(&self.base.ssh_key_path)),
+            key_path: (!self.base.ssh_key_path.is_empty())
+                .then(|| PathBuf::from(&self.base.ssh_key_path)),
         })
     }
     fn saved_state(&self) -> Result<Map<String, Value>, DriverError> {
-        let bad = |source| DriverError::BadSavedState { driver: NAME.into(), source };
-        let own = match serde_json::to_value(Own { inventory_file: self.inventory_file.clone() }).map_err(bad)? {
+        let bad = |source| DriverError::BadSavedState {
+            driver: NAME.into(),
+            source,
+        };
+        let own = match serde_json::to_value(Own {
+            inventory_file: self.inventory_file.clone(),
+        })
+        .map_err(bad)?
+        {
             Value::Object(m) => m,
             _ => Map::new(),
         };

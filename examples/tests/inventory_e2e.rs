@@ -11,7 +11,10 @@ fn inventory_driver_creates_a_working_machine() {
         .map(str::to_string)
         .collect();
     if hosts.len() < 9 {
-        assert!(std::env::var("CI").is_err(), "test hosts are required under CI (scripts/testhosts.sh up 10)");
+        assert!(
+            std::env::var("CI").is_err(),
+            "test hosts are required under CI (scripts/testhosts.sh up 10)"
+        );
         eprintln!("SKIPPED: fewer than 9 test hosts in MT_HOSTS");
         return;
     }
@@ -20,7 +23,8 @@ fn inventory_driver_creates_a_working_machine() {
     let inv = tmp.path().join("inventory.json");
     std::fs::write(
         &inv,
-        serde_json::json!({ "fleet-1": { "address": hosts[8], "user": "root", "key": key } }).to_string(),
+        serde_json::json!({ "fleet-1": { "address": hosts[8], "user": "root", "key": key } })
+            .to_string(),
     )
     .expect("inventory");
     let exe = env!("CARGO_BIN_EXE_inventory_driver");
@@ -32,9 +36,17 @@ fn inventory_driver_creates_a_working_machine() {
         .output()
         .expect("run example");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.starts_with(&format!("tcp://{}:2376 ", hosts[8])), "{stdout}");
-    let cfg = std::fs::read_to_string(tmp.path().join("store/machines/fleet-1/config.json")).expect("config");
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with(&format!("tcp://{}:2376 ", hosts[8])),
+        "{stdout}"
+    );
+    let cfg = std::fs::read_to_string(tmp.path().join("store/machines/fleet-1/config.json"))
+        .expect("config");
     assert!(cfg.contains("\"DriverName\": \"inventory\""), "{cfg}");
 
     // a machine not in the inventory: the error names the flag and the machine
@@ -46,5 +58,8 @@ fn inventory_driver_creates_a_working_machine() {
         .expect("run example");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("inventory-file") && err.contains("fleet-2"), "{err}");
+    assert!(
+        err.contains("inventory-file") && err.contains("fleet-2"),
+        "{err}"
+    );
 }

@@ -71,9 +71,15 @@ async fn main() {
     let rounds: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(5).max(1);
     // "cold": the daemon is stopped before each create; otherwise create must restart a running one
     let cold_daemon = args.get(2).map(String::as_str) == Some("cold");
-    let hosts: Vec<String> = std::env::var("MT_HOSTS").unwrap_or_default().split_whitespace().map(str::to_string).collect();
+    let hosts: Vec<String> = std::env::var("MT_HOSTS")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
     let (Some(ip), Ok(key)) = (hosts.get(index), std::env::var("MT_KEY")) else {
-        eprintln!("bench_create: no test host {index}; run scripts/testhosts.sh up and eval its env");
+        eprintln!(
+            "bench_create: no test host {index}; run scripts/testhosts.sh up and eval its env"
+        );
         std::process::exit(2);
     };
     let counts = Arc::new(Counts::default());
@@ -86,7 +92,9 @@ async fn main() {
     let tmp = std::env::temp_dir().join(format!("bench-create-{}", std::process::id()));
     let store = Store::new(FileStore::new(&tmp), machine_drivers::builtin_registry());
     // certificates once, as for a store in use
-    store.bootstrap_certs(Default::default()).unwrap_or_else(|e| panic!("{}", error_chain(&e)));
+    store
+        .bootstrap_certs(Default::default())
+        .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
     let (mut create, mut regen, mut truth) = (Vec::new(), Vec::new(), Vec::new());
     let mut per_create = (0, 0, 0);
     for round in 0..rounds {
@@ -103,32 +111,71 @@ async fn main() {
             // Docker installed, daemon not running: stop the one a previous round left.
             let stop = "p=$(cat /var/run/machine-dockerd.pid 2>/dev/null) && kill $p && while kill -0 $p 2>/dev/null; do sleep 0.05; done; rm -f /var/run/machine-dockerd.pid; true";
             let st = std::process::Command::new("ssh")
-                .args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=error", "-i", &key])
+                .args([
+                    "-o",
+                    "BatchMode=yes",
+                    "-o",
+                    "StrictHostKeyChecking=no",
+                    "-o",
+                    "UserKnownHostsFile=/dev/null",
+                    "-o",
+                    "LogLevel=error",
+                    "-i",
+                    &key,
+                ])
                 .arg(format!("root@{ip}"))
                 .arg(stop)
                 .status();
-            assert!(st.map(|s| s.success()).unwrap_or(false), "stopping the daemon failed");
+            assert!(
+                st.map(|s| s.success()).unwrap_or(false),
+                "stopping the daemon failed"
+            );
         }
         counts.take();
         let t = Instant::now();
-        let mut host = store.create(&name, o, &|_: &str| {}).await.unwrap_or_else(|e| panic!("{}", error_chain(&e)));
+        let mut host = store
+            .create(&name, o, &|_: &str| {})
+            .await
+            .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
         create.push(t.elapsed());
         per_create = counts.take();
         let t = Instant::now();
-        host.regenerate_certs(false, &|_: &str| {}).await.unwrap_or_else(|e| panic!("{}", error_chain(&e)));
+        host.regenerate_certs(false, &|_: &str| {})
+            .await
+            .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
         regen.push(t.elapsed());
         let t = Instant::now();
-        let out = host.ssh("true").await.unwrap_or_else(|e| panic!("{}", error_chain(&e)));
+        let out = host
+            .ssh("true")
+            .await
+            .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
         assert!(out.success());
         truth.push(t.elapsed());
-        store.remove(&name, false).await.unwrap_or_else(|e| panic!("{}", error_chain(&e)));
+        store
+            .remove(&name, false)
+            .await
+            .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
     }
     let _ = std::fs::remove_dir_all(&tmp);
-    let mode = if cold_daemon { "daemon not running before create" } else { "daemon running before create" };
+    let mode = if cold_daemon {
+        "daemon not running before create"
+    } else {
+        "daemon running before create"
+    };
     println!("generic create (Docker installed, {mode}), {rounds} rounds:");
-    println!("  create           median {:>6} ms  (min {} ms)", median(create.clone()).as_millis(), create.iter().min().map(|d| d.as_millis()).unwrap_or(0));
-    println!("  regenerate-certs median {:>6} ms", median(regen).as_millis());
-    println!("  ssh true         median {:>6} ms  (connect + run)", median(truth).as_millis());
+    println!(
+        "  create           median {:>6} ms  (min {} ms)",
+        median(create.clone()).as_millis(),
+        create.iter().min().map(|d| d.as_millis()).unwrap_or(0)
+    );
+    println!(
+        "  regenerate-certs median {:>6} ms",
+        median(regen).as_millis()
+    );
+    println!(
+        "  ssh true         median {:>6} ms  (connect + run)",
+        median(truth).as_millis()
+    );
     println!(
         "  per create: {} SSH connection(s), {} commands, {} file uploads over SFTP",
         per_create.0, per_create.1, per_create.2

@@ -33,7 +33,9 @@ async fn main() {
     }
     let _ = opts.engine_flag("engine-install-url", OptionValue::String("none".into()));
     let result = async {
-        let host = store.create(&args[2], opts, &|step: &str| eprintln!("{step}")).await?;
+        let host = store
+            .create(&args[2], opts, &|step: &str| eprintln!("{step}"))
+            .await?;
         let version = host.docker_version(Duration::from_secs(10)).await?;
         println!("{} {}", host.url().await?, version.version);
         Ok::<_, machine_core::host::HostError>(())

@@ -18,7 +18,11 @@ async fn main() {
         eprintln!("usage: quickstart STORE_DIR NAME");
         std::process::exit(2);
     };
-    let ip = std::env::var("MT_HOSTS").unwrap_or_default().split_whitespace().next().map(str::to_string);
+    let ip = std::env::var("MT_HOSTS")
+        .unwrap_or_default()
+        .split_whitespace()
+        .next()
+        .map(str::to_string);
     let (Some(ip), Ok(key)) = (ip, std::env::var("MT_KEY")) else {
         eprintln!("quickstart: MT_HOSTS and MT_KEY must name a host (scripts/testhosts.sh env)");
         std::process::exit(2);
@@ -35,8 +39,14 @@ async fn main() {
         for f in ["bridge=none", "iptables=false", "ip6tables=false"] {
             o.engine_flag("engine-opt", OptionValue::String(f.into()))?;
         }
-        let host = store.create(name, o, &|step: &str| eprintln!("{step}")).await?;
-        host.env_text(&EnvOptions { shell: Some(Shell::Bash), ..EnvOptions::default() }).await
+        let host = store
+            .create(name, o, &|step: &str| eprintln!("{step}"))
+            .await?;
+        host.env_text(&EnvOptions {
+            shell: Some(Shell::Bash),
+            ..EnvOptions::default()
+        })
+        .await
     }
     .await;
     match result {
