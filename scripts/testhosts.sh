@@ -115,10 +115,10 @@ cmd_install() {
     local missing=() p
     export DEBIAN_FRONTEND=noninteractive
     for p in "${pkgs[@]}"; do pkg_installed "$p" || missing+=("$p"); done
+    if [ ${#missing[@]} -gt 0 ] || ! pkg_installed sshfs; then
+        apt-get -o DPkg::Lock::Timeout=300 update -qq || die "apt-get update failed"
+    fi
     if ! pkg_installed sshfs; then
-        if [ ${#missing[@]} -gt 0 ] || ! apt-cache show sshfs >/dev/null 2>&1; then
-            apt-get -o DPkg::Lock::Timeout=300 update -qq || die "apt-get update failed"
-        fi
         if apt-cache show sshfs >/dev/null 2>&1; then
             missing+=(sshfs)
         else
@@ -137,12 +137,13 @@ cmd_install() {
             printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
             chmod 755 /usr/sbin/policy-rc.d
             policy_added=1
+            trap 'rm -f /usr/sbin/policy-rc.d' EXIT
         fi
         local rc=0
         apt-get -o DPkg::Lock::Timeout=300 -o Dpkg::Options::=--force-confdef \
             -o Dpkg::Options::=--force-confold install -y -qq --no-install-recommends \
             "${missing[@]}" > "/tmp/testhosts-apt.$$.log" 2>&1 || rc=$?
-        [ $policy_added = 0 ] || rm -f /usr/sbin/policy-rc.d
+        if [ $policy_added = 1 ]; then rm -f /usr/sbin/policy-rc.d; trap - EXIT; fi
         if [ $rc != 0 ]; then
             tail -n 30 "/tmp/testhosts-apt.$$.log" >&2
             rm -f "/tmp/testhosts-apt.$$.log"
@@ -343,11 +344,11 @@ start_host() {
 }
 
 wait_host() {
-    local i=$1 d ip name t
+    local i=$1 d ip name
     d=$(host_dir "$i")
     ip=$(host_ip "$i")
     name=$(host_name "$i")
-    for t in $(seq 1 100); do
+    for _ in $(seq 1 100); do
         if ssh_to root "$ip" true 2>/dev/null; then
             ssh_to "$SUDO_USER_NAME" "$ip" sudo -n true 2>/dev/null && return 0
             echo "$name: $SUDO_USER_NAME cannot log in or sudo" >&2
@@ -431,7 +432,7 @@ host_init_pid() {
 netns_pids() { ip netns pids "$1" 2>/dev/null || true; }
 
 stop_host() {
-    local i=$1 d name veth lp init p t left
+    local i=$1 d name veth lp init p left
     d=$(host_dir "$i")
     name=$(host_name "$i")
     veth=$(host_veth "$i")
@@ -453,7 +454,7 @@ stop_host() {
                 kill -KILL "$p" 2>/dev/null || true
             fi
         done
-        for t in $(seq 1 100); do
+        for _ in $(seq 1 100); do
             left=$(netns_pids "$name")
             [ -n "$left" ] || break
             kill -KILL $left 2>/dev/null || true
