@@ -40,4 +40,7 @@ if [ "$status" != 0 ]; then
     echo "cargo test failed" >&2
     exit "$status"
 fi
+rust_summary=$(awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } } END { printf "%d passed, %d failed", p, f }' /tmp/machine-cargo-test.log)
 log "all tests passed"
+echo "Rust: $rust_summary"
+echo "$rust_summary"
