@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the project on a fresh Debian machine (as root):
 # installs what the tests need, brings up throwaway test hosts (network
-# namespaces with their own sshd), runs the Rust test suites and tears the
-# hosts down again.
+# namespaces with their own sshd), runs the Rust test suites and the Python
+# bindings' tests, and tears the hosts down again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -34,4 +34,15 @@ if [ "$status" != 0 ]; then
     echo "cargo test failed" >&2
     exit "$status"
 fi
+log "Python bindings"
+python3 -m pip install --quiet --disable-pip-version-check 'pytest>=7'
+MATURIN_PEP517_ARGS="--profile dev" CARGO_TARGET_DIR="$ROOT/target" \
+    python3 -m pip install --quiet --disable-pip-version-check ./bindings-python
+python3 -m pytest bindings-python/tests 2>&1 | tee /tmp/machine-pytest.log
+status=${PIPESTATUS[0]}
+if [ "$status" != 0 ]; then
+    echo "pytest failed" >&2
+    exit "$status"
+fi
+
 log "all tests passed"
