@@ -25,7 +25,7 @@ import argparse
 import json
 import socket
 import sys
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import docker_machine
 
@@ -84,7 +84,7 @@ class InventoryDriver:
 
     def ip(self) -> str:
         assert self.entry is not None, "create() has not run"
-        return self.entry["address"]
+        return str(self.entry["address"])
 
     def ssh_target(self) -> Optional[docker_machine.SshTarget]:
         if self.entry is None:
@@ -97,7 +97,7 @@ class InventoryDriver:
         return {"inventory-file": self.inventory_file, "entry": self.entry}
 
 
-def main(argv: Optional[list] = None) -> int:
+def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("store")
     p.add_argument("inventory")

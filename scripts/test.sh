@@ -35,7 +35,7 @@ if [ "$status" != 0 ]; then
     exit "$status"
 fi
 log "Python bindings"
-python3 -m pip install --quiet --disable-pip-version-check 'pytest>=7'
+python3 -m pip install --quiet --disable-pip-version-check 'pytest>=7' mypy
 MATURIN_PEP517_ARGS="--profile dev" CARGO_TARGET_DIR="$ROOT/target" \
     python3 -m pip install --quiet --disable-pip-version-check ./bindings-python
 python3 -m pytest bindings-python/tests 2>&1 | tee /tmp/machine-pytest.log

@@ -62,6 +62,7 @@ impl PyStore {
     /// Load the machine `name`.
     fn get(&self, py: Python<'_>, name: &str) -> PyResult<PyMachine> {
         let store = self.store();
+        #[allow(clippy::result_large_err)] // the core's error type, returned as is
         let host = py.detach(|| store.get(name)).map_err(|e| error::to_py(py, e))?;
         Ok(PyMachine::new(host))
     }

@@ -9,19 +9,51 @@ runs the other operations. Blocking methods release the GIL;
 
 import os
 import pathlib
-from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Sequence, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Sequence, Union, final
+
+__all__ = [
+    "Driver",
+    "AlreadyExistsError",
+    "CertCheckError",
+    "CertError",
+    "DriverContext",
+    "DriverError",
+    "DriverOption",
+    "EngineError",
+    "HostKeyMismatchError",
+    "InvalidNameError",
+    "InvalidOptionError",
+    "IoError",
+    "ListEntry",
+    "Machine",
+    "MachineError",
+    "MachineTimeoutError",
+    "NotFoundError",
+    "NotRunningError",
+    "NotSupportedError",
+    "PreCreateCheckError",
+    "ProvisionError",
+    "SshError",
+    "SshOutput",
+    "SshTarget",
+    "Store",
+    "StoreError",
+    "UnknownDriverError",
+    "__version__",
+]
 
 __version__: str
 
-OptionValue = Union[str, int, bool, Sequence[str]]
+_OptionValue = Union[str, int, bool, Sequence[str]]
 """A driver or engine option value: str, int, bool, or a list of str for list options."""
 
-Progress = Optional[Callable[[str], Any]]
+_Progress = Optional[Callable[[str], Any]]
 """Called with each step of a long operation (from the calling thread or a runtime thread).
 Exceptions it raises are reported through ``sys.unraisablehook``; the operation goes on."""
 
-StrPath = Union[str, os.PathLike]
+_StrPath = Union[str, os.PathLike[str]]
 
+@final
 class Store:
     """The machines of one store directory, with the drivers that serve them.
 
@@ -29,7 +61,7 @@ class Store:
     any registered with :meth:`register_driver`.
     """
 
-    def __init__(self, path: Optional[StrPath] = None) -> None:
+    def __new__(cls, path: Optional[_StrPath] = None) -> Store:
         """The store at ``path``, or at ``$MACHINE_STORAGE_PATH``, or at ``~/.docker/machine``."""
 
     @property
@@ -52,9 +84,9 @@ class Store:
         self,
         name: str,
         driver: str = "generic",
-        options: Optional[Mapping[str, OptionValue]] = None,
-        engine: Optional[Mapping[str, OptionValue]] = None,
-        progress: Progress = None,
+        options: Optional[Mapping[str, _OptionValue]] = None,
+        engine: Optional[Mapping[str, _OptionValue]] = None,
+        progress: _Progress = None,
     ) -> Machine:
         """Create a machine and provision Docker on it.
 
@@ -106,6 +138,7 @@ class Store:
         See :class:`Driver` for the methods the driver object has.
         """
 
+@final
 class ListEntry:
     """One row of :meth:`Store.list`: the same fields as ``ls``."""
 
@@ -133,6 +166,7 @@ class ListEntry:
     def to_dict(self) -> Dict[str, Any]:
         """The fields as a dict."""
 
+@final
 class Machine:
     """A named machine: its driver plus engine, swarm and TLS options."""
 
@@ -170,23 +204,24 @@ class Machine:
         """Restart the machine (:class:`NotSupportedError` if the driver cannot)."""
     def kill(self) -> None:
         """Stop the machine at once (:class:`NotSupportedError` if the driver cannot)."""
-    def provision(self, progress: Progress = None) -> None:
+    def provision(self, progress: _Progress = None) -> None:
         """Provision again: install Docker if missing, rewrite its configuration with a fresh server certificate, restart it."""
-    def regenerate_certs(self, client_certs: bool = False, progress: Progress = None) -> None:
+    def regenerate_certs(self, client_certs: bool = False, progress: _Progress = None) -> None:
         """Make a new server certificate and restart the daemon with it.
 
         With ``client_certs``, the CA and client certificate are made anew
         first (every machine of the store must then be regenerated too).
         """
-    def upgrade(self, progress: Progress = None) -> None:
+    def upgrade(self, progress: _Progress = None) -> None:
         """Upgrade Docker: run its install method again, then restart the daemon with our configuration."""
     def ssh(self, command: str) -> SshOutput:
         """Run ``command`` over SSH (the host key pinned at create time is checked)."""
-    def copy_to(self, local: StrPath, remote: str) -> None:
+    def copy_to(self, local: _StrPath, remote: str) -> None:
         """Copy a local file to the machine (mode taken from the local file)."""
-    def copy_from(self, remote: str, local: StrPath) -> None:
+    def copy_from(self, remote: str, local: _StrPath) -> None:
         """Copy a file from the machine to ``local``."""
 
+@final
 class SshOutput:
     """What a command run over SSH printed, and its exit status."""
 
@@ -203,19 +238,20 @@ class SshOutput:
     @property
     def exit_status(self) -> int: ...
 
+@final
 class DriverOption:
     """A create option a driver declares, keyed by its CLI flag name."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         flag: str,
         kind: str = "string",
         *,
-        default: Optional[OptionValue] = None,
+        default: Optional[_OptionValue] = None,
         env_var: Optional[str] = None,
         help: str = "",
         required: bool = False,
-    ) -> None:
+    ) -> DriverOption:
         """``kind`` is ``string``, ``int``, ``bool`` or ``list``. A value is taken
         from ``options``, else from ``env_var``, else ``default``; a ``required``
         option without one fails the create with :class:`InvalidOptionError`."""
@@ -232,6 +268,7 @@ class DriverOption:
     @property
     def required(self) -> bool: ...
 
+@final
 class DriverContext:
     """Where a machine lives in the store, given to driver factories."""
 
@@ -243,10 +280,11 @@ class DriverContext:
     def machine_dir(self) -> str:
         """The machine's directory, where the driver may keep files."""
 
+@final
 class SshTarget:
     """How to reach a machine over SSH; ``key_path`` None means the SSH agent."""
 
-    def __init__(self, host: str, port: int = 22, user: str = "root", key_path: Optional[StrPath] = None) -> None: ...
+    def __new__(cls, host: str, port: int = 22, user: str = "root", key_path: Optional[_StrPath] = None) -> SshTarget: ...
     @property
     def host(self) -> str: ...
     @property

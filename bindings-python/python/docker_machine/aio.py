@@ -108,17 +108,17 @@ class Machine:
     async def ssh(self, command: str) -> SshOutput:
         return await _run(self.sync.ssh, command)
 
-    async def copy_to(self, local: Union[str, os.PathLike], remote: str) -> None:
+    async def copy_to(self, local: Union[str, os.PathLike[str]], remote: str) -> None:
         await _run(self.sync.copy_to, local, remote)
 
-    async def copy_from(self, remote: str, local: Union[str, os.PathLike]) -> None:
+    async def copy_from(self, remote: str, local: Union[str, os.PathLike[str]]) -> None:
         await _run(self.sync.copy_from, remote, local)
 
 
 class Store:
     """A store of machines; the coroutine twin of :class:`docker_machine.Store`."""
 
-    def __init__(self, path: Union[str, os.PathLike, None] = None) -> None:
+    def __init__(self, path: Union[str, os.PathLike[str], None] = None) -> None:
         self.sync = SyncStore(path)
         """The blocking :class:`docker_machine.Store` underneath."""
 
