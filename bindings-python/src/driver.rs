@@ -25,8 +25,8 @@
 use async_trait::async_trait;
 use machine_core::config::{BaseDriver, BASE_DRIVER_FIELDS, DEFAULT_ENGINE_PORT};
 use machine_core::driver::{
-    engine_url, not_supported, Driver, DriverContext, DriverError, DriverFactory, DriverOption, DriverOptions,
-    OptionKind, OptionValue, SshTarget,
+    engine_url, not_supported, Driver, DriverContext, DriverError, DriverFactory, DriverOption,
+    DriverOptions, OptionKind, OptionValue, SshTarget,
 };
 use machine_core::State;
 use pyo3::exceptions::{PyNotImplementedError, PyTypeError, PyValueError};
@@ -137,7 +137,12 @@ impl PyDriverOption {
         self.0.required
     }
     fn __repr__(&self) -> String {
-        format!("DriverOption({:?}, {:?}, required={})", self.0.flag, kind_name(self.0.kind), if self.0.required { "True" } else { "False" })
+        format!(
+            "DriverOption({:?}, {:?}, required={})",
+            self.0.flag,
+            kind_name(self.0.kind),
+            if self.0.required { "True" } else { "False" }
+        )
     }
 }
 
@@ -156,7 +161,10 @@ pub struct PyDriverContext {
 #[pymethods]
 impl PyDriverContext {
     fn __repr__(&self) -> String {
-        format!("DriverContext(machine_name={:?}, machine_dir={:?})", self.machine_name, self.machine_dir)
+        format!(
+            "DriverContext(machine_name={:?}, machine_dir={:?})",
+            self.machine_name, self.machine_dir
+        )
     }
 }
 
@@ -194,7 +202,10 @@ impl PySshTarget {
         }
     }
     fn __repr__(&self) -> String {
-        format!("SshTarget({:?}, port={}, user={:?}, key_path={:?})", self.host, self.port, self.user, self.key_path)
+        format!(
+            "SshTarget({:?}, port={}, user={:?}, key_path={:?})",
+            self.host, self.port, self.user, self.key_path
+        )
     }
 }
 
@@ -218,9 +229,9 @@ pub(crate) fn factory(
     if let Some(declared) = declared.filter(|d| !d.is_none()) {
         for item in declared.try_iter()? {
             let item = item?;
-            let opt = item
-                .cast::<PyDriverOption>()
-                .map_err(|_| PyTypeError::new_err("a driver's options must be DriverOption objects"))?;
+            let opt = item.cast::<PyDriverOption>().map_err(|_| {
+                PyTypeError::new_err("a driver's options must be DriverOption objects")
+            })?;
             list.push(opt.get().0.clone());
         }
     }
@@ -240,14 +251,22 @@ struct PyFactory {
 
 impl fmt::Debug for PyFactory {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PyFactory").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("PyFactory")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
 impl PyFactory {
-    fn build(&self, ctx: &DriverContext, base: BaseDriver, own: Map<String, Value>) -> Result<Box<dyn Driver>, DriverError> {
+    fn build(
+        &self,
+        ctx: &DriverContext,
+        base: BaseDriver,
+        own: Map<String, Value>,
+    ) -> Result<Box<dyn Driver>, DriverError> {
         Python::attach(|py| {
-            let given = json_to_py(py, &Value::Object(own.clone())).map_err(|e| py_failed(&self.name, "read its options", e))?;
+            let given = json_to_py(py, &Value::Object(own.clone()))
+                .map_err(|e| py_failed(&self.name, "read its options", e))?;
             let obj = self
                 .factory
                 .call1(py, (PyDriverContext::from(ctx), given))
@@ -271,7 +290,11 @@ impl DriverFactory for PyFactory {
         self.options.clone()
     }
 
-    fn new_driver(&self, ctx: &DriverContext, options: &DriverOptions) -> Result<Box<dyn Driver>, DriverError> {
+    fn new_driver(
+        &self,
+        ctx: &DriverContext,
+        options: &DriverOptions,
+    ) -> Result<Box<dyn Driver>, DriverError> {
         let own: Map<String, Value> = options
             .iter()
             .map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or(Value::Null)))
@@ -279,11 +302,16 @@ impl DriverFactory for PyFactory {
         self.build(ctx, ctx.base(), own)
     }
 
-    fn load_driver(&self, ctx: &DriverContext, saved: &Map<String, Value>) -> Result<Box<dyn Driver>, DriverError> {
-        let base = BaseDriver::from_driver_object(saved).map_err(|source| DriverError::BadSavedState {
-            driver: self.name.clone(),
-            source,
-        })?;
+    fn load_driver(
+        &self,
+        ctx: &DriverContext,
+        saved: &Map<String, Value>,
+    ) -> Result<Box<dyn Driver>, DriverError> {
+        let base =
+            BaseDriver::from_driver_object(saved).map_err(|source| DriverError::BadSavedState {
+                driver: self.name.clone(),
+                source,
+            })?;
         let own = saved
             .iter()
             .filter(|(k, _)| !BASE_DRIVER_FIELDS.contains(&k.as_str()))
@@ -326,13 +354,20 @@ struct PyDriver {
 
 impl fmt::Debug for PyDriver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PyDriver").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("PyDriver")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
 impl PyDriver {
     /// Call `method()` on a blocking thread with the GIL, and convert its result.
-    async fn call<T, F>(&self, method: &'static str, what: &'static str, convert: F) -> Result<T, DriverError>
+    async fn call<T, F>(
+        &self,
+        method: &'static str,
+        what: &'static str,
+        convert: F,
+    ) -> Result<T, DriverError>
     where
         T: Send + 'static,
         F: FnOnce(&Bound<'_, PyAny>) -> PyResult<T> + Send + 'static,
@@ -363,7 +398,14 @@ impl PyDriver {
     }
 
     fn has(&self, method: &str) -> bool {
-        Python::attach(|py| self.obj.bind(py).getattr_opt(method).ok().flatten().is_some())
+        Python::attach(|py| {
+            self.obj
+                .bind(py)
+                .getattr_opt(method)
+                .ok()
+                .flatten()
+                .is_some()
+        })
     }
 
     fn attr<T>(&self, name: &str, default: T) -> T
@@ -397,16 +439,21 @@ impl Driver for PyDriver {
         self.call("remove", "remove the machine", nothing).await
     }
     async fn state(&self) -> Result<State, DriverError> {
-        let s: Option<String> = self.call("state", "get the machine's state", |r| r.extract()).await?;
+        let s: Option<String> = self
+            .call("state", "get the machine's state", |r| r.extract())
+            .await?;
         let s = s.unwrap_or_default();
-        s.parse().map_err(|e: machine_core::state::ParseStateError| DriverError::Failed {
-            driver: self.name.clone(),
-            operation: "get the machine's state".into(),
-            message: e.to_string(),
-        })
+        s.parse().map_err(
+            |e: machine_core::state::ParseStateError| DriverError::Failed {
+                driver: self.name.clone(),
+                operation: "get the machine's state".into(),
+                message: e.to_string(),
+            },
+        )
     }
     async fn ip(&self) -> Result<String, DriverError> {
-        self.call("ip", "get the machine's IP address", string).await
+        self.call("ip", "get the machine's IP address", string)
+            .await
     }
     fn ssh_target(&self) -> Option<SshTarget> {
         Python::attach(|py| {

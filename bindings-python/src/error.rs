@@ -57,7 +57,10 @@ fn types(py: Python<'_>) -> PyResult<&Vec<Py<PyType>>> {
         for c in CLASSES {
             let mut bases: Vec<Bound<'_, PyAny>> = Vec::new();
             if let Some(parent) = c.parent {
-                let i = CLASSES.iter().position(|p| p.name == parent).expect("parent listed first");
+                let i = CLASSES
+                    .iter()
+                    .position(|p| p.name == parent)
+                    .expect("parent listed first");
                 bases.push(made[i].bind(py).clone().into_any());
             }
             if let Some(b) = c.builtin {

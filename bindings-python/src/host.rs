@@ -47,7 +47,9 @@ impl PyMachine {
 
     /// The state: the driver's, or `Error` when the last create or provision failed.
     fn state(&self, py: Python<'_>) -> PyResult<&'static str> {
-        wait(py, async { self.host.read().await.state().await.map(|s| s.as_str()) })
+        wait(py, async {
+            self.host.read().await.state().await.map(|s| s.as_str())
+        })
     }
     /// The machine's IP address or host name.
     fn ip(&self, py: Python<'_>) -> PyResult<String> {
@@ -61,9 +63,9 @@ impl PyMachine {
     /// The environment for `docker` as shell text, like `env`.
     #[pyo3(signature = (shell = "bash", unset = false, no_proxy = false))]
     fn env(&self, py: Python<'_>, shell: &str, unset: bool, no_proxy: bool) -> PyResult<String> {
-        let shell: Shell = shell
-            .parse()
-            .map_err(|e: machine_core::env::EnvError| error::invalid_option(py, "shell", shell, &e.to_string()))?;
+        let shell: Shell = shell.parse().map_err(|e: machine_core::env::EnvError| {
+            error::invalid_option(py, "shell", shell, &e.to_string())
+        })?;
         let opts = EnvOptions {
             shell: Some(shell),
             unset,
@@ -124,13 +126,22 @@ impl PyMachine {
     fn provision(&self, py: Python<'_>, progress: Option<Py<PyAny>>) -> PyResult<()> {
         let progress = Progress(progress);
         wait(py, async {
-            self.host.write().await.provision(&|s: &str| progress.call(s)).await
+            self.host
+                .write()
+                .await
+                .provision(&|s: &str| progress.call(s))
+                .await
         })
     }
     /// Make a new server certificate and restart the daemon with it; with
     /// `client_certs`, make the CA and client certificate anew first.
     #[pyo3(signature = (client_certs = false, progress = None))]
-    fn regenerate_certs(&self, py: Python<'_>, client_certs: bool, progress: Option<Py<PyAny>>) -> PyResult<()> {
+    fn regenerate_certs(
+        &self,
+        py: Python<'_>,
+        client_certs: bool,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<()> {
         let progress = Progress(progress);
         wait(py, async {
             self.host
@@ -145,7 +156,11 @@ impl PyMachine {
     fn upgrade(&self, py: Python<'_>, progress: Option<Py<PyAny>>) -> PyResult<()> {
         let progress = Progress(progress);
         wait(py, async {
-            self.host.write().await.upgrade(&|s: &str| progress.call(s)).await
+            self.host
+                .write()
+                .await
+                .upgrade(&|s: &str| progress.call(s))
+                .await
         })
     }
 
@@ -155,15 +170,22 @@ impl PyMachine {
     }
     /// Copy a local file to the machine (mode taken from the local file).
     fn copy_to(&self, py: Python<'_>, local: PathBuf, remote: &str) -> PyResult<()> {
-        wait(py, async { self.host.read().await.copy_to(&local, remote).await })
+        wait(py, async {
+            self.host.read().await.copy_to(&local, remote).await
+        })
     }
     /// Copy a file from the machine to `local`.
     fn copy_from(&self, py: Python<'_>, remote: &str, local: PathBuf) -> PyResult<()> {
-        wait(py, async { self.host.read().await.copy_from(remote, &local).await })
+        wait(py, async {
+            self.host.read().await.copy_from(remote, &local).await
+        })
     }
 
     fn __repr__(&self) -> String {
-        format!("Machine(name={:?}, driver_name={:?})", self.name, self.driver_name)
+        format!(
+            "Machine(name={:?}, driver_name={:?})",
+            self.name, self.driver_name
+        )
     }
 }
 

@@ -6,7 +6,7 @@ use crate::{error, wait, Progress};
 use machine_core::host::{CreateOptions, ListEntry, Store};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyMapping, PyMappingMethods};
 use std::path::PathBuf;
 use std::sync::{PoisonError, RwLock};
 use std::time::Duration;
@@ -22,13 +22,26 @@ pub struct PyStore {
 
 impl PyStore {
     fn store(&self) -> Store {
-        self.inner.read().unwrap_or_else(PoisonError::into_inner).clone()
+        self.inner
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 
 /// Seconds as a Duration; negative, NaN or infinite values are refused.
 pub(crate) fn seconds(timeout: f64) -> PyResult<Duration> {
-    Duration::try_from_secs_f64(timeout).map_err(|_| PyValueError::new_err(format!("invalid timeout {timeout}: expected seconds >= 0")))
+    Duration::try_from_secs_f64(timeout).map_err(|_| {
+        PyValueError::new_err(format!("invalid timeout {timeout}: expected seconds >= 0"))
+    })
+}
+
+/// The (flag, value) pairs of an options mapping, in its order.
+fn items<'py>(m: Option<&Bound<'py, PyMapping>>) -> PyResult<Vec<(String, Bound<'py, PyAny>)>> {
+    match m {
+        None => Ok(Vec::new()),
+        Some(m) => m.items()?.iter().map(|kv| kv.extract()).collect(),
+    }
 }
 
 #[pymethods]
@@ -63,7 +76,9 @@ impl PyStore {
     fn get(&self, py: Python<'_>, name: &str) -> PyResult<PyMachine> {
         let store = self.store();
         #[allow(clippy::result_large_err)] // the core's error type, returned as is
-        let host = py.detach(|| store.get(name)).map_err(|e| error::to_py(py, e))?;
+        let host = py
+            .detach(|| store.get(name))
+            .map_err(|e| error::to_py(py, e))?;
         Ok(PyMachine::new(host))
     }
 
@@ -74,23 +89,24 @@ impl PyStore {
         py: Python<'_>,
         name: &str,
         driver: &str,
-        options: Option<&Bound<'_, PyDict>>,
-        engine: Option<&Bound<'_, PyDict>>,
+        options: Option<&Bound<'_, PyMapping>>,
+        engine: Option<&Bound<'_, PyMapping>>,
         progress: Option<Py<PyAny>>,
     ) -> PyResult<PyMachine> {
         let mut opts = CreateOptions::new(driver);
-        for (k, v) in options.into_iter().flat_map(|d| d.iter()) {
-            let flag: String = k.extract()?;
+        for (flag, v) in items(options)? {
             opts.driver_option(&flag, option_value(&flag, &v)?);
         }
-        for (k, v) in engine.into_iter().flat_map(|d| d.iter()) {
-            let flag: String = k.extract()?;
+        for (flag, v) in items(engine)? {
             opts.engine_flag(&flag, option_value(&flag, &v)?)
                 .map_err(|e| error::to_py(py, e))?;
         }
         let store = self.store();
         let progress = Progress(progress);
-        let host = wait(py, store.create(name, opts, &|step: &str| progress.call(step)))?;
+        let host = wait(
+            py,
+            store.create(name, opts, &|step: &str| progress.call(step)),
+        )?;
         Ok(PyMachine::new(host))
     }
 
@@ -114,7 +130,12 @@ impl PyStore {
     /// Register a driver written in Python under `name` (replacing any driver of
     /// that name in this store).
     #[pyo3(signature = (name, factory, options = None))]
-    fn register_driver(&self, name: &str, factory: &Bound<'_, PyAny>, options: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+    fn register_driver(
+        &self,
+        name: &str,
+        factory: &Bound<'_, PyAny>,
+        options: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
         let f = crate::driver::factory(name, factory, options)?;
         self.inner
             .write()

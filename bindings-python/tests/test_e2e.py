@@ -115,6 +115,21 @@ def test_generic_create_ssh_run_container_regenerate_remove(host, image, tmp_pat
     assert m.ssh("cat /etc/docker/server.pem").stdout_bytes == after
     docker(m, tmp_path, "version")
 
+    # with client_certs, the store's CA is made anew too, and the docker CLI follows
+    ca = Path(store.path, "certs", "ca.pem")
+    old_ca = ca.read_bytes()
+    m.regenerate_certs(client_certs=True)
+    assert ca.read_bytes() != old_ca
+    assert Path(store.path, "machines", "py-e2e", "ca.pem").read_bytes() == ca.read_bytes()
+    docker(m, tmp_path, "version")
+
+    # provision and upgrade (install method "none": the installed Docker is kept)
+    prov_steps = []
+    m.provision(progress=prov_steps.append)
+    assert "Waiting for the Docker daemon to answer over TLS" in prov_steps
+    m.upgrade()
+    assert docker(m, tmp_path, "run", "--rm", "--network", "none", "mt-busybox:py", "true") == ""
+
     # copies both ways
     up = tmp_path / "up.txt"
     up.write_text("payload\n")

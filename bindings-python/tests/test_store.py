@@ -191,6 +191,20 @@ def test_option_values_of_the_wrong_python_type(store):
         store.create("m", driver="none", options={"url": "tcp://127.0.0.1:2376"}, engine={"engine-label": [1, 2]})
 
 
+def test_options_may_be_any_mapping(store):
+    import types
+
+    m = store.create(
+        "m",
+        driver="none",
+        options=types.MappingProxyType({"url": "tcp://127.0.0.1:2376"}),
+        engine=types.MappingProxyType({"engine-label": ("a=b",)}),
+    )
+    assert m.inspect()["HostOptions"]["EngineOptions"]["Labels"] == ["a=b"]
+    with pytest.raises(TypeError):
+        store.create("n", driver="none", options=[("url", "tcp://127.0.0.1:2376")])
+
+
 def test_engine_flags_are_recorded(store):
     m = store.create(
         "m",
