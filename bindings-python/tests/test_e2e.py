@@ -138,6 +138,19 @@ def test_generic_create_ssh_run_container_regenerate_remove(host, image, tmp_pat
     m.copy_from("/tmp/py-up.txt", down)
     assert down.read_text() == "payload\n"
 
+    # a host key other than the one pinned at create time is refused
+    pin = Path(store.path, "machines", "py-e2e", "known_hosts")
+    real_pin = pin.read_text()
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "other")], check=True)
+    other_pub = (tmp_path / "other.pub").read_text().split()[:2]
+    pin.write_text(f"{real_pin.split()[0]} {' '.join(other_pub)}\n")
+    with pytest.raises(docker_machine.HostKeyMismatchError) as ei:
+        m.ssh("true")
+    assert ei.value.code == "HostKeyMismatch" and ei.value.machine == "py-e2e"
+    assert isinstance(ei.value, docker_machine.SshError)
+    pin.write_text(real_pin)
+    assert m.ssh("true").exit_status == 0
+
     # start/stop are not the generic driver's to do
     with pytest.raises(docker_machine.NotSupportedError):
         m.stop()
