@@ -43,7 +43,6 @@ from ._native import (
 )
 
 
-
 class Driver(Protocol):
     """What a driver written in Python provides; no base class is needed.
 
