@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the project on a fresh Debian machine (as root):
 # installs what the tests need, brings up throwaway test hosts (network
-# namespaces with their own sshd), runs the Rust test suites and tears the
-# hosts down again.
+# namespaces with their own sshd), runs the Rust test suites and the Python
+# bindings' tests, and tears the hosts down again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -40,7 +40,25 @@ if [ "$status" != 0 ]; then
     echo "cargo test failed" >&2
     exit "$status"
 fi
-rust_summary=$(awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } } END { printf "%d passed, %d failed", p, f }' /tmp/machine-cargo-test.log)
+log "Python bindings"
+python3 -m pip install --quiet --disable-pip-version-check 'pytest>=7' mypy
+MATURIN_PEP517_ARGS="--profile dev" CARGO_TARGET_DIR="$ROOT/target" \
+    python3 -m pip install --quiet --disable-pip-version-check ./bindings-python
+python3 -m pytest bindings-python/tests 2>&1 | tee /tmp/machine-pytest.log
+status=${PIPESTATUS[0]}
+if [ "$status" != 0 ]; then
+    echo "pytest failed" >&2
+    exit "$status"
+fi
+
+count() { # count WORD FILE: the number before WORD on the runner's closing line
+    grep -oE "[0-9]+ $1" "$2" | tail -n 1 | cut -d' ' -f1
+}
+rust_passed=$(awk '/^test result:/ { for (i = 1; i <= NF; i++) if ($(i+1) ~ /^passed/) p += $i } END { print p + 0 }' /tmp/machine-cargo-test.log)
+rust_failed=$(awk '/^test result:/ { for (i = 1; i <= NF; i++) if ($(i+1) ~ /^failed/) f += $i } END { print f + 0 }' /tmp/machine-cargo-test.log)
+py_passed=$(count passed /tmp/machine-pytest.log); py_passed=${py_passed:-0}
+py_failed=$(count failed /tmp/machine-pytest.log); py_failed=${py_failed:-0}
 log "all tests passed"
-echo "Rust: $rust_summary"
-echo "$rust_summary"
+echo "Rust: $rust_passed passed, $rust_failed failed"
+echo "Python: $py_passed passed, $py_failed failed"
+echo "$((rust_passed + py_passed)) passed, $((rust_failed + py_failed)) failed"

@@ -1,0 +1,109 @@
+//! Python bindings of `machine-core`: the extension module `docker_machine._native`,
+//! re-exported by the `docker_machine` package.
+//!
+//! One file per core module, each function an argument conversion around one core
+//! call:
+//! - `store.rs`: `Store` (the core `host::Store`) and `ListEntry`.
+//! - `host.rs`: `Machine` (the core `host::Host`) and `SshOutput`.
+//! - `driver.rs`: drivers written in Python, adapted to the core `Driver` and
+//!   `DriverFactory` traits, with `DriverOption`, `DriverContext` and `SshTarget`.
+//! - `error.rs`: the exception hierarchy and the mapping of core errors onto it.
+//!
+//! Blocking calls release the GIL and run on one shared tokio runtime.
+
+use machine_core::host::HostError;
+use pyo3::prelude::*;
+use std::future::Future;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+mod driver;
+mod error;
+mod host;
+mod store;
+
+/// The runtime every blocking call runs on, started on first use.
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name("docker-machine")
+            .build()
+            .expect("cannot start the tokio runtime")
+    })
+}
+
+/// Run `fut` to completion with the GIL released and map its error to an
+/// exception. Signals are checked every 200 ms, so Ctrl-C interrupts a long
+/// operation (the operation is dropped where it stands, as when the CLI is
+/// interrupted).
+fn wait<T, F>(py: Python<'_>, fut: F) -> PyResult<T>
+where
+    F: Future<Output = Result<T, HostError>> + Send,
+    T: Send,
+{
+    let out = py.detach(|| {
+        runtime().block_on(async {
+            tokio::select! {
+                r = fut => Ok(r),
+                e = interrupted() => Err(e),
+            }
+        })
+    });
+    match out {
+        Ok(r) => r.map_err(|e| error::to_py(py, e)),
+        Err(signal) => Err(signal),
+    }
+}
+
+/// Resolves when a signal handler raised (KeyboardInterrupt on the main thread).
+async fn interrupted() -> PyErr {
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if let Err(e) = Python::attach(|py| py.check_signals()) {
+            return e;
+        }
+    }
+}
+
+/// A Python callable told about each step of a long operation; exceptions it
+/// raises are reported as unraisable (the operation goes on).
+#[derive(Debug)]
+struct Progress(Option<Py<PyAny>>);
+
+impl Progress {
+    fn call(&self, step: &str) {
+        if let Some(cb) = &self.0 {
+            Python::attach(|py| {
+                if let Err(e) = cb.call1(py, (step,)) {
+                    e.write_unraisable(py, Some(cb.bind(py)));
+                }
+            });
+        }
+    }
+}
+
+/// Parse JSON text into Python objects (dicts keep the text's key order).
+fn json_loads<'py>(py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyAny>> {
+    py.import("json")?.call_method1("loads", (text,))
+}
+
+/// Docker Machine as a library: stores of machines, their drivers and operations.
+#[pymodule]
+mod _native {
+    #[pymodule_export]
+    use crate::driver::{PyDriverContext, PyDriverOption, PySshTarget};
+    #[pymodule_export]
+    use crate::host::{PyMachine, PySshOutput};
+    #[pymodule_export]
+    use crate::store::{PyListEntry, PyStore};
+
+    use pyo3::prelude::*;
+
+    #[pymodule_init]
+    fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
+        crate::error::register(m)?;
+        m.add("__version__", env!("CARGO_PKG_VERSION"))
+    }
+}
