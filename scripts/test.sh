@@ -22,7 +22,7 @@ log "building (dev profile)"
 cargo build --workspace --all-targets --locked
 
 log "starting test hosts"
-bash scripts/testhosts.sh up 4
+bash scripts/testhosts.sh up 10
 trap 'bash "$ROOT/scripts/testhosts.sh" down || true' EXIT
 eval "$(bash scripts/testhosts.sh env)"
 export MT_HOSTS MT_KEY MT_SUDO_USER MT_STATE

@@ -7,7 +7,10 @@ use std::hint::black_box;
 fn bundle(c: &mut Criterion) {
     let mut g = c.benchmark_group("cert_bundle");
     g.sample_size(10);
-    for (label, alg) in [("rsa2048", KeyAlgorithm::Rsa2048), ("ecdsa_p256", KeyAlgorithm::EcdsaP256)] {
+    for (label, alg) in [
+        ("rsa2048", KeyAlgorithm::Rsa2048),
+        ("ecdsa_p256", KeyAlgorithm::EcdsaP256),
+    ] {
         g.bench_function(format!("ca+client+server/{label}"), |b| {
             b.iter(|| {
                 let ca = CertificateAuthority::generate("bench", alg).expect("ca");
@@ -20,7 +23,12 @@ fn bundle(c: &mut Criterion) {
         });
         let ca = CertificateAuthority::generate("bench", alg).expect("ca");
         g.bench_function(format!("server_only/{label}"), |b| {
-            b.iter(|| black_box(ca.issue_server("bench.m1", &["10.0.0.1".into()], alg).expect("server")))
+            b.iter(|| {
+                black_box(
+                    ca.issue_server("bench.m1", &["10.0.0.1".into()], alg)
+                        .expect("server"),
+                )
+            })
         });
     }
     g.finish();

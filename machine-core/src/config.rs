@@ -405,7 +405,11 @@ impl serde_json::ser::Formatter for GoFormatter {
     fn end_array<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
         self.inner.end_array(w)
     }
-    fn begin_array_value<W: ?Sized + io::Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+    fn begin_array_value<W: ?Sized + io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> io::Result<()> {
         self.inner.begin_array_value(w, first)
     }
     fn end_array_value<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
@@ -417,7 +421,11 @@ impl serde_json::ser::Formatter for GoFormatter {
     fn end_object<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
         self.inner.end_object(w)
     }
-    fn begin_object_key<W: ?Sized + io::Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+    fn begin_object_key<W: ?Sized + io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> io::Result<()> {
         self.inner.begin_object_key(w, first)
     }
     fn end_object_key<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
@@ -449,7 +457,13 @@ mod tests {
     fn new_config_has_compat_key_order() {
         let c = HostConfig::new("m1", "generic", Path::new("/s"));
         let s = String::from_utf8(c.to_json().expect("json")).expect("utf8");
-        let keys = ["\"ConfigVersion\"", "\"Driver\"", "\"DriverName\"", "\"HostOptions\"", "\"Name\""];
+        let keys = [
+            "\"ConfigVersion\"",
+            "\"Driver\"",
+            "\"DriverName\"",
+            "\"HostOptions\"",
+            "\"Name\"",
+        ];
         let pos: Vec<usize> = keys.iter().map(|k| s.find(k).expect("key")).collect();
         assert!(pos.windows(2).all(|w| w[0] < w[1]), "{s}");
         let back: HostConfig = serde_json::from_slice(s.as_bytes()).expect("parse");
@@ -458,10 +472,9 @@ mod tests {
 
     #[test]
     fn driver_object_base_fields_first_and_unknown_kept() {
-        let prev: Map<String, Value> = serde_json::from_str(
-            r#"{"IPAddress":"1.2.3.4","Future":7,"EnginePort":2376}"#,
-        )
-        .expect("json");
+        let prev: Map<String, Value> =
+            serde_json::from_str(r#"{"IPAddress":"1.2.3.4","Future":7,"EnginePort":2376}"#)
+                .expect("json");
         let base = BaseDriver::from_driver_object(&prev).expect("base");
         assert_eq!(base.ip_address, "1.2.3.4");
         let mut own = Map::new();

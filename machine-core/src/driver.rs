@@ -526,12 +526,18 @@ mod tests {
             &decl(),
             [
                 ("x-ip-address".to_string(), OptionValue::String("h".into())),
-                ("x-ssh-port".to_string(), OptionValue::String("twenty".into())),
+                (
+                    "x-ssh-port".to_string(),
+                    OptionValue::String("twenty".into()),
+                ),
             ],
             &no_env,
         )
         .expect_err("bad int");
-        assert!(e.to_string().contains("x-ssh-port") && e.to_string().contains("twenty"), "{e}");
+        assert!(
+            e.to_string().contains("x-ssh-port") && e.to_string().contains("twenty"),
+            "{e}"
+        );
         let e = DriverOptions::resolve(
             "x",
             &decl(),

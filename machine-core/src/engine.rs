@@ -80,9 +80,11 @@ async fn version_inner(
             addr: addr.to_string(),
             source,
         })?;
-    let name = rustls_pki_types::ServerName::try_from(host.to_string()).map_err(|e| EngineError::BadResponse {
-        addr: addr.to_string(),
-        reason: format!("invalid server name: {e}"),
+    let name = rustls_pki_types::ServerName::try_from(host.to_string()).map_err(|e| {
+        EngineError::BadResponse {
+            addr: addr.to_string(),
+            reason: format!("invalid server name: {e}"),
+        }
     })?;
     let mut s = tokio_rustls::TlsConnector::from(tls)
         .connect(name, tcp)
@@ -91,7 +93,9 @@ async fn version_inner(
             addr: addr.to_string(),
             source,
         })?;
-    let req = format!("GET /version HTTP/1.1\r\nHost: {host}\r\nUser-Agent: machine\r\nConnection: close\r\n\r\n");
+    let req = format!(
+        "GET /version HTTP/1.1\r\nHost: {host}\r\nUser-Agent: machine\r\nConnection: close\r\n\r\n"
+    );
     let io = |source: std::io::Error| EngineError::Tls {
         addr: addr.to_string(),
         source,
@@ -119,12 +123,23 @@ pub fn parse_version_response(raw: &[u8]) -> Result<EngineVersion, String> {
     if !status.contains(" 200") {
         return Err(format!("HTTP status {status:?}"));
     }
-    let chunked = head
-        .lines()
-        .any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding:") && l.to_ascii_lowercase().contains("chunked"));
-    let body = if chunked { dechunk(body) } else { body.to_string() };
-    let v: serde_json::Value = serde_json::from_str(body.trim()).map_err(|e| format!("bad JSON: {e}"))?;
-    let s = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or_default().to_string();
+    let chunked = head.lines().any(|l| {
+        l.to_ascii_lowercase().starts_with("transfer-encoding:")
+            && l.to_ascii_lowercase().contains("chunked")
+    });
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    let v: serde_json::Value =
+        serde_json::from_str(body.trim()).map_err(|e| format!("bad JSON: {e}"))?;
+    let s = |k: &str| {
+        v.get(k)
+            .and_then(|x| x.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
     if s("Version").is_empty() {
         return Err("no Version field".into());
     }
@@ -157,17 +172,37 @@ mod tests {
     #[test]
     fn parses_plain_and_chunked() {
         let plain = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{\"Version\":\"20.10.24\",\"ApiVersion\":\"1.41\",\"Os\":\"linux\",\"Arch\":\"amd64\"}\n";
-        assert_eq!(parse_version_response(plain).expect("ok").version, "20.10.24");
+        assert_eq!(
+            parse_version_response(plain).expect("ok").version,
+            "20.10.24"
+        );
         let body = "{\"Version\":\"26.1.5\"}";
-        let chunked = format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n", body.len());
-        assert_eq!(parse_version_response(chunked.as_bytes()).expect("ok").version, "26.1.5");
-        assert!(parse_version_response(b"HTTP/1.1 400 Bad\r\n\r\nClient sent an HTTP request to an HTTPS server.").is_err());
+        let chunked = format!(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+            body.len()
+        );
+        assert_eq!(
+            parse_version_response(chunked.as_bytes())
+                .expect("ok")
+                .version,
+            "26.1.5"
+        );
+        assert!(parse_version_response(
+            b"HTTP/1.1 400 Bad\r\n\r\nClient sent an HTTP request to an HTTPS server."
+        )
+        .is_err());
     }
 
     #[test]
     fn tcp_urls() {
-        assert_eq!(parse_tcp_url("tcp://1.2.3.4:2376"), Some(("1.2.3.4".into(), 2376)));
-        assert_eq!(parse_tcp_url("tcp://[::1]:2376"), Some(("::1".into(), 2376)));
+        assert_eq!(
+            parse_tcp_url("tcp://1.2.3.4:2376"),
+            Some(("1.2.3.4".into(), 2376))
+        );
+        assert_eq!(
+            parse_tcp_url("tcp://[::1]:2376"),
+            Some(("::1".into(), 2376))
+        );
         assert_eq!(parse_tcp_url("unix:///x"), None);
     }
 }

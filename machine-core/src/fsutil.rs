@@ -31,9 +31,7 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(dir)?;
+    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
     tmp.as_file()
         .set_permissions(fs::Permissions::from_mode(mode))?;
     tmp.write_all(contents)?;
@@ -68,7 +66,9 @@ mod tests {
             & 0o777;
         assert_eq!(dmode, 0o700);
         // no temp files left behind
-        let n = fs::read_dir(p.parent().expect("parent")).expect("ls").count();
+        let n = fs::read_dir(p.parent().expect("parent"))
+            .expect("ls")
+            .count();
         assert_eq!(n, 1);
     }
 }

@@ -16,13 +16,21 @@
 //! # Ok(()) }
 //! ```
 
+// Errors carry the machine name and the failing step; they are the cold path of
+// operations that take milliseconds to minutes, so their size does not matter.
+#![allow(clippy::result_large_err)]
+
 use crate::cert::{self, CertError, CertPaths, CertificateAuthority, KeyAlgorithm};
 use crate::config::{EngineOptions, HostConfig};
-use crate::driver::{Driver, DriverContext, DriverError, DriverOptions, DriverRegistry, OptionValue};
+use crate::driver::{
+    Driver, DriverContext, DriverError, DriverOptions, DriverRegistry, OptionValue,
+};
 use crate::engine::{self, EngineError, EngineVersion};
 use crate::env::MachineEnv;
 use crate::provision::{self, ProvisionError, ProvisionRequest, ProvisionerSet};
-use crate::ssh::{known_hosts, CommandRunner, HostKeyCheck, Output, SshClient, SshConfig, SshError};
+use crate::ssh::{
+    known_hosts, CommandRunner, HostKeyCheck, Output, SshClient, SshConfig, SshError,
+};
 use crate::state::State;
 use crate::store::{FileStore, StoreError};
 use std::path::{Path, PathBuf};
@@ -54,7 +62,7 @@ pub enum HostError {
     Cert {
         name: String,
         #[source]
-        source: CertError,
+        source: Box<CertError>,
     },
     /// The machine's server certificate does not fit its address any more.
     #[error("the server certificate of machine {name} is not valid for {address}")]
@@ -62,7 +70,7 @@ pub enum HostError {
         name: String,
         address: String,
         #[source]
-        source: CertError,
+        source: Box<CertError>,
     },
     /// SSH failed.
     #[error("SSH to machine {name}")]
@@ -94,7 +102,11 @@ pub enum HostError {
     NotRunning { name: String, state: State },
     /// A waiting step ran out of time.
     #[error("machine {name}: {what} did not happen within {seconds} s")]
-    Timeout { name: String, what: String, seconds: u64 },
+    Timeout {
+        name: String,
+        what: String,
+        seconds: u64,
+    },
     /// A bad engine or create option.
     #[error("invalid value {value:?} for {flag}: {reason}")]
     InvalidOption {
@@ -122,17 +134,29 @@ impl HostError {
             HostError::Store(StoreError::AlreadyExists { .. }) => "AlreadyExists",
             HostError::Store(StoreError::InvalidName { .. }) => "InvalidName",
             HostError::Store(_) => "Store",
-            HostError::Driver { source: D::NotSupported { .. }, .. } => "NotSupported",
-            HostError::Driver { source: D::UnknownDriver { .. }, .. } => "UnknownDriver",
+            HostError::Driver {
+                source: D::NotSupported { .. },
+                ..
+            } => "NotSupported",
+            HostError::Driver {
+                source: D::UnknownDriver { .. },
+                ..
+            } => "UnknownDriver",
             HostError::Driver {
                 source: D::MissingOption { .. } | D::UnknownOption { .. } | D::InvalidOption { .. },
                 ..
             } => "InvalidOption",
-            HostError::Driver { source: D::PreCreateCheck { .. }, .. } => "PreCreateCheck",
+            HostError::Driver {
+                source: D::PreCreateCheck { .. },
+                ..
+            } => "PreCreateCheck",
             HostError::Driver { .. } => "Driver",
             HostError::Cert { .. } => "Cert",
             HostError::CertCheck { .. } => "CertCheck",
-            HostError::Ssh { source: SshError::HostKeyMismatch { .. }, .. } => "HostKeyMismatch",
+            HostError::Ssh {
+                source: SshError::HostKeyMismatch { .. },
+                ..
+            } => "HostKeyMismatch",
             HostError::Ssh { .. } | HostError::NoSsh { .. } => "Ssh",
             HostError::Provision { .. } => "Provision",
             HostError::Engine { .. } => "Engine",
@@ -222,7 +246,8 @@ impl CreateOptions {
 
     /// Set a driver option by flag name.
     pub fn driver_option(&mut self, flag: &str, value: OptionValue) -> &mut Self {
-        self.driver_options.push((flag.trim_start_matches('-').to_string(), value));
+        self.driver_options
+            .push((flag.trim_start_matches('-').to_string(), value));
         self
     }
 
@@ -234,7 +259,11 @@ impl CreateOptions {
             other => vec![other.to_string()],
         };
         let one = || list.first().cloned().unwrap_or_default();
-        let push = |target: &mut Option<Vec<String>>| target.get_or_insert_with(Vec::new).extend(list.iter().cloned());
+        let push = |target: &mut Option<Vec<String>>| {
+            target
+                .get_or_insert_with(Vec::new)
+                .extend(list.iter().cloned())
+        };
         let e = &mut self.engine;
         match flag {
             "engine-install-url" => e.install_url = one(),
@@ -362,7 +391,10 @@ impl Store {
             let home = std::env::var_os("HOME").map(PathBuf::from);
             FileStore::default_root(env.as_deref(), home.as_deref())
         });
-        Store::new(FileStore::new(root.unwrap_or_else(|| PathBuf::from(".docker/machine"))), drivers)
+        Store::new(
+            FileStore::new(root.unwrap_or_else(|| PathBuf::from(".docker/machine"))),
+            drivers,
+        )
     }
 
     /// Replace the timeouts and SSH settings.
@@ -426,11 +458,14 @@ impl Store {
     /// Make sure the CA and client certificate exist (under the store lock).
     pub fn bootstrap_certs(&self, alg: KeyAlgorithm) -> Result<cert::BootstrapOutcome, HostError> {
         let _lock = self.files.lock_store()?;
-        cert::bootstrap(&CertPaths::in_dir(&self.files.certs_dir()), &cert::default_org(), alg).map_err(|source| {
-            HostError::Cert {
-                name: String::new(),
-                source,
-            }
+        cert::bootstrap(
+            &CertPaths::in_dir(&self.files.certs_dir()),
+            &cert::default_org(),
+            alg,
+        )
+        .map_err(|source| HostError::Cert {
+            name: String::new(),
+            source: Box::new(source),
         })
     }
 
@@ -439,10 +474,18 @@ impl Store {
     /// daemon answers over TLS. When a step after the name claim fails, the
     /// machine stays in the store with the failure recorded (its state reads
     /// Error) so that `remove` can clean it up.
-    pub async fn create(&self, name: &str, opts: CreateOptions, progress: Progress<'_>) -> Result<Host, HostError> {
+    pub async fn create(
+        &self,
+        name: &str,
+        opts: CreateOptions,
+        progress: Progress<'_>,
+    ) -> Result<Host, HostError> {
         FileStore::validate_name(name)?;
         if self.files.exists(name) {
-            return Err(StoreError::AlreadyExists { name: name.to_string() }.into());
+            return Err(StoreError::AlreadyExists {
+                name: name.to_string(),
+            }
+            .into());
         }
         let drv_err = |source| HostError::Driver {
             name: name.to_string(),
@@ -451,9 +494,15 @@ impl Store {
         let factory = self.drivers.get(&opts.driver).map_err(drv_err)?;
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let no_env = |_: &str| None;
-        let env_fn: &dyn Fn(&str) -> Option<String> = if opts.use_environment { &env } else { &no_env };
-        let resolved = DriverOptions::resolve(&opts.driver, &factory.options(), opts.driver_options.clone(), env_fn)
-            .map_err(drv_err)?;
+        let env_fn: &dyn Fn(&str) -> Option<String> =
+            if opts.use_environment { &env } else { &no_env };
+        let resolved = DriverOptions::resolve(
+            &opts.driver,
+            &factory.options(),
+            opts.driver_options.clone(),
+            env_fn,
+        )
+        .map_err(drv_err)?;
         progress("Creating CA and client certificates");
         self.bootstrap_certs(opts.key_algorithm)?;
         let ctx = self.context(name);
@@ -650,7 +699,7 @@ impl Host {
     fn cert_err(&self, source: CertError) -> HostError {
         HostError::Cert {
             name: self.name().to_string(),
-            source,
+            source: Box::new(source),
         }
     }
 
@@ -725,17 +774,21 @@ impl Host {
     /// certificate chains to its CA, covers its address and is unexpired.
     pub async fn check_certs(&self) -> Result<(), HostError> {
         let url = self.url().await?;
-        let host = engine::parse_tcp_url(&url).map(|(h, _)| h).unwrap_or_default();
+        let host = engine::parse_tcp_url(&url)
+            .map(|(h, _)| h)
+            .unwrap_or_default();
         let d = self.cert_path();
         let server = d.join("server.pem");
         if !server.exists() && !self.driver.needs_provisioning() {
             return Ok(());
         }
         let (ca, srv) = (self.read(&d.join("ca.pem"))?, self.read(&server)?);
-        cert::verify_server_cert(&ca, &srv, &host, SystemTime::now()).map_err(|source| HostError::CertCheck {
-            name: self.name().to_string(),
-            address: host.clone(),
-            source,
+        cert::verify_server_cert(&ca, &srv, &host, SystemTime::now()).map_err(|source| {
+            HostError::CertCheck {
+                name: self.name().to_string(),
+                address: host.clone(),
+                source: Box::new(source),
+            }
         })
     }
 
@@ -761,14 +814,21 @@ impl Host {
         };
         let hint = opts.hint_command.as_deref();
         if opts.unset {
-            let lower_set = opts.no_proxy_lower.as_deref().is_some_and(|v| !v.is_empty());
+            let lower_set = opts
+                .no_proxy_lower
+                .as_deref()
+                .is_some_and(|v| !v.is_empty());
             let u = MachineEnv::unset(opts.no_proxy, lower_set);
             return crate::env::render_unset(&u.clear, shell, hint).map_err(bad);
         }
         let mut env = self.env().await?;
         if opts.no_proxy {
             let ip = self.ip().await?;
-            env = env.with_no_proxy(&ip, opts.no_proxy_lower.as_deref(), opts.no_proxy_upper.as_deref());
+            env = env.with_no_proxy(
+                &ip,
+                opts.no_proxy_lower.as_deref(),
+                opts.no_proxy_upper.as_deref(),
+            );
         }
         crate::env::render(&env, shell, hint).map_err(bad)
     }
@@ -796,11 +856,13 @@ impl Host {
             reason: "expected tcp://HOST:PORT".into(),
         })?;
         let tls = self.tls_client_config()?;
-        engine::version(&h, p, tls, timeout).await.map_err(|source| HostError::Engine {
-            name: self.name().to_string(),
-            log_tail: String::new(),
-            source,
-        })
+        engine::version(&h, p, tls, timeout)
+            .await
+            .map_err(|source| HostError::Engine {
+                name: self.name().to_string(),
+                log_tail: String::new(),
+                source,
+            })
     }
 
     /// Open one SSH connection to the machine, pinning its host key on first use.
@@ -814,13 +876,19 @@ impl Host {
             source,
         };
         let dir = self.dir();
-        let pin = known_hosts::read(&dir, &target.host, target.port).map_err(ssh)?;
-        let first = pin.is_none();
-        let check = pin.map(HostKeyCheck::Pinned).unwrap_or(HostKeyCheck::TrustOnFirstUse);
+        // The pin belongs to the machine, not to an address: a VM whose forwarded
+        // port changed keeps its pin, and the file is rewritten for the new address.
+        let pin = known_hosts::read_machine(&dir).map_err(ssh)?;
+        let want = known_hosts::host_pattern(&target.host, target.port);
+        let check = match &pin {
+            Some((_, key)) => HostKeyCheck::Pinned(key.clone()),
+            None => HostKeyCheck::TrustOnFirstUse,
+        };
         let client = SshClient::connect(&target, &check, &self.store.settings.ssh)
             .await
             .map_err(ssh)?;
-        if first && !client.host_key().is_empty() {
+        let stale = pin.as_ref().is_some_and(|(pattern, _)| *pattern != want);
+        if (pin.is_none() || stale) && !client.host_key().is_empty() {
             known_hosts::write(&dir, &target.host, target.port, client.host_key()).map_err(ssh)?;
         }
         Ok(client)
@@ -849,12 +917,19 @@ impl Host {
     pub async fn copy_to(&self, local: &Path, remote: &str) -> Result<(), HostError> {
         use std::os::unix::fs::PermissionsExt;
         let bytes = std::fs::read(local).map_err(|e| self.io(local, e))?;
-        let mode = std::fs::metadata(local).map_err(|e| self.io(local, e))?.permissions().mode() & 0o7777;
+        let mode = std::fs::metadata(local)
+            .map_err(|e| self.io(local, e))?
+            .permissions()
+            .mode()
+            & 0o7777;
         let c = self.connect().await?;
-        let r = c.write_file(remote, &bytes, mode).await.map_err(|source| HostError::Ssh {
-            name: self.name().to_string(),
-            source,
-        });
+        let r = c
+            .write_file(remote, &bytes, mode)
+            .await
+            .map_err(|source| HostError::Ssh {
+                name: self.name().to_string(),
+                source,
+            });
         c.close().await;
         r
     }
@@ -891,7 +966,11 @@ impl Host {
         }
     }
 
-    async fn finish_create(&mut self, alg: KeyAlgorithm, progress: Progress<'_>) -> Result<(), HostError> {
+    async fn finish_create(
+        &mut self,
+        alg: KeyAlgorithm,
+        progress: Progress<'_>,
+    ) -> Result<(), HostError> {
         progress("Creating machine");
         self.driver.create().await.map_err(|e| self.drv(e))?;
         self.save()?;
@@ -906,7 +985,11 @@ impl Host {
     fn copy_client_certs(&self) -> Result<(), HostError> {
         let certs = self.store.files.certs_dir();
         let dir = self.dir();
-        for (from, to) in [("ca.pem", "ca.pem"), ("cert.pem", "cert.pem"), ("key.pem", "key.pem")] {
+        for (from, to) in [
+            ("ca.pem", "ca.pem"),
+            ("cert.pem", "cert.pem"),
+            ("key.pem", "key.pem"),
+        ] {
             let src = certs.join(from);
             let dst = dir.join(to);
             let bytes = std::fs::read(&src).map_err(|e| self.io(&src, e))?;
@@ -916,9 +999,14 @@ impl Host {
     }
 
     /// Make and save a new server certificate for the machine's current address.
-    fn issue_server_cert(&mut self, ip: &str, alg: KeyAlgorithm) -> Result<(String, String, String), HostError> {
+    fn issue_server_cert(
+        &mut self,
+        ip: &str,
+        alg: KeyAlgorithm,
+    ) -> Result<(String, String, String), HostError> {
         let certs = CertPaths::in_dir(&self.store.files.certs_dir());
-        let ca = CertificateAuthority::load(&certs.ca_cert, &certs.ca_key).map_err(|e| self.cert_err(e))?;
+        let ca = CertificateAuthority::load(&certs.ca_cert, &certs.ca_key)
+            .map_err(|e| self.cert_err(e))?;
         let mut sans: Vec<String> = self
             .config
             .host_options
@@ -932,15 +1020,23 @@ impl Host {
             }
         }
         let org = format!("{}.{}", cert::default_org(), self.name());
-        let bundle = ca.issue_server(&org, &sans, alg).map_err(|e| self.cert_err(e))?;
+        let bundle = ca
+            .issue_server(&org, &sans, alg)
+            .map_err(|e| self.cert_err(e))?;
         let dir = self.dir();
         let (cp, kp) = (dir.join("server.pem"), dir.join("server-key.pem"));
-        crate::fsutil::write_atomic(&cp, bundle.cert_pem.as_bytes(), 0o600).map_err(|e| self.io(&cp, e))?;
-        crate::fsutil::write_atomic(&kp, bundle.key_pem.as_bytes(), 0o600).map_err(|e| self.io(&kp, e))?;
+        crate::fsutil::write_atomic(&cp, bundle.cert_pem.as_bytes(), 0o600)
+            .map_err(|e| self.io(&cp, e))?;
+        crate::fsutil::write_atomic(&kp, bundle.key_pem.as_bytes(), 0o600)
+            .map_err(|e| self.io(&kp, e))?;
         Ok((ca.cert_pem().to_string(), bundle.cert_pem, bundle.key_pem))
     }
 
-    async fn provision_with(&mut self, alg: KeyAlgorithm, progress: Progress<'_>) -> Result<(), HostError> {
+    async fn provision_with(
+        &mut self,
+        alg: KeyAlgorithm,
+        progress: Progress<'_>,
+    ) -> Result<(), HostError> {
         let ip = self.ip().await?;
         progress("Generating the server certificate");
         let (ca_pem, server_cert_pem, server_key_pem) = self.issue_server_cert(&ip, alg)?;
@@ -951,8 +1047,6 @@ impl Host {
             a.server_key_remote_path = provision::engine::REMOTE_SERVER_KEY.into();
         }
         self.save()?;
-        progress("Connecting over SSH");
-        let client = self.connect().await?;
         let req = ProvisionRequest {
             hostname: self.name().to_string(),
             driver_name: self.driver_name().to_string(),
@@ -962,12 +1056,34 @@ impl Host {
             server_cert_pem,
             server_key_pem,
         };
-        let result = self.provision_over(&client, &req, progress).await;
-        client.close().await;
-        result
+        // A connection lost mid-way is retried once on a new connection (the
+        // steps are idempotent); connecting again is itself bounded by the
+        // SSH settings' attempts and deadlines.
+        let mut retried = false;
+        loop {
+            progress("Connecting over SSH");
+            let client = self.connect().await?;
+            let result = self.provision_over(&client, &req, progress).await;
+            client.close().await;
+            match result {
+                Err(HostError::Provision {
+                    source: ProvisionError::Transport { .. },
+                    ..
+                }) if !retried => {
+                    retried = true;
+                    progress("Connection lost; reconnecting");
+                }
+                r => return r,
+            }
+        }
     }
 
-    async fn provision_over(&self, client: &SshClient, req: &ProvisionRequest, progress: Progress<'_>) -> Result<(), HostError> {
+    async fn provision_over(
+        &self,
+        client: &SshClient,
+        req: &ProvisionRequest,
+        progress: Progress<'_>,
+    ) -> Result<(), HostError> {
         let report = provision::provision(client, &self.store.provisioners, req, progress)
             .await
             .map_err(|source| HostError::Provision {
@@ -993,7 +1109,18 @@ impl Host {
                         source,
                     });
                 }
-                Err(HostError::Engine { .. }) => tokio::time::sleep(Duration::from_millis(500)).await,
+                Err(HostError::Engine { .. }) => {
+                    // A daemon usually answers within a second of starting: poll
+                    // quickly at first, then back off.
+                    let waited =
+                        limit.saturating_sub(deadline.saturating_duration_since(Instant::now()));
+                    let pause = if waited < Duration::from_secs(5) {
+                        100
+                    } else {
+                        500
+                    };
+                    tokio::time::sleep(Duration::from_millis(pause)).await
+                }
                 Err(other) => return Err(other),
             }
         }
@@ -1027,11 +1154,19 @@ impl Host {
         };
         let r = async {
             let facts = provision::probe(&client).await.map_err(prov_err)?;
-            let p = self.store.provisioners.detect(&facts.os).map_err(prov_err)?;
-            let method = provision::InstallMethod::from_install_url(&self.config.host_options.engine_options.install_url);
+            let p = self
+                .store
+                .provisioners
+                .detect(&facts.os)
+                .map_err(prov_err)?;
+            let method = provision::InstallMethod::from_install_url(
+                &self.config.host_options.engine_options.install_url,
+            );
             let steps = p.install_steps(&facts, &method).map_err(prov_err)?;
             progress("Upgrading Docker");
-            provision::run_steps(&client, &steps, facts.is_root, progress).await.map_err(prov_err)
+            provision::run_steps(&client, &steps, facts.is_root, progress)
+                .await
+                .map_err(prov_err)
         }
         .await;
         client.close().await;
@@ -1051,19 +1186,29 @@ impl Host {
     /// Make a new server certificate and restart the daemon with it. With
     /// `client_certs`, the CA and client certificate are made anew first (every
     /// machine of the store must then be regenerated too).
-    pub async fn regenerate_certs(&mut self, client_certs: bool, progress: Progress<'_>) -> Result<(), HostError> {
+    pub async fn regenerate_certs(
+        &mut self,
+        client_certs: bool,
+        progress: Progress<'_>,
+    ) -> Result<(), HostError> {
         if client_certs {
             progress("Regenerating the CA and client certificates");
             let _lock = self.store.files.lock_store()?;
             let certs = CertPaths::in_dir(&self.store.files.certs_dir());
-            for p in [&certs.ca_cert, &certs.ca_key, &certs.client_cert, &certs.client_key] {
+            for p in [
+                &certs.ca_cert,
+                &certs.ca_key,
+                &certs.client_cert,
+                &certs.client_key,
+            ] {
                 match std::fs::remove_file(p) {
                     Ok(()) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                     Err(e) => return Err(self.io(p, e)),
                 }
             }
-            cert::bootstrap(&certs, &cert::default_org(), self.key_algorithm()).map_err(|e| self.cert_err(e))?;
+            cert::bootstrap(&certs, &cert::default_org(), self.key_algorithm())
+                .map_err(|e| self.cert_err(e))?;
         }
         self.provision(progress).await
     }

@@ -4,7 +4,9 @@ use std::fmt;
 use std::str::FromStr;
 
 /// The state of a machine as reported by its driver.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 #[non_exhaustive]
 pub enum State {
     /// The driver could not tell (printed as an empty string).

@@ -16,7 +16,9 @@ const CHILD: &str = "MT_BOOTSTRAP_CHILD";
 
 #[test]
 fn bootstrap_child() {
-    let Ok(root) = std::env::var(CHILD) else { return };
+    let Ok(root) = std::env::var(CHILD) else {
+        return;
+    };
     let root = PathBuf::from(root);
     // all children start together
     let go = root.join("go");
@@ -44,7 +46,12 @@ fn concurrent_bootstraps_make_one_ca() {
     let kids: Vec<_> = (0..6)
         .map(|_| {
             Command::new(&exe)
-                .args(["--exact", "bootstrap_child", "--nocapture", "--test-threads=1"])
+                .args([
+                    "--exact",
+                    "bootstrap_child",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
                 .env(CHILD, dir.path())
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
@@ -58,7 +65,11 @@ fn concurrent_bootstraps_make_one_ca() {
     for k in kids {
         let out = k.wait_with_output().expect("wait");
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "child failed: {text}{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "child failed: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         if text.contains("OUTCOME Created") {
             created += 1;
         } else {
@@ -69,6 +80,7 @@ fn concurrent_bootstraps_make_one_ca() {
     let p = CertPaths::in_dir(&dir.path().join("certs"));
     let ca = std::fs::read_to_string(&p.ca_cert).expect("ca");
     let client = std::fs::read_to_string(&p.client_cert).expect("client");
-    cert::verify_client_cert(&ca, &client, std::time::SystemTime::now()).expect("client chains to the one CA");
+    cert::verify_client_cert(&ca, &client, std::time::SystemTime::now())
+        .expect("client chains to the one CA");
     assert_eq!(ca.matches("BEGIN CERTIFICATE").count(), 1);
 }

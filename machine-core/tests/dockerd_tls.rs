@@ -33,7 +33,11 @@ struct Daemon(PathBuf);
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        let _ = Command::new("bash").arg(script()).arg("stop").arg(&self.0).status();
+        let _ = Command::new("bash")
+            .arg(script())
+            .arg("stop")
+            .arg(&self.0)
+            .status();
     }
 }
 
@@ -57,16 +61,25 @@ fn docker(dir: &Path, port: u16, cert_dir: &Path) -> std::process::Output {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_dockerd_accepts_our_certificates() {
     if !have("dockerd") || !have("docker") {
-        assert!(std::env::var("CI").is_err(), "dockerd and docker are required under CI (scripts/testhosts.sh install)");
+        assert!(
+            std::env::var("CI").is_err(),
+            "dockerd and docker are required under CI (scripts/testhosts.sh install)"
+        );
         eprintln!("SKIPPED: dockerd or docker not installed");
         return;
     }
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path();
     let ca = CertificateAuthority::generate("tester", KeyAlgorithm::Rsa2048).expect("ca");
-    let client = ca.issue_client("tester.client", KeyAlgorithm::Rsa2048).expect("client");
+    let client = ca
+        .issue_client("tester.client", KeyAlgorithm::Rsa2048)
+        .expect("client");
     let server = ca
-        .issue_server("tester.daemon", &["127.0.0.1".into(), "localhost".into()], KeyAlgorithm::Rsa2048)
+        .issue_server(
+            "tester.daemon",
+            &["127.0.0.1".into(), "localhost".into()],
+            KeyAlgorithm::Rsa2048,
+        )
         .expect("server");
     let w = |name: &str, s: &str| std::fs::write(dir.join(name), s).expect("write");
     w("ca.pem", ca.cert_pem());
@@ -91,30 +104,50 @@ async fn real_dockerd_accepts_our_certificates() {
 
     // the real docker client with our client certificate
     let out = docker(dir, port, &good);
-    assert!(out.status.success(), "docker version failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "docker version failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
     assert!(!version.is_empty());
 
     // our own client: same answer
-    let tls = cert::client_tls_config(ca.cert_pem(), &client.cert_pem, &client.key_pem).expect("tls");
-    let v = engine::version("127.0.0.1", port, tls, Duration::from_secs(20)).await.expect("version over TLS");
+    let tls =
+        cert::client_tls_config(ca.cert_pem(), &client.cert_pem, &client.key_pem).expect("tls");
+    let v = engine::version("127.0.0.1", port, tls, Duration::from_secs(20))
+        .await
+        .expect("version over TLS");
     assert_eq!(v.version, version);
 
     // a client certificate from another CA is refused by the daemon
     let other = CertificateAuthority::generate("intruder", KeyAlgorithm::EcdsaP256).expect("ca2");
-    let bad_client = other.issue_client("intruder.client", KeyAlgorithm::EcdsaP256).expect("client2");
+    let bad_client = other
+        .issue_client("intruder.client", KeyAlgorithm::EcdsaP256)
+        .expect("client2");
     let bad = dir.join("bad");
     std::fs::create_dir_all(&bad).expect("mkdir");
     std::fs::write(bad.join("ca.pem"), ca.cert_pem()).expect("w");
     std::fs::write(bad.join("cert.pem"), &bad_client.cert_pem).expect("w");
     std::fs::write(bad.join("key.pem"), &bad_client.key_pem).expect("w");
     let out = docker(dir, port, &bad);
-    assert!(!out.status.success(), "a foreign client certificate must be refused");
-    let tls = cert::client_tls_config(ca.cert_pem(), &bad_client.cert_pem, &bad_client.key_pem).expect("tls");
-    assert!(engine::version("127.0.0.1", port, tls, Duration::from_secs(20)).await.is_err());
+    assert!(
+        !out.status.success(),
+        "a foreign client certificate must be refused"
+    );
+    let tls = cert::client_tls_config(ca.cert_pem(), &bad_client.cert_pem, &bad_client.key_pem)
+        .expect("tls");
+    assert!(
+        engine::version("127.0.0.1", port, tls, Duration::from_secs(20))
+            .await
+            .is_err()
+    );
 
     // our client refuses a daemon whose certificate comes from another CA
-    let tls = cert::client_tls_config(other.cert_pem(), &bad_client.cert_pem, &bad_client.key_pem).expect("tls");
-    let e = engine::version("127.0.0.1", port, tls, Duration::from_secs(20)).await.expect_err("wrong CA");
+    let tls = cert::client_tls_config(other.cert_pem(), &bad_client.cert_pem, &bad_client.key_pem)
+        .expect("tls");
+    let e = engine::version("127.0.0.1", port, tls, Duration::from_secs(20))
+        .await
+        .expect_err("wrong CA");
     assert!(matches!(e, engine::EngineError::Tls { .. }), "{e}");
 }

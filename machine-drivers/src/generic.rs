@@ -8,7 +8,8 @@
 use async_trait::async_trait;
 use machine_core::config::{BaseDriver, DEFAULT_ENGINE_PORT};
 use machine_core::driver::{
-    Driver, DriverContext, DriverError, DriverFactory, DriverOption, DriverOptions, OptionKind, SshTarget,
+    Driver, DriverContext, DriverError, DriverFactory, DriverOption, DriverOptions, OptionKind,
+    SshTarget,
 };
 use machine_core::ssh::{known_hosts, CommandRunner, HostKeyCheck, SshClient, SshConfig};
 use machine_core::State;
@@ -51,14 +52,22 @@ impl DriverFactory for GenericFactory {
 
     fn options(&self) -> Vec<DriverOption> {
         vec![
-            DriverOption::new("generic-ip-address", OptionKind::String, "IP Address of machine")
-                .env("GENERIC_IP_ADDRESS")
-                .required(),
+            DriverOption::new(
+                "generic-ip-address",
+                OptionKind::String,
+                "IP Address of machine",
+            )
+            .env("GENERIC_IP_ADDRESS")
+            .required(),
             DriverOption::new("generic-ssh-user", OptionKind::String, "SSH user")
                 .env("GENERIC_SSH_USER")
                 .default_value("root"),
-            DriverOption::new("generic-ssh-key", OptionKind::String, "SSH private key path (if not provided, default SSH key will be used)")
-                .env("GENERIC_SSH_KEY"),
+            DriverOption::new(
+                "generic-ssh-key",
+                OptionKind::String,
+                "SSH private key path (if not provided, default SSH key will be used)",
+            )
+            .env("GENERIC_SSH_KEY"),
             DriverOption::new("generic-ssh-port", OptionKind::Int, "SSH port")
                 .env("GENERIC_SSH_PORT")
                 .default_value("22"),
@@ -68,7 +77,11 @@ impl DriverFactory for GenericFactory {
         ]
     }
 
-    fn new_driver(&self, ctx: &DriverContext, o: &DriverOptions) -> Result<Box<dyn Driver>, DriverError> {
+    fn new_driver(
+        &self,
+        ctx: &DriverContext,
+        o: &DriverOptions,
+    ) -> Result<Box<dyn Driver>, DriverError> {
         let ip = o.string("generic-ip-address").trim().to_string();
         if ip.is_empty() || ip.contains(char::is_whitespace) {
             return Err(DriverError::InvalidOption {
@@ -93,19 +106,29 @@ impl DriverFactory for GenericFactory {
         base.ssh_port = o.port("generic-ssh-port")?.unwrap_or(22);
         let ssh_key = o.string("generic-ssh-key");
         if !ssh_key.is_empty() {
-            base.ssh_key_path = ctx.machine_dir.join("id_rsa").to_string_lossy().into_owned();
+            base.ssh_key_path = ctx
+                .machine_dir
+                .join("id_rsa")
+                .to_string_lossy()
+                .into_owned();
         }
         Ok(Box::new(GenericDriver {
             base,
             own: Own {
-                engine_port: o.port("generic-engine-port")?.unwrap_or(DEFAULT_ENGINE_PORT),
+                engine_port: o
+                    .port("generic-engine-port")?
+                    .unwrap_or(DEFAULT_ENGINE_PORT),
                 ssh_key,
             },
             machine_dir: ctx.machine_dir.clone(),
         }))
     }
 
-    fn load_driver(&self, ctx: &DriverContext, saved: &Map<String, Value>) -> Result<Box<dyn Driver>, DriverError> {
+    fn load_driver(
+        &self,
+        ctx: &DriverContext,
+        saved: &Map<String, Value>,
+    ) -> Result<Box<dyn Driver>, DriverError> {
         let (base, own) = crate::load_own(NAME, saved)?;
         Ok(Box::new(GenericDriver {
             base,
@@ -140,9 +163,11 @@ impl GenericDriver {
             operation: "connect".into(),
             message: "no SSH target".into(),
         })?;
-        let pin = known_hosts::read(&self.machine_dir, &target.host, target.port)
+        let pin = known_hosts::read_machine(&self.machine_dir)
             .map_err(|e| failed("read the pinned host key", e))?;
-        let check = pin.map(HostKeyCheck::Pinned).unwrap_or(HostKeyCheck::TrustOnFirstUse);
+        let check = pin
+            .map(|(_, key)| HostKeyCheck::Pinned(key))
+            .unwrap_or(HostKeyCheck::TrustOnFirstUse);
         SshClient::connect(&target, &check, cfg)
             .await
             .map_err(|e| failed("connect over SSH", e))
@@ -177,7 +202,9 @@ impl Driver for GenericDriver {
     /// Running when the SSH port accepts a TCP connection within 5 s, else Stopped.
     async fn state(&self) -> Result<State, DriverError> {
         let addr = (self.base.ip_address.as_str(), self.base.ssh_port);
-        match tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr)).await {
+        match tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr))
+            .await
+        {
             Ok(Ok(_)) => Ok(State::Running),
             _ => Ok(State::Stopped),
         }
@@ -190,9 +217,18 @@ impl Driver for GenericDriver {
     fn ssh_target(&self) -> Option<SshTarget> {
         Some(SshTarget {
             host: self.base.ip_address.clone(),
-            port: if self.base.ssh_port == 0 { 22 } else { self.base.ssh_port },
-            user: if self.base.ssh_user.is_empty() { "root".into() } else { self.base.ssh_user.clone() },
-            key_path: (!self.base.ssh_key_path.is_empty()).then(|| PathBuf::from(&self.base.ssh_key_path)),
+            port: if self.base.ssh_port == 0 {
+                22
+            } else {
+                self.base.ssh_port
+            },
+            user: if self.base.ssh_user.is_empty() {
+                "root".into()
+            } else {
+                self.base.ssh_user.clone()
+            },
+            key_path: (!self.base.ssh_key_path.is_empty())
+                .then(|| PathBuf::from(&self.base.ssh_key_path)),
         })
     }
 
@@ -208,7 +244,10 @@ impl Driver for GenericDriver {
         if !self.own.ssh_key.is_empty() && !Path::new(&self.own.ssh_key).is_file() {
             return Err(DriverError::PreCreateCheck {
                 driver: NAME.into(),
-                reason: format!("SSH key {} (generic-ssh-key) does not exist", self.own.ssh_key),
+                reason: format!(
+                    "SSH key {} (generic-ssh-key) does not exist",
+                    self.own.ssh_key
+                ),
             });
         }
         Ok(())
@@ -269,7 +308,9 @@ mod tests {
         DriverOptions::resolve(
             NAME,
             &GenericFactory.options(),
-            given.iter().map(|(k, v)| (k.to_string(), OptionValue::String(v.to_string()))),
+            given
+                .iter()
+                .map(|(k, v)| (k.to_string(), OptionValue::String(v.to_string()))),
             &|_| None,
         )
     }
@@ -277,28 +318,48 @@ mod tests {
     #[tokio::test]
     async fn saved_state_has_base_fields_then_own_and_loads_back() {
         let d = tempfile::tempdir().expect("tmp");
-        let o = opts(&[("generic-ip-address", "10.0.0.9"), ("generic-ssh-port", "2222")]).expect("opts");
-        let drv = GenericFactory.new_driver(&ctx(d.path()), &o).expect("driver");
+        let o = opts(&[
+            ("generic-ip-address", "10.0.0.9"),
+            ("generic-ssh-port", "2222"),
+        ])
+        .expect("opts");
+        let drv = GenericFactory
+            .new_driver(&ctx(d.path()), &o)
+            .expect("driver");
         let saved = drv.saved_state().expect("saved");
         let keys: Vec<&str> = saved.keys().map(String::as_str).collect();
         assert_eq!(keys[..9], machine_core::config::BASE_DRIVER_FIELDS);
         assert_eq!(keys[9..], ["EnginePort", "SSHKey"]);
         assert_eq!(saved["SSHPort"], 2222);
         assert_eq!(saved["SSHUser"], "root");
-        let back = GenericFactory.load_driver(&ctx(d.path()), &saved).expect("load");
+        let back = GenericFactory
+            .load_driver(&ctx(d.path()), &saved)
+            .expect("load");
         assert_eq!(back.saved_state().expect("saved"), saved);
         assert_eq!(back.url().await.expect("url"), "tcp://10.0.0.9:2376");
-        assert!(matches!(back.ssh_target(), Some(SshTarget { port: 2222, .. })));
+        assert!(matches!(
+            back.ssh_target(),
+            Some(SshTarget { port: 2222, .. })
+        ));
     }
 
     #[tokio::test]
     async fn lifecycle_refused_and_flags_checked() {
         let d = tempfile::tempdir().expect("tmp");
-        assert!(opts(&[]).expect_err("required").to_string().contains("generic-ip-address"));
+        assert!(opts(&[])
+            .expect_err("required")
+            .to_string()
+            .contains("generic-ip-address"));
         let e = opts(&[("generic-ip-address", "h"), ("generic-ssh-port", "x")]).expect_err("port");
         assert!(e.to_string().contains("generic-ssh-port"));
-        let o = opts(&[("generic-ip-address", "h"), ("generic-ssh-key", "/nonexistent/key")]).expect("opts");
-        let mut drv = GenericFactory.new_driver(&ctx(d.path()), &o).expect("driver");
+        let o = opts(&[
+            ("generic-ip-address", "h"),
+            ("generic-ssh-key", "/nonexistent/key"),
+        ])
+        .expect("opts");
+        let mut drv = GenericFactory
+            .new_driver(&ctx(d.path()), &o)
+            .expect("driver");
         let e = drv.pre_create_check().await.expect_err("missing key");
         assert!(e.to_string().contains("/nonexistent/key"), "{e}");
         for e in [drv.start().await, drv.stop().await, drv.kill().await] {
@@ -315,12 +376,25 @@ mod tests {
         let key = d.path().join("mykey");
         std::fs::write(&key, "KEY").expect("key");
         std::fs::write(d.path().join("mykey.pub"), "PUB").expect("pub");
-        let o = opts(&[("generic-ip-address", "h"), ("generic-ssh-key", key.to_str().expect("utf8"))]).expect("opts");
-        let mut drv = GenericFactory.new_driver(&ctx(d.path()), &o).expect("driver");
+        let o = opts(&[
+            ("generic-ip-address", "h"),
+            ("generic-ssh-key", key.to_str().expect("utf8")),
+        ])
+        .expect("opts");
+        let mut drv = GenericFactory
+            .new_driver(&ctx(d.path()), &o)
+            .expect("driver");
         drv.create().await.expect("create");
         let copied = d.path().join("machines/m1/id_rsa");
         assert_eq!(std::fs::read_to_string(&copied).expect("read"), "KEY");
-        assert_eq!(std::fs::metadata(&copied).expect("meta").permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&copied)
+                .expect("meta")
+                .permissions()
+                .mode()
+                & 0o777,
+            0o600
+        );
         assert_eq!(drv.ssh_target().and_then(|t| t.key_path), Some(copied));
     }
 }

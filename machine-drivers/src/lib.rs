@@ -34,7 +34,8 @@ pub(crate) fn saved<T: serde::Serialize>(
         serde_json::Value::Object(m) => m,
         _ => serde_json::Map::new(),
     };
-    base.merge_driver_object(own, &serde_json::Map::new()).map_err(bad)
+    base.merge_driver_object(own, &serde_json::Map::new())
+        .map_err(bad)
 }
 
 /// Read a driver's own fields from its saved object.

@@ -3,7 +3,8 @@
 use async_trait::async_trait;
 use machine_core::config::BaseDriver;
 use machine_core::driver::{
-    Driver, DriverContext, DriverError, DriverFactory, DriverOption, DriverOptions, OptionKind, SshTarget,
+    Driver, DriverContext, DriverError, DriverFactory, DriverOption, DriverOptions, OptionKind,
+    SshTarget,
 };
 use machine_core::State;
 use serde::{Deserialize, Serialize};
@@ -42,10 +43,14 @@ pub fn url_host(url: &str) -> Result<String, DriverError> {
         .ok_or_else(|| bad("expected tcp://HOST:PORT"))?;
     let hostport = rest.split('/').next().unwrap_or_default();
     let (host, port) = if let Some(h) = hostport.strip_prefix('[') {
-        let (h, p) = h.split_once("]:").ok_or_else(|| bad("expected tcp://[IPV6]:PORT"))?;
+        let (h, p) = h
+            .split_once("]:")
+            .ok_or_else(|| bad("expected tcp://[IPV6]:PORT"))?;
         (h, p)
     } else {
-        hostport.rsplit_once(':').ok_or_else(|| bad("the port is missing"))?
+        hostport
+            .rsplit_once(':')
+            .ok_or_else(|| bad("the port is missing"))?
     };
     if host.is_empty() {
         return Err(bad("the host is missing"));
@@ -63,19 +68,34 @@ impl DriverFactory for NoneFactory {
     }
 
     fn options(&self) -> Vec<DriverOption> {
-        vec![DriverOption::new("url", OptionKind::String, "URL of host when no driver is selected")
-            .required()]
+        vec![DriverOption::new(
+            "url",
+            OptionKind::String,
+            "URL of host when no driver is selected",
+        )
+        .required()]
     }
 
-    fn new_driver(&self, ctx: &DriverContext, options: &DriverOptions) -> Result<Box<dyn Driver>, DriverError> {
+    fn new_driver(
+        &self,
+        ctx: &DriverContext,
+        options: &DriverOptions,
+    ) -> Result<Box<dyn Driver>, DriverError> {
         let url = options.string("url");
         let host = url_host(&url)?;
         let mut base = ctx.base();
         base.ip_address = host;
-        Ok(Box::new(NoneDriver { base, own: Own { url } }))
+        Ok(Box::new(NoneDriver {
+            base,
+            own: Own { url },
+        }))
     }
 
-    fn load_driver(&self, _ctx: &DriverContext, saved: &Map<String, Value>) -> Result<Box<dyn Driver>, DriverError> {
+    fn load_driver(
+        &self,
+        _ctx: &DriverContext,
+        saved: &Map<String, Value>,
+    ) -> Result<Box<dyn Driver>, DriverError> {
         let (base, own) = crate::load_own(NAME, saved)?;
         Ok(Box::new(NoneDriver { base, own }))
     }
@@ -124,7 +144,13 @@ mod tests {
     fn url_validation_names_the_flag() {
         assert_eq!(url_host("tcp://10.0.0.5:2376").expect("ok"), "10.0.0.5");
         assert_eq!(url_host("tcp://[::1]:2376").expect("ok"), "::1");
-        for bad in ["http://x:1", "tcp://x", "tcp://:2376", "tcp://x:0", "tcp://x:abc"] {
+        for bad in [
+            "http://x:1",
+            "tcp://x",
+            "tcp://:2376",
+            "tcp://x:0",
+            "tcp://x:abc",
+        ] {
             let e = url_host(bad).expect_err(bad);
             assert!(e.to_string().contains("url"), "{e}");
         }

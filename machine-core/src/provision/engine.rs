@@ -90,7 +90,11 @@ pub fn dockerd_args(engine: &EngineOptions, port: u16, driver_name: &str) -> Vec
 
 /// Quote one word for a systemd `ExecStart=` line.
 fn systemd_word(w: &str) -> String {
-    if !w.is_empty() && !w.chars().any(|c| c.is_whitespace() || matches!(c, '"' | '\'' | '\\' | ';' | '%' | '$')) {
+    if !w.is_empty()
+        && !w
+            .chars()
+            .any(|c| c.is_whitespace() || matches!(c, '"' | '\'' | '\\' | ';' | '%' | '$'))
+    {
         return w.to_string();
     }
     let mut s = String::from("\"");
@@ -200,7 +204,11 @@ mod tests {
 
     #[test]
     fn plain_script_quotes_everything() {
-        let s = plain_start_script("/usr/sbin/dockerd", &["--label".into(), "x=$(reboot)".into()], &[]);
+        let s = plain_start_script(
+            "/usr/sbin/dockerd",
+            &["--label".into(), "x=$(reboot)".into()],
+            &[],
+        );
         assert!(s.contains("'x=$(reboot)'"), "{s}");
         assert!(s.contains(PLAIN_PID));
     }

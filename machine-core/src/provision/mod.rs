@@ -69,7 +69,10 @@ pub enum ProvisionError {
 #[non_exhaustive]
 pub enum Step {
     /// Run a shell command.
-    Run { description: String, command: String },
+    Run {
+        description: String,
+        command: String,
+    },
     /// Write a file (contents are never logged).
     WriteFile {
         description: String,
@@ -88,7 +91,12 @@ impl Step {
         }
     }
     /// A file step.
-    pub fn write(description: impl Into<String>, path: &str, contents: impl Into<Vec<u8>>, mode: u32) -> Self {
+    pub fn write(
+        description: impl Into<String>,
+        path: &str,
+        contents: impl Into<Vec<u8>>,
+        mode: u32,
+    ) -> Self {
         Step::WriteFile {
             description: description.into(),
             path: path.to_string(),
@@ -107,7 +115,10 @@ impl Step {
 impl fmt::Debug for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Step::Run { description, command } => f
+            Step::Run {
+                description,
+                command,
+            } => f
                 .debug_struct("Run")
                 .field("description", description)
                 .field("command", command)
@@ -165,12 +176,15 @@ echo dockerd=$d";
 impl HostFacts {
     /// Parse the output of [`PROBE_COMMAND`].
     pub fn parse(out: &str) -> Result<Self, ProvisionError> {
-        let (os_part, facts_part) = out
-            .split_once("@@facts")
-            .ok_or_else(|| ProvisionError::BadProbe {
-                reason: "probe output is incomplete".into(),
-            })?;
-        let os_text = os_part.split_once("@@os-release").map(|(_, b)| b).unwrap_or("");
+        let (os_part, facts_part) =
+            out.split_once("@@facts")
+                .ok_or_else(|| ProvisionError::BadProbe {
+                    reason: "probe output is incomplete".into(),
+                })?;
+        let os_text = os_part
+            .split_once("@@os-release")
+            .map(|(_, b)| b)
+            .unwrap_or("");
         let os = OsRelease::parse(os_text);
         if os.id.is_empty() {
             return Err(ProvisionError::BadProbe {
@@ -300,9 +314,17 @@ pub trait Provisioner: Send + Sync + fmt::Debug {
     /// Whether this provisioner handles an OS with this `ID` (or `ID_LIKE` value).
     fn handles(&self, id: &str) -> bool;
     /// Steps that install Docker on a machine that lacks it.
-    fn install_steps(&self, facts: &HostFacts, method: &InstallMethod) -> Result<Vec<Step>, ProvisionError>;
+    fn install_steps(
+        &self,
+        facts: &HostFacts,
+        method: &InstallMethod,
+    ) -> Result<Vec<Step>, ProvisionError>;
     /// Steps that configure and (re)start the daemon with our TLS material.
-    fn configure_steps(&self, facts: &HostFacts, req: &ProvisionRequest) -> Result<Vec<Step>, ProvisionError> {
+    fn configure_steps(
+        &self,
+        facts: &HostFacts,
+        req: &ProvisionRequest,
+    ) -> Result<Vec<Step>, ProvisionError> {
         Ok(configure_steps(facts, req))
     }
 }
@@ -326,7 +348,11 @@ impl Provisioner for Distro {
         self.ids.contains(&id)
     }
 
-    fn install_steps(&self, _facts: &HostFacts, method: &InstallMethod) -> Result<Vec<Step>, ProvisionError> {
+    fn install_steps(
+        &self,
+        _facts: &HostFacts,
+        method: &InstallMethod,
+    ) -> Result<Vec<Step>, ProvisionError> {
         Ok(match method {
             InstallMethod::Never => Vec::new(),
             InstallMethod::Script(url) => vec![Step::run(
@@ -353,14 +379,60 @@ impl Provisioner for Distro {
 
 /// The distributions provisioned out of the box, in detection order.
 pub const BUILTIN_DISTROS: [Distro; 8] = [
-    Distro { name: "debian", ids: &["debian", "raspbian"], package_manager: PackageManager::Apt, docker_packages: &["docker.io"] },
-    Distro { name: "ubuntu", ids: &["ubuntu"], package_manager: PackageManager::Apt, docker_packages: &["docker.io"] },
-    Distro { name: "fedora", ids: &["fedora"], package_manager: PackageManager::Dnf, docker_packages: &["moby-engine"] },
-    Distro { name: "redhat", ids: &["rhel", "centos", "rocky", "almalinux", "ol"], package_manager: PackageManager::Dnf, docker_packages: &[] },
-    Distro { name: "amazon", ids: &["amzn"], package_manager: PackageManager::DnfOrYum, docker_packages: &["docker"] },
-    Distro { name: "arch", ids: &["arch", "archarm", "manjaro"], package_manager: PackageManager::Pacman, docker_packages: &["docker"] },
-    Distro { name: "opensuse", ids: &["opensuse", "opensuse-leap", "opensuse-tumbleweed", "sles", "suse"], package_manager: PackageManager::Zypper, docker_packages: &["docker"] },
-    Distro { name: "alpine", ids: &["alpine"], package_manager: PackageManager::Apk, docker_packages: &["docker"] },
+    Distro {
+        name: "debian",
+        ids: &["debian", "raspbian"],
+        package_manager: PackageManager::Apt,
+        docker_packages: &["docker.io"],
+    },
+    Distro {
+        name: "ubuntu",
+        ids: &["ubuntu"],
+        package_manager: PackageManager::Apt,
+        docker_packages: &["docker.io"],
+    },
+    Distro {
+        name: "fedora",
+        ids: &["fedora"],
+        package_manager: PackageManager::Dnf,
+        docker_packages: &["moby-engine"],
+    },
+    Distro {
+        name: "redhat",
+        ids: &["rhel", "centos", "rocky", "almalinux", "ol"],
+        package_manager: PackageManager::Dnf,
+        docker_packages: &[],
+    },
+    Distro {
+        name: "amazon",
+        ids: &["amzn"],
+        package_manager: PackageManager::DnfOrYum,
+        docker_packages: &["docker"],
+    },
+    Distro {
+        name: "arch",
+        ids: &["arch", "archarm", "manjaro"],
+        package_manager: PackageManager::Pacman,
+        docker_packages: &["docker"],
+    },
+    Distro {
+        name: "opensuse",
+        ids: &[
+            "opensuse",
+            "opensuse-leap",
+            "opensuse-tumbleweed",
+            "sles",
+            "suse",
+        ],
+        package_manager: PackageManager::Zypper,
+        docker_packages: &["docker"],
+    },
+    Distro {
+        name: "alpine",
+        ids: &["alpine"],
+        package_manager: PackageManager::Apk,
+        docker_packages: &["docker"],
+    },
 ];
 
 /// An ordered list of provisioners (see the module docs for the order rule).
@@ -404,13 +476,16 @@ impl ProvisionerSet {
 }
 
 /// Step that sets the host name (running system, `/etc/hostname`, `/etc/hosts`).
+/// Files are rewritten in place, never replaced by a rename, so bind-mounted
+/// `/etc/hosts` files (containers, namespaces) work too.
 pub fn hostname_step(hostname: &str) -> Step {
     let h = shell_quote(hostname);
     Step::run(
         format!("Setting hostname {hostname}"),
         format!(
             "hostname {h} && echo {h} > /etc/hostname && \
-             if grep -q '^127.0.1.1[[:space:]]' /etc/hosts; then sed -i 's/^127.0.1.1[[:space:]].*/127.0.1.1 '{h}'/' /etc/hosts; \
+             if grep -q '^127.0.1.1[[:space:]]' /etc/hosts; then \
+             t=$(sed 's/^127.0.1.1[[:space:]].*/127.0.1.1 '{h}'/' /etc/hosts) && printf '%s\\n' \"$t\" > /etc/hosts; \
              else echo '127.0.1.1 '{h} >> /etc/hosts; fi"
         ),
     )
@@ -418,7 +493,10 @@ pub fn hostname_step(hostname: &str) -> Step {
 
 /// The daemon's path: what the probe found, else the packaged default.
 fn dockerd_path(facts: &HostFacts) -> String {
-    facts.dockerd.clone().unwrap_or_else(|| "/usr/bin/dockerd".to_string())
+    facts
+        .dockerd
+        .clone()
+        .unwrap_or_else(|| "/usr/bin/dockerd".to_string())
 }
 
 /// Commands to stop, start and read the log of the daemon under an init system.
@@ -454,9 +532,24 @@ pub fn configure_steps(facts: &HostFacts, req: &ProvisionRequest) -> Vec<Step> {
     let mut steps = vec![
         Step::run("Stopping Docker", stop),
         Step::run("Creating /etc/docker", "mkdir -p /etc/docker"),
-        Step::write("Copying CA certificate", engine::REMOTE_CA, req.ca_pem.clone(), 0o644),
-        Step::write("Copying server certificate", engine::REMOTE_SERVER_CERT, req.server_cert_pem.clone(), 0o644),
-        Step::write("Copying server key", engine::REMOTE_SERVER_KEY, req.server_key_pem.clone(), 0o600),
+        Step::write(
+            "Copying CA certificate",
+            engine::REMOTE_CA,
+            req.ca_pem.clone(),
+            0o644,
+        ),
+        Step::write(
+            "Copying server certificate",
+            engine::REMOTE_SERVER_CERT,
+            req.server_cert_pem.clone(),
+            0o644,
+        ),
+        Step::write(
+            "Copying server key",
+            engine::REMOTE_SERVER_KEY,
+            req.server_key_pem.clone(),
+            0o600,
+        ),
     ];
     match facts.init {
         InitSystem::Systemd => {
@@ -513,15 +606,29 @@ pub async fn run_steps(
         };
         match step {
             Step::Run { command, .. } => {
-                let out = runner.run(&as_root(command, is_root)).await.map_err(transport)?;
+                let out = runner
+                    .run(&as_root(command, is_root))
+                    .await
+                    .map_err(transport)?;
                 check(step, &out)?;
             }
-            Step::WriteFile { path, contents, mode, .. } => {
+            Step::WriteFile {
+                path,
+                contents,
+                mode,
+                ..
+            } => {
                 if is_root {
-                    runner.write_file(path, contents, *mode).await.map_err(transport)?;
+                    runner
+                        .write_file(path, contents, *mode)
+                        .await
+                        .map_err(transport)?;
                 } else {
                     let tmp = format!("/tmp/.machine-upload-{}", rand::random::<u64>());
-                    runner.write_file(&tmp, contents, 0o600).await.map_err(transport)?;
+                    runner
+                        .write_file(&tmp, contents, 0o600)
+                        .await
+                        .map_err(transport)?;
                     let cmd = format!(
                         "install -m {mode:o} {tmp} {p}; s=$?; rm -f {tmp}; exit $s",
                         p = shell_quote(path)

@@ -52,7 +52,11 @@ fn custom_provisioner_wins_over_builtin() {
         fn handles(&self, id: &str) -> bool {
             id == "debian"
         }
-        fn install_steps(&self, _: &HostFacts, _: &InstallMethod) -> Result<Vec<Step>, ProvisionError> {
+        fn install_steps(
+            &self,
+            _: &HostFacts,
+            _: &InstallMethod,
+        ) -> Result<Vec<Step>, ProvisionError> {
             Ok(vec![])
         }
     }
@@ -64,14 +68,32 @@ fn custom_provisioner_wins_over_builtin() {
 
 #[test]
 fn install_methods() {
-    assert_eq!(InstallMethod::from_install_url("https://get.docker.com"), InstallMethod::Script("https://get.docker.com".into()));
-    assert_eq!(InstallMethod::from_install_url("distro"), InstallMethod::DistroPackage);
-    assert_eq!(InstallMethod::from_install_url("none"), InstallMethod::Never);
-    let facts = HostFacts::parse(&format!("@@os-release\n{}\n@@facts\ninit=none\nuid=0\n", fixture("debian-12"))).expect("facts");
+    assert_eq!(
+        InstallMethod::from_install_url("https://get.docker.com"),
+        InstallMethod::Script("https://get.docker.com".into())
+    );
+    assert_eq!(
+        InstallMethod::from_install_url("distro"),
+        InstallMethod::DistroPackage
+    );
+    assert_eq!(
+        InstallMethod::from_install_url("none"),
+        InstallMethod::Never
+    );
+    let facts = HostFacts::parse(&format!(
+        "@@os-release\n{}\n@@facts\ninit=none\nuid=0\n",
+        fixture("debian-12")
+    ))
+    .expect("facts");
     let rh = &BUILTIN_DISTROS[3];
-    assert!(matches!(rh.install_steps(&facts, &InstallMethod::DistroPackage), Err(ProvisionError::NoDistroPackage { .. })));
+    assert!(matches!(
+        rh.install_steps(&facts, &InstallMethod::DistroPackage),
+        Err(ProvisionError::NoDistroPackage { .. })
+    ));
     let deb = &BUILTIN_DISTROS[0];
-    let steps = deb.install_steps(&facts, &InstallMethod::DistroPackage).expect("steps");
+    let steps = deb
+        .install_steps(&facts, &InstallMethod::DistroPackage)
+        .expect("steps");
     match &steps[0] {
         Step::Run { command, .. } => {
             assert!(command.contains("DPkg::Lock::Timeout"), "{command}");
@@ -79,7 +101,9 @@ fn install_methods() {
         }
         other => panic!("{other:?}"),
     }
-    let steps = deb.install_steps(&facts, &InstallMethod::Script("https://x/y?a=b&c".into())).expect("steps");
+    let steps = deb
+        .install_steps(&facts, &InstallMethod::Script("https://x/y?a=b&c".into()))
+        .expect("steps");
     match &steps[0] {
         Step::Run { command, .. } => assert!(command.contains("'https://x/y?a=b&c'"), "{command}"),
         other => panic!("{other:?}"),
@@ -173,23 +197,47 @@ async fn provision_systemd_root_host_with_docker() {
     let paths: Vec<&str> = files.iter().map(|f| f.0.as_str()).collect();
     assert_eq!(
         paths,
-        [engine::REMOTE_CA, engine::REMOTE_SERVER_CERT, engine::REMOTE_SERVER_KEY, engine::SYSTEMD_DROP_IN]
+        [
+            engine::REMOTE_CA,
+            engine::REMOTE_SERVER_CERT,
+            engine::REMOTE_SERVER_KEY,
+            engine::SYSTEMD_DROP_IN
+        ]
     );
     assert_eq!(files[2].2, 0o600);
     let drop_in = String::from_utf8(files[3].1.clone()).expect("utf8");
-    assert!(drop_in.contains("ExecStart=\nExecStart=/usr/sbin/dockerd -H tcp://0.0.0.0:2376"), "{drop_in}");
+    assert!(
+        drop_in.contains("ExecStart=\nExecStart=/usr/sbin/dockerd -H tcp://0.0.0.0:2376"),
+        "{drop_in}"
+    );
     assert!(drop_in.contains("--label provider=generic"));
     let log = r.log.lock().expect("lock").clone();
     assert!(log.iter().any(|c| c.starts_with("hostname m1")), "{log:?}");
-    assert!(log.iter().all(|c| !c.contains("apt-get")), "docker present: nothing installed");
-    assert!(log.last().expect("cmds").contains("systemctl restart docker.service"));
-    assert!(log.iter().all(|c| !c.contains("SECRET-KEY")), "key never in a command");
-    assert!(seen.lock().expect("lock").iter().any(|s| s == "Starting Docker"));
+    assert!(
+        log.iter().all(|c| !c.contains("apt-get")),
+        "docker present: nothing installed"
+    );
+    assert!(log
+        .last()
+        .expect("cmds")
+        .contains("systemctl restart docker.service"));
+    assert!(
+        log.iter().all(|c| !c.contains("SECRET-KEY")),
+        "key never in a command"
+    );
+    assert!(seen
+        .lock()
+        .expect("lock")
+        .iter()
+        .any(|s| s == "Starting Docker"));
 }
 
 #[tokio::test]
 async fn provision_installs_and_uses_sudo_for_non_root() {
-    let before = format!("@@os-release\n{}\n@@facts\ninit=none\nuid=1000\n", fixture("debian-12"));
+    let before = format!(
+        "@@os-release\n{}\n@@facts\ninit=none\nuid=1000\n",
+        fixture("debian-12")
+    );
     let after = format!("{before}docker=/usr/bin/docker\ndockerd=/usr/sbin/dockerd\n");
     // the probe answers "missing" until the install ran
     #[derive(Default)]
@@ -225,12 +273,19 @@ async fn provision_installs_and_uses_sudo_for_non_root() {
         .expect("provision");
     assert!(report.installed_docker);
     let log = r.inner.log.lock().expect("lock").clone();
-    assert!(log.iter().all(|c| c.starts_with("sudo -n sh -c ")), "{log:?}");
+    assert!(
+        log.iter().all(|c| c.starts_with("sudo -n sh -c ")),
+        "{log:?}"
+    );
     assert!(log.iter().any(|c| c.contains("apt-get")));
-    assert!(log.iter().any(|c| c.contains("install -m 600 /tmp/.machine-upload-")));
+    assert!(log
+        .iter()
+        .any(|c| c.contains("install -m 600 /tmp/.machine-upload-")));
     assert!(log.last().expect("cmds").contains("machine-dockerd.sh"));
     let files = r.inner.files.lock().expect("lock").clone();
-    assert!(files.iter().all(|f| f.0.starts_with("/tmp/.machine-upload-") && f.2 == 0o600));
+    assert!(files
+        .iter()
+        .all(|f| f.0.starts_with("/tmp/.machine-upload-") && f.2 == 0o600));
     assert!(report.log_command.contains("machine-dockerd.log"));
 }
 
@@ -258,5 +313,8 @@ async fn failing_step_reports_stderr_tail() {
         .await
         .expect_err("must fail");
     let msg = e.to_string();
-    assert!(msg.contains("Starting Docker") && msg.contains("Job for docker.service failed"), "{msg}");
+    assert!(
+        msg.contains("Starting Docker") && msg.contains("Job for docker.service failed"),
+        "{msg}"
+    );
 }

@@ -152,14 +152,21 @@ pub fn generate_key(path: &Path) -> Result<String, SshError> {
 impl SshClient {
     /// Connect and authenticate, retrying connection failures with backoff.
     /// Host key mismatches and refused authentication are not retried.
-    pub async fn connect(target: &SshTarget, check: &HostKeyCheck, cfg: &SshConfig) -> Result<Self, SshError> {
-        let expected = match check {
-            HostKeyCheck::Pinned(k) => Some(PublicKey::from_openssh(k.trim()).map_err(|e| SshError::Key {
-                path: format!("pinned host key of {}", target.host),
-                reason: e.to_string(),
-            })?),
-            HostKeyCheck::TrustOnFirstUse => None,
-        };
+    pub async fn connect(
+        target: &SshTarget,
+        check: &HostKeyCheck,
+        cfg: &SshConfig,
+    ) -> Result<Self, SshError> {
+        let expected =
+            match check {
+                HostKeyCheck::Pinned(k) => Some(PublicKey::from_openssh(k.trim()).map_err(
+                    |e| SshError::Key {
+                        path: format!("pinned host key of {}", target.host),
+                        reason: e.to_string(),
+                    },
+                )?),
+                HostKeyCheck::TrustOnFirstUse => None,
+            };
         let key = match &target.key_path {
             Some(p) => Some(Arc::new(load_key(p)?)),
             None => None,
@@ -168,8 +175,16 @@ impl SshClient {
         let mut wait = cfg.backoff;
         let mut last = String::new();
         for attempt in 1..=attempts {
-            match tokio::time::timeout(cfg.connect_timeout, Self::attempt(target, expected.clone(), key.clone(), cfg)).await {
-                Ok(Ok(c)) => return Ok(c),
+            match tokio::time::timeout(
+                cfg.connect_timeout,
+                Self::attempt(target, expected.clone(), key.clone(), cfg),
+            )
+            .await
+            {
+                Ok(Ok(c)) => {
+                    tracing::debug!(host = %target.host, port = target.port, attempt, "ssh connected");
+                    return Ok(c);
+                }
                 Ok(Err(Attempt::Fatal(e))) => return Err(e),
                 Ok(Err(Attempt::Retry(reason))) => last = reason,
                 Err(_) => last = format!("no answer within {} s", cfg.connect_timeout.as_secs()),
@@ -211,7 +226,10 @@ impl SshClient {
         let mut handle = match connected {
             Ok(h) => h,
             Err(e) => {
-                let s = seen.lock().map(|s| (s.mismatch, s.presented.clone())).unwrap_or((false, None));
+                let s = seen
+                    .lock()
+                    .map(|s| (s.mismatch, s.presented.clone()))
+                    .unwrap_or((false, None));
                 if let (true, Some(presented)) = s {
                     let want = expected
                         .as_ref()
@@ -251,12 +269,17 @@ impl SshClient {
                     None
                 };
                 handle
-                    .authenticate_publickey(target.user.clone(), PrivateKeyWithHashAlg::new(k, hash))
+                    .authenticate_publickey(
+                        target.user.clone(),
+                        PrivateKeyWithHashAlg::new(k, hash),
+                    )
                     .await
                     .map_err(|e| Attempt::Retry(e.to_string()))?
                     .success()
             }
-            None => agent_auth(&mut handle, &target.user).await.map_err(auth_err)?,
+            None => agent_auth(&mut handle, &target.user)
+                .await
+                .map_err(auth_err)?,
         };
         if !ok {
             return Err(auth_err("the server refused the key".into()));
@@ -281,14 +304,20 @@ impl SshClient {
         &self.host
     }
 
-    async fn with_deadline<T>(&self, what: &str, f: impl std::future::Future<Output = Result<T, SshError>>) -> Result<T, SshError> {
+    async fn with_deadline<T>(
+        &self,
+        what: &str,
+        f: impl std::future::Future<Output = Result<T, SshError>>,
+    ) -> Result<T, SshError> {
         match self.cfg.command_timeout {
             None => f.await,
-            Some(d) => tokio::time::timeout(d, f).await.map_err(|_| SshError::Timeout {
-                host: self.host.clone(),
-                what: what.to_string(),
-                seconds: d.as_secs(),
-            })?,
+            Some(d) => tokio::time::timeout(d, f)
+                .await
+                .map_err(|_| SshError::Timeout {
+                    host: self.host.clone(),
+                    what: what.to_string(),
+                    seconds: d.as_secs(),
+                })?,
         }
     }
 
@@ -303,7 +332,9 @@ impl SshClient {
             .channel_open_session()
             .await
             .map_err(|e| err(e.to_string()))?;
-        ch.exec(true, command).await.map_err(|e| err(e.to_string()))?;
+        ch.exec(true, command)
+            .await
+            .map_err(|e| err(e.to_string()))?;
         if let Some(input) = stdin {
             ch.data(input).await.map_err(|e| err(e.to_string()))?;
         }
@@ -318,20 +349,23 @@ impl SshClient {
                 ChannelMsg::ExitStatus { exit_status } => status = Some(exit_status),
                 ChannelMsg::ExitSignal { signal_name, .. } => {
                     status = Some(128);
-                    out.stderr
-                        .extend_from_slice(format!("killed by signal {signal_name:?}\n").as_bytes());
+                    out.stderr.extend_from_slice(
+                        format!("killed by signal {signal_name:?}\n").as_bytes(),
+                    );
                 }
                 ChannelMsg::Close => break,
                 _ => {}
             }
         }
-        out.exit_status = status.ok_or_else(|| err("the channel closed without an exit status".into()))?;
+        out.exit_status =
+            status.ok_or_else(|| err("the channel closed without an exit status".into()))?;
         Ok(out)
     }
 
     /// Run `command` with `input` as its standard input.
     pub async fn run_with_input(&self, command: &str, input: &[u8]) -> Result<Output, SshError> {
-        self.with_deadline(command, self.exec(command, Some(input))).await
+        self.with_deadline(command, self.exec(command, Some(input)))
+            .await
     }
 
     async fn sftp(&self) -> Result<&russh_sftp::client::SftpSession, SshError> {
@@ -368,7 +402,9 @@ impl SshClient {
             let sftp = self.sftp().await?;
             let mut f = sftp.open(path).await.map_err(|e| err(e.to_string()))?;
             let mut buf = Vec::new();
-            f.read_to_end(&mut buf).await.map_err(|e| err(e.to_string()))?;
+            f.read_to_end(&mut buf)
+                .await
+                .map_err(|e| err(e.to_string()))?;
             Ok(buf)
         })
         .await
@@ -392,14 +428,24 @@ async fn agent_auth(handle: &mut Handle<Checker>, user: &str) -> Result<bool, St
     let mut agent = russh::keys::agent::client::AgentClient::connect_env()
         .await
         .map_err(|e| format!("no key file given and no SSH agent: {e}"))?;
-    let ids = agent.request_identities().await.map_err(|e| e.to_string())?;
+    let ids = agent
+        .request_identities()
+        .await
+        .map_err(|e| e.to_string())?;
     for id in ids {
         let key = match id {
             russh::keys::agent::AgentIdentity::PublicKey { key, .. } => key,
             _ => continue,
         };
-        let hash = if key.algorithm().is_rsa() { Some(HashAlg::Sha256) } else { None };
-        match handle.authenticate_publickey_with(user, key, hash, &mut agent).await {
+        let hash = if key.algorithm().is_rsa() {
+            Some(HashAlg::Sha256)
+        } else {
+            None
+        };
+        match handle
+            .authenticate_publickey_with(user, key, hash, &mut agent)
+            .await
+        {
             Ok(r) if r.success() => return Ok(true),
             _ => continue,
         }
@@ -411,7 +457,9 @@ async fn agent_auth(handle: &mut Handle<Checker>, user: &str) -> Result<bool, St
 impl CommandRunner for SshClient {
     async fn run(&self, command: &str) -> Result<Output, SshError> {
         tracing::debug!(host = %self.host, command, "ssh run");
-        let out = self.with_deadline(command, self.exec(command, None)).await?;
+        let out = self
+            .with_deadline(command, self.exec(command, None))
+            .await?;
         if out.exit_status != 0 && out.stderr_text().contains("sudo: a password is required") {
             return Err(SshError::SudoPassword {
                 user: self.user.clone(),
@@ -445,12 +493,18 @@ impl CommandRunner for SshClient {
                 )
                 .await
                 .map_err(|e| err(e.to_string()))?;
-            f.write_all(contents).await.map_err(|e| err(e.to_string()))?;
+            f.write_all(contents)
+                .await
+                .map_err(|e| err(e.to_string()))?;
             f.shutdown().await.map_err(|e| err(e.to_string()))?;
             drop(f);
-            sftp.set_metadata(&tmp, attrs).await.map_err(|e| err(e.to_string()))?;
+            sftp.set_metadata(&tmp, attrs)
+                .await
+                .map_err(|e| err(e.to_string()))?;
             let _ = sftp.remove_file(path).await;
-            sftp.rename(&tmp, path).await.map_err(|e| err(e.to_string()))?;
+            sftp.rename(&tmp, path)
+                .await
+                .map_err(|e| err(e.to_string()))?;
             Ok(())
         })
         .await

@@ -36,10 +36,32 @@ pub fn read(dir: &Path, host: &str, port: u16) -> Result<Option<String>, SshErro
     };
     let want = host_pattern(host, port);
     Ok(text.lines().find_map(|l| {
-        let mut parts = l.splitn(2, ' ');
-        let pat = parts.next()?;
-        let key = parts.next()?;
-        pat.split(',').any(|h| h == want).then(|| key.trim().to_string())
+        let (pat, key) = l.split_once(' ')?;
+        pat.split(',')
+            .any(|h| h == want)
+            .then(|| key.trim().to_string())
+    }))
+}
+
+/// The machine's pin whatever address it was recorded for: `(pattern, key)`.
+///
+/// The file belongs to one machine, so its key stays pinned when the machine's
+/// address or forwarded port changes (local VMs get new ports on restart).
+pub fn read_machine(dir: &Path) -> Result<Option<(String, String)>, SshError> {
+    let p = path(dir);
+    let text = match std::fs::read_to_string(&p) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(SshError::Io {
+                path: p.display().to_string(),
+                source,
+            })
+        }
+    };
+    Ok(text.lines().find_map(|l| {
+        let (pat, key) = l.trim().split_once(' ')?;
+        (!key.trim().is_empty()).then(|| (pat.to_string(), key.trim().to_string()))
     }))
 }
 
@@ -79,8 +101,18 @@ mod tests {
             std::fs::read_to_string(path(d.path())).expect("file"),
             "[10.0.0.1]:2222 ssh-ed25519 AAAAkey\n"
         );
-        assert_eq!(read(d.path(), "10.0.0.1", 2222).expect("read").as_deref(), Some("ssh-ed25519 AAAAkey"));
+        assert_eq!(
+            read(d.path(), "10.0.0.1", 2222).expect("read").as_deref(),
+            Some("ssh-ed25519 AAAAkey")
+        );
         assert_eq!(read(d.path(), "10.0.0.1", 22).expect("read"), None);
+        assert_eq!(
+            read_machine(d.path()).expect("read"),
+            Some((
+                "[10.0.0.1]:2222".to_string(),
+                "ssh-ed25519 AAAAkey".to_string()
+            ))
+        );
         forget(d.path()).expect("forget");
         assert_eq!(read(d.path(), "10.0.0.1", 2222).expect("read"), None);
     }
