@@ -64,7 +64,7 @@ async fn active(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
             .await
             .map_err(|e| ctx.err("Error getting active host", &e))?;
         if let Some(r) = rows.iter().find(|r| r.state == State::Running && r.url == docker_host) {
-            println!("{}", r.name);
+            outln!("{}", r.name);
             return Ok(0);
         }
     }
@@ -82,7 +82,7 @@ async fn config(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
         .map_err(|e| ctx.err("Error checking TLS connection", &e))?;
     let mut out = flags.join("\n");
     out.push('\n');
-    print!("{out}");
+    out!("{out}");
     Ok(0)
 }
 
@@ -133,7 +133,7 @@ async fn create(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
     steps.finish(result.is_ok());
     match result {
         Ok(_) => {
-            println!(
+            outln!(
                 "To see how to connect your Docker Client to the Docker Engine running on this virtual machine, run: {} env {name}",
                 ctx.args.first().map(String::as_str).unwrap_or(&ctx.prog)
             );
@@ -173,7 +173,7 @@ async fn env_cmd(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
         let lower_set = lower.as_deref().is_some_and(|v| !v.is_empty());
         let u = MachineEnv::unset(no_proxy, lower_set);
         let text = env::render_unset(&u.clear, shell, hint.as_deref()).map_err(|e| CliError::msg(format!("Error: {e}")))?;
-        print!("{text}");
+        out!("{text}");
         return Ok(0);
     }
     let host = ctx.load(&ctx.target(m.get_one("name"))?)?;
@@ -194,7 +194,7 @@ async fn env_cmd(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
             .await
             .map_err(|e| daemon_error(ctx, host.name(), &e))?;
     }
-    print!("{text}");
+    out!("{text}");
     Ok(0)
 }
 
@@ -222,9 +222,9 @@ fn inspect(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
             let value: serde_json::Value =
                 serde_json::from_slice(&json).map_err(|e| CliError::msg(format!("Error: {e}")))?;
             let out = t.render(&gotemplate::from_json(&value)).map_err(CliError::msg)?;
-            println!("{out}");
+            outln!("{out}");
         }
-        None => println!("{}", String::from_utf8_lossy(&json)),
+        None => outln!("{}", String::from_utf8_lossy(&json)),
     }
     Ok(0)
 }
@@ -237,7 +237,7 @@ async fn ip(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
             Err(e) => Err(e),
         };
         match r {
-            Ok(ip) => println!("{ip}"),
+            Ok(ip) => outln!("{ip}"),
             Err(e) => errors.push(e),
         }
     }
@@ -250,21 +250,21 @@ async fn status(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
         .state()
         .await
         .map_err(|e| ctx.err(&format!("error getting state for host {}", host.name()), &e))?;
-    println!("{st}");
+    outln!("{st}");
     Ok(0)
 }
 
 async fn url(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
     let host = ctx.load(&ctx.target(m.get_one("name"))?)?;
     let url = host.url().await.map_err(|e| ctx.err("Error getting URL", &e))?;
-    println!("{url}");
+    outln!("{url}");
     Ok(0)
 }
 
 async fn version(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
     match m.get_one::<String>("name") {
         None => {
-            println!("{} version {}, build {}", ctx.prog, app::VERSION, app::BUILD);
+            outln!("{} version {}, build {}", ctx.prog, app::VERSION, app::BUILD);
             Ok(0)
         }
         Some(name) => {
@@ -273,7 +273,7 @@ async fn version(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
                 .docker_version(DAEMON_TIMEOUT)
                 .await
                 .map_err(|e| daemon_error(ctx, name, &e))?;
-            println!("{}", v.version);
+            outln!("{}", v.version);
             Ok(0)
         }
     }
@@ -342,7 +342,7 @@ async fn regenerate_certs(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
     if !m.get_flag("force") && !crate::confirm("Regenerate TLS machine certs?  Warning: this is irreversible.") {
         return Ok(0);
     }
-    println!("Regenerating TLS certificates");
+    outln!("Regenerating TLS certificates");
     let tagged = names.len() > 1;
     let mut client_certs = m.get_flag("client-certs");
     let mut errors = Vec::new();
@@ -370,15 +370,15 @@ async fn rm(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
         return Err(CliError::msg("Error: Expected to get one or more machine names as arguments"));
     }
     let force = m.get_flag("force");
-    println!("About to remove {}", names.join(", "));
-    println!("WARNING: This action will delete both local reference and remote instance.");
+    outln!("About to remove {}", names.join(", "));
+    outln!("WARNING: This action will delete both local reference and remote instance.");
     if !(force || m.get_flag("y") || crate::confirm("Are you sure?")) {
         return Ok(0);
     }
     let mut errors = Vec::new();
     for name in names {
         match ctx.store.remove(&name, force).await {
-            Ok(()) => println!("Successfully removed {name}"),
+            Ok(()) => outln!("Successfully removed {name}"),
             Err(e) => {
                 let err = ctx.err(&format!("Error removing host \"{name}\""), &e);
                 if force {
@@ -404,7 +404,7 @@ async fn lifecycle(ctx: &Ctx, op: &str, m: &ArgMatches) -> CliResult<i32> {
     for name in ctx.targets(m.get_many("names"))? {
         let r = async {
             let mut host = ctx.load(&name)?;
-            println!("{doing} \"{name}\"...");
+            outln!("{doing} \"{name}\"...");
             let r = match op {
                 "start" => host.start().await,
                 "stop" => host.stop().await,
@@ -412,13 +412,13 @@ async fn lifecycle(ctx: &Ctx, op: &str, m: &ArgMatches) -> CliResult<i32> {
                 _ => host.kill().await,
             };
             r.map_err(|e| ctx.err(&format!("Error {} machine {name}", doing.to_lowercase()), &e))?;
-            println!("Machine \"{name}\" was {done}.");
+            outln!("Machine \"{name}\" was {done}.");
             if matches!(op, "start" | "restart") && host.driver().needs_provisioning() {
                 moved = true;
                 // Certificates follow the address: a machine that came back
                 // with an address its server certificate does not cover gets a new one.
                 if let Err(HostError::CertCheck { address, .. }) = host.check_certs().await {
-                    println!("The server certificate does not cover {address} any more; regenerating it.");
+                    outln!("The server certificate does not cover {address} any more; regenerating it.");
                     let steps = Steps::new(&name, false);
                     let r = host.regenerate_certs(false, &|s: &str| steps.step(s)).await;
                     steps.finish(r.is_ok());
@@ -433,7 +433,7 @@ async fn lifecycle(ctx: &Ctx, op: &str, m: &ArgMatches) -> CliResult<i32> {
         }
     }
     if moved {
-        println!(
+        outln!(
             "{} machines may have new IP addresses. You may need to re-run the `{} env` command.",
             if op == "start" { "Started" } else { "Restarted" },
             ctx.prog

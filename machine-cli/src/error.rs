@@ -8,6 +8,9 @@ pub const EXIT_ERROR: i32 = 1;
 /// Exit status when a driver's pre-create check refuses (as the original).
 pub const EXIT_PRE_CREATE: i32 = 3;
 
+/// The context of loading a machine; a missing machine is then reported alone.
+pub const LOAD_CONTEXT: &str = "Error loading machine";
+
 /// A failure of a command: what to print on stderr and the exit status.
 #[derive(Debug)]
 pub struct CliError {
@@ -30,9 +33,16 @@ impl CliError {
         let code = if e.code() == "PreCreateCheck" { EXIT_PRE_CREATE } else { EXIT_ERROR };
         let name = e.machine().unwrap_or("NAME");
         let message = match e.code() {
-            "NotFound" => format!(
-                "Docker machine \"{name}\" does not exist. Use \"{prog} ls\" to list machines. Use \"{prog} create\" to add a new one."
-            ),
+            "NotFound" => {
+                let sentence = format!(
+                    "Docker machine \"{name}\" does not exist. Use \"{prog} ls\" to list machines. Use \"{prog} create\" to add a new one."
+                );
+                if context == LOAD_CONTEXT {
+                    sentence
+                } else {
+                    format!("{context}: {sentence}")
+                }
+            }
             "CertCheck" => format!(
                 "{context}: {}\n\
                  You can regenerate the certificates with '{prog} regenerate-certs {name}'.\n\

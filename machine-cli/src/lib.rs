@@ -2,6 +2,16 @@
 //! `machine-core`. Every operation is a library call; this crate only turns
 //! arguments into calls and results into the bytes docker-machine printed.
 
+/// `println!` to stdout that ends the process quietly when the reader is gone.
+macro_rules! outln {
+    ($($t:tt)*) => { $crate::emit(&format!("{}\n", format_args!($($t)*))) };
+}
+
+/// `print!` to stdout that ends the process quietly when the reader is gone.
+macro_rules! out {
+    ($($t:tt)*) => { $crate::emit(&format!($($t)*)) };
+}
+
 pub mod app;
 pub mod error;
 pub mod gotemplate;
@@ -57,7 +67,7 @@ impl Ctx {
 
     /// Load machine `name`.
     pub fn load(&self, name: &str) -> CliResult<Host> {
-        self.store.get(name).map_err(|e| self.err("Error loading machine", &e))
+        self.store.get(name).map_err(|e| self.err(error::LOAD_CONTEXT, &e))
     }
 
     /// A machine error with `context`.
@@ -125,7 +135,7 @@ pub fn run(args: Vec<String>) -> i32 {
     init_tracing(debug);
     tracing::debug!(version = app::VERSION, build = app::BUILD, "machine");
     if matches.get_flag("version") {
-        println!("{prog} version {}, build {}", app::VERSION, app::BUILD);
+        outln!("{prog} version {}, build {}", app::VERSION, app::BUILD);
         return 0;
     }
     let Some((name, sub)) = matches.subcommand() else {
@@ -164,14 +174,25 @@ pub fn run(args: Vec<String>) -> i32 {
     }
 }
 
+/// Write command output; a closed pipe (`machine ls | head -1`) ends the
+/// process with the status a shell reports for SIGPIPE, without a message.
+pub(crate) fn emit(text: &str) {
+    let mut o = std::io::stdout().lock();
+    if let Err(e) = o.write_all(text.as_bytes()).and_then(|()| o.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141);
+        }
+    }
+}
+
 /// Ask a yes/no question on stdout; anything but an answer starting with `y` is no.
 pub(crate) fn confirm(question: &str) -> bool {
-    print!("{question} (y/n): ");
+    emit(&format!("{question} (y/n): "));
     let _ = std::io::stdout().flush();
     let mut line = String::new();
     match std::io::stdin().read_line(&mut line) {
         Ok(0) | Err(_) => {
-            println!();
+            emit("\n");
             false
         }
         Ok(_) => line.trim().to_ascii_lowercase().starts_with('y'),

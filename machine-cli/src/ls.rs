@@ -217,7 +217,7 @@ pub(crate) async fn ls(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
             out.push_str(n);
             out.push('\n');
         }
-        print!("{out}");
+        out!("{out}");
         return Ok(0);
     }
 
@@ -292,13 +292,13 @@ pub(crate) async fn ls(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
             out.push_str(&i.entry.name);
             out.push('\n');
         }
-        print!("{out}");
+        out!("{out}");
         return Ok(0);
     }
     let (Some((_, table)), Some(t)) = (template, parsed) else {
         let list: Vec<serde_json::Value> = items.iter().map(Item::json).collect();
         let bytes = machine_core::config::to_go_json(&list).map_err(|e| CliError::msg(format!("Error: {e}")))?;
-        println!("{}", String::from_utf8_lossy(&bytes));
+        outln!("{}", String::from_utf8_lossy(&bytes));
         return Ok(0);
     };
     let mut text = String::new();
@@ -312,7 +312,7 @@ pub(crate) async fn ls(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
     if table {
         text = TabWriter::default().format(&text);
     }
-    print!("{text}");
+    out!("{text}");
     Ok(0)
 }
 

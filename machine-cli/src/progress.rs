@@ -72,7 +72,7 @@ impl Steps {
             b.finish_and_clear();
             if let Some(prev) = last {
                 let mark = if ok { "✓" } else { "✗" };
-                println!("{mark} {prev}");
+                crate::emit(&format!("{mark} {prev}\n"));
             }
         }
     }
