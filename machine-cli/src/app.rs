@@ -282,23 +282,54 @@ fn lifecycle(name: &'static str, about: &'static str) -> Command {
         .arg(names("Machine names (default: \"default\")"))
 }
 
-/// The engine flags of `create`: (flag, help, environment variable, default, repeatable).
-pub const ENGINE_ARGS: [(&str, &str, Option<&str>, Option<&str>, bool); 9] = [
-    (
-        "engine-install-url",
-        "Custom URL to use for engine installation (`distro`: the distribution's package, `none`: never install)",
-        Some("MACHINE_DOCKER_INSTALL_URL"),
-        Some(machine_core::config::DEFAULT_INSTALL_URL),
+/// An engine-level flag of `create`.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineArg {
+    pub flag: &'static str,
+    pub help: &'static str,
+    /// Environment variable read when the flag is not given.
+    pub env: Option<&'static str>,
+    pub default: Option<&'static str>,
+    /// Repeatable (collects a list).
+    pub multiple: bool,
+}
+
+const fn engine_arg(flag: &'static str, help: &'static str, multiple: bool) -> EngineArg {
+    EngineArg {
+        flag,
+        help,
+        env: None,
+        default: None,
+        multiple,
+    }
+}
+
+/// The engine flags of `create`, mapped through `CreateOptions::engine_flag`.
+pub const ENGINE_ARGS: [EngineArg; 9] = [
+    EngineArg {
+        env: Some("MACHINE_DOCKER_INSTALL_URL"),
+        default: Some(machine_core::config::DEFAULT_INSTALL_URL),
+        ..engine_arg(
+            "engine-install-url",
+            "Custom URL to use for engine installation (`distro`: the distribution's package, `none`: never install)",
+            false,
+        )
+    },
+    engine_arg("engine-opt", "Specify arbitrary flags to include with the created engine in the form flag=value", true),
+    engine_arg("engine-insecure-registry", "Specify insecure registries to allow with the created engine", true),
+    EngineArg {
+        env: Some("ENGINE_REGISTRY_MIRROR"),
+        ..engine_arg("engine-registry-mirror", "Specify registry mirrors to use", true)
+    },
+    engine_arg("engine-label", "Specify labels for the created engine", true),
+    engine_arg("engine-storage-driver", "Specify a storage driver to use with the engine", false),
+    engine_arg("engine-env", "Specify environment variables to set in the engine", true),
+    engine_arg("tls-san", "Support extra SANs for TLS certs", true),
+    engine_arg(
+        "tls-key-algorithm",
+        "Key algorithm of new certificates: rsa (RSA 2048, as the original) or ecdsa (P-256)",
         false,
     ),
-    ("engine-opt", "Specify arbitrary flags to include with the created engine in the form flag=value", None, None, true),
-    ("engine-insecure-registry", "Specify insecure registries to allow with the created engine", None, None, true),
-    ("engine-registry-mirror", "Specify registry mirrors to use", Some("ENGINE_REGISTRY_MIRROR"), None, true),
-    ("engine-label", "Specify labels for the created engine", None, None, true),
-    ("engine-storage-driver", "Specify a storage driver to use with the engine", None, None, false),
-    ("engine-env", "Specify environment variables to set in the engine", None, None, true),
-    ("tls-san", "Support extra SANs for TLS certs", None, None, true),
-    ("tls-key-algorithm", "Key algorithm of new certificates: rsa (RSA 2048, as the original) or ecdsa (P-256)", None, None, false),
 ];
 
 fn create_command(prog: &str, drivers: &DriverRegistry) -> Command {
@@ -318,15 +349,15 @@ fn create_command(prog: &str, drivers: &DriverRegistry) -> Command {
                 .help(format!("Driver to create machine with ({})", drivers.names().join(", "))),
         )
         .arg(Arg::new("name").value_name("NAME").help("Name of the new machine"));
-    for (name, help, env, default, multiple) in ENGINE_ARGS {
-        let mut a = Arg::new(name).long(name).value_name("VALUE").help(help);
-        if multiple {
+    for e in ENGINE_ARGS {
+        let mut a = Arg::new(e.flag).long(e.flag).value_name("VALUE").help(e.help);
+        if e.multiple {
             a = a.action(ArgAction::Append);
         }
-        if let Some(e) = env {
-            a = a.env(e).hide_env_values(true);
+        if let Some(v) = e.env {
+            a = a.env(v).hide_env_values(true);
         }
-        if let Some(d) = default {
+        if let Some(d) = e.default {
             a = a.default_value(d);
         }
         cmd = cmd.arg(a);

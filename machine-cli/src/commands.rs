@@ -100,7 +100,7 @@ async fn create(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
     };
     let driver = m.get_one::<String>("driver").cloned().unwrap_or_else(|| app::DEFAULT_DRIVER.into());
     let mut opts = CreateOptions::new(&driver);
-    for (flag, _, _, _, multiple) in app::ENGINE_ARGS {
+    for app::EngineArg { flag, multiple, .. } in app::ENGINE_ARGS {
         if !matches!(m.value_source(flag), Some(ValueSource::CommandLine | ValueSource::EnvVariable)) {
             continue;
         }
@@ -116,7 +116,7 @@ async fn create(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
     for dname in drivers.names() {
         let Ok(factory) = drivers.get(&dname) else { continue };
         for opt in factory.options() {
-            if seen.contains(&opt.flag) || app::ENGINE_ARGS.iter().any(|a| a.0 == opt.flag) {
+            if seen.contains(&opt.flag) || app::ENGINE_ARGS.iter().any(|a| a.flag == opt.flag) {
                 continue;
             }
             seen.push(opt.flag.clone());
