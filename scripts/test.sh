@@ -16,6 +16,12 @@ fi
 
 log "installing test dependencies"
 bash scripts/testhosts.sh install
+# nushell for the env rendering tests: Debian has no package, npm has one
+if ! command -v nu >/dev/null; then
+    command -v npm >/dev/null || apt-get install -y -qq nodejs npm >/dev/null
+    npm install -g --silent nushell >/dev/null
+fi
+command -v nu >/dev/null || { echo "nushell (nu) could not be installed" >&2; exit 1; }
 
 export CARGO_TERM_COLOR=never
 log "building (dev profile)"

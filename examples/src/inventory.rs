@@ -145,25 +145,14 @@ impl Driver for InventoryDriver {
         Ok(())
     }
     async fn state(&self) -> Result<State, DriverError> {
-        let addr = (self.base.ip_address.as_str(), self.base.ssh_port);
-        match tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr))
-            .await
-        {
-            Ok(Ok(_)) => Ok(State::Running),
-            _ => Ok(State::Stopped),
-        }
+        let t = self.base.ssh_target();
+        Ok(machine_core::driver::tcp_probe_state(&t.host, t.port, Duration::from_secs(5)).await)
     }
     async fn ip(&self) -> Result<String, DriverError> {
         Ok(self.base.ip_address.clone())
     }
     fn ssh_target(&self) -> Option<SshTarget> {
-        Some(SshTarget {
-            host: self.base.ip_address.clone(),
-            port: self.base.ssh_port,
-            user: self.base.ssh_user.clone(),
-            key_path: (!self.base.ssh_key_path.is_empty())
-                .then(|| PathBuf::from(&self.base.ssh_key_path)),
-        })
+        Some(self.base.ssh_target())
     }
     fn saved_state(&self) -> Result<Map<String, Value>, DriverError> {
         let bad = |source| DriverError::BadSavedState {

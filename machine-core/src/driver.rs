@@ -386,6 +386,36 @@ pub trait Driver: Send + Sync + fmt::Debug {
     }
 }
 
+/// Running when `host:port` accepts a TCP connection within `timeout`, else
+/// Stopped: the state of a machine whose power is not the driver's to know.
+pub async fn tcp_probe_state(host: &str, port: u16, timeout: std::time::Duration) -> State {
+    match tokio::time::timeout(timeout, tokio::net::TcpStream::connect((host, port))).await {
+        Ok(Ok(_)) => State::Running,
+        _ => State::Stopped,
+    }
+}
+
+impl BaseDriver {
+    /// The SSH target the base fields describe (port 22 and user root when unset;
+    /// the SSH agent when no key path is recorded).
+    pub fn ssh_target(&self) -> SshTarget {
+        SshTarget {
+            host: self.ip_address.clone(),
+            port: if self.ssh_port == 0 {
+                22
+            } else {
+                self.ssh_port
+            },
+            user: if self.ssh_user.is_empty() {
+                "root".into()
+            } else {
+                self.ssh_user.clone()
+            },
+            key_path: (!self.ssh_key_path.is_empty()).then(|| PathBuf::from(&self.ssh_key_path)),
+        }
+    }
+}
+
 /// `tcp://host:port`, with brackets around IPv6 literals.
 pub fn engine_url(host: &str, port: u16) -> String {
     if host.contains(':') && !host.starts_with('[') {

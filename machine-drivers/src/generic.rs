@@ -201,13 +201,8 @@ impl Driver for GenericDriver {
 
     /// Running when the SSH port accepts a TCP connection within 5 s, else Stopped.
     async fn state(&self) -> Result<State, DriverError> {
-        let addr = (self.base.ip_address.as_str(), self.base.ssh_port);
-        match tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr))
-            .await
-        {
-            Ok(Ok(_)) => Ok(State::Running),
-            _ => Ok(State::Stopped),
-        }
+        let t = self.base.ssh_target();
+        Ok(machine_core::driver::tcp_probe_state(&t.host, t.port, Duration::from_secs(5)).await)
     }
 
     async fn ip(&self) -> Result<String, DriverError> {
@@ -215,21 +210,7 @@ impl Driver for GenericDriver {
     }
 
     fn ssh_target(&self) -> Option<SshTarget> {
-        Some(SshTarget {
-            host: self.base.ip_address.clone(),
-            port: if self.base.ssh_port == 0 {
-                22
-            } else {
-                self.base.ssh_port
-            },
-            user: if self.base.ssh_user.is_empty() {
-                "root".into()
-            } else {
-                self.base.ssh_user.clone()
-            },
-            key_path: (!self.base.ssh_key_path.is_empty())
-                .then(|| PathBuf::from(&self.base.ssh_key_path)),
-        })
+        Some(self.base.ssh_target())
     }
 
     fn saved_state(&self) -> Result<Map<String, Value>, DriverError> {

@@ -21,12 +21,12 @@ pub fn host_pattern(host: &str, port: u16) -> String {
     }
 }
 
-/// The pinned key (OpenSSH public key text) for `host:port`, if any.
-pub fn read(dir: &Path, host: &str, port: u16) -> Result<Option<String>, SshError> {
+/// Every `(pattern, key)` line of the machine's pin file (none when it is missing).
+fn entries(dir: &Path) -> Result<Vec<(String, String)>, SshError> {
     let p = path(dir);
     let text = match std::fs::read_to_string(&p) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(source) => {
             return Err(SshError::Io {
                 path: p.display().to_string(),
@@ -34,13 +34,22 @@ pub fn read(dir: &Path, host: &str, port: u16) -> Result<Option<String>, SshErro
             })
         }
     };
+    Ok(text
+        .lines()
+        .filter_map(|l| {
+            let (pat, key) = l.trim().split_once(' ')?;
+            (!key.trim().is_empty()).then(|| (pat.to_string(), key.trim().to_string()))
+        })
+        .collect())
+}
+
+/// The pinned key (OpenSSH public key text) for `host:port`, if any.
+pub fn read(dir: &Path, host: &str, port: u16) -> Result<Option<String>, SshError> {
     let want = host_pattern(host, port);
-    Ok(text.lines().find_map(|l| {
-        let (pat, key) = l.split_once(' ')?;
-        pat.split(',')
-            .any(|h| h == want)
-            .then(|| key.trim().to_string())
-    }))
+    Ok(entries(dir)?
+        .into_iter()
+        .find(|(pat, _)| pat.split(',').any(|h| h == want))
+        .map(|(_, key)| key))
 }
 
 /// The machine's pin whatever address it was recorded for: `(pattern, key)`.
@@ -48,21 +57,7 @@ pub fn read(dir: &Path, host: &str, port: u16) -> Result<Option<String>, SshErro
 /// The file belongs to one machine, so its key stays pinned when the machine's
 /// address or forwarded port changes (local VMs get new ports on restart).
 pub fn read_machine(dir: &Path) -> Result<Option<(String, String)>, SshError> {
-    let p = path(dir);
-    let text = match std::fs::read_to_string(&p) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(SshError::Io {
-                path: p.display().to_string(),
-                source,
-            })
-        }
-    };
-    Ok(text.lines().find_map(|l| {
-        let (pat, key) = l.trim().split_once(' ')?;
-        (!key.trim().is_empty()).then(|| (pat.to_string(), key.trim().to_string()))
-    }))
+    Ok(entries(dir)?.into_iter().next())
 }
 
 /// Pin `key` for `host:port`, replacing any earlier pin of the file.
