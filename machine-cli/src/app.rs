@@ -18,11 +18,17 @@ const GLOBAL: &str = "Global options";
 pub const LS_DEFAULT_TIMEOUT: &str = "10";
 
 fn flag(name: &'static str, help: &'static str) -> Arg {
-    Arg::new(name).long(name).help(help).action(ArgAction::SetTrue)
+    Arg::new(name)
+        .long(name)
+        .help(help)
+        .action(ArgAction::SetTrue)
 }
 
 fn names(help: &'static str) -> Arg {
-    Arg::new("names").value_name("NAME").num_args(0..).help(help)
+    Arg::new("names")
+        .value_name("NAME")
+        .num_args(0..)
+        .help(help)
 }
 
 fn one_name() -> Arg {
@@ -260,7 +266,9 @@ fn tls_arg(name: &'static str, env: &'static str, help: &'static str) -> Arg {
         .long(name)
         .value_name("FILE")
         .env(env)
-        .help(format!("{help} (accepted for compatibility; the store's certs/ are used)"))
+        .help(format!(
+            "{help} (accepted for compatibility; the store's certs/ are used)"
+        ))
         .hide_env_values(true)
         .help_heading(GLOBAL)
         .global(true)
@@ -350,7 +358,10 @@ fn create_command(prog: &str, drivers: &DriverRegistry) -> Command {
         )
         .arg(Arg::new("name").value_name("NAME").help("Name of the new machine"));
     for e in ENGINE_ARGS {
-        let mut a = Arg::new(e.flag).long(e.flag).value_name("VALUE").help(e.help);
+        let mut a = Arg::new(e.flag)
+            .long(e.flag)
+            .value_name("VALUE")
+            .help(e.help);
         if e.multiple {
             a = a.action(ArgAction::Append);
         }
@@ -362,10 +373,15 @@ fn create_command(prog: &str, drivers: &DriverRegistry) -> Command {
         }
         cmd = cmd.arg(a);
     }
-    let taken: Vec<String> = cmd.get_arguments().map(|a| a.get_id().to_string()).collect();
+    let taken: Vec<String> = cmd
+        .get_arguments()
+        .map(|a| a.get_id().to_string())
+        .collect();
     let mut seen = taken;
     for driver in drivers.names() {
-        let Ok(factory) = drivers.get(&driver) else { continue };
+        let Ok(factory) = drivers.get(&driver) else {
+            continue;
+        };
         for opt in factory.options() {
             if seen.contains(&opt.flag) {
                 continue;

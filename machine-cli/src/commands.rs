@@ -47,9 +47,17 @@ fn consolidate(errors: Vec<CliError>) -> CliResult<i32> {
     if errors.is_empty() {
         return Ok(0);
     }
-    let code = errors.iter().map(|e| e.code).max().unwrap_or(crate::error::EXIT_ERROR);
+    let code = errors
+        .iter()
+        .map(|e| e.code)
+        .max()
+        .unwrap_or(crate::error::EXIT_ERROR);
     Err(CliError {
-        message: errors.into_iter().map(|e| e.message).collect::<Vec<_>>().join("\n"),
+        message: errors
+            .into_iter()
+            .map(|e| e.message)
+            .collect::<Vec<_>>()
+            .join("\n"),
         code,
     })
 }
@@ -63,7 +71,10 @@ async fn active(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
             .list(timeout)
             .await
             .map_err(|e| ctx.err("Error getting active host", &e))?;
-        if let Some(r) = rows.iter().find(|r| r.state == State::Running && r.url == docker_host) {
+        if let Some(r) = rows
+            .iter()
+            .find(|r| r.state == State::Running && r.url == docker_host)
+        {
             outln!("{}", r.name);
             return Ok(0);
         }
@@ -90,7 +101,9 @@ fn option_value(m: &ArgMatches, id: &str, kind: OptionKind) -> Option<OptionValu
     Some(match kind {
         OptionKind::Bool => OptionValue::Bool(m.get_flag(id)),
         OptionKind::StringList => OptionValue::List(m.get_many::<String>(id)?.cloned().collect()),
-        OptionKind::String | OptionKind::Int => OptionValue::String(m.get_one::<String>(id)?.clone()),
+        OptionKind::String | OptionKind::Int => {
+            OptionValue::String(m.get_one::<String>(id)?.clone())
+        }
     })
 }
 
@@ -98,15 +111,26 @@ async fn create(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
     let Some(name) = m.get_one::<String>("name") else {
         return Err(CliError::msg("Error: No machine name specified"));
     };
-    let driver = m.get_one::<String>("driver").cloned().unwrap_or_else(|| app::DEFAULT_DRIVER.into());
+    let driver = m
+        .get_one::<String>("driver")
+        .cloned()
+        .unwrap_or_else(|| app::DEFAULT_DRIVER.into());
     let mut opts = CreateOptions::new(&driver);
     for app::EngineArg { flag, multiple, .. } in app::ENGINE_ARGS {
-        if !matches!(m.value_source(flag), Some(ValueSource::CommandLine | ValueSource::EnvVariable)) {
+        if !matches!(
+            m.value_source(flag),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        ) {
             continue;
         }
-        let kind = if multiple { OptionKind::StringList } else { OptionKind::String };
+        let kind = if multiple {
+            OptionKind::StringList
+        } else {
+            OptionKind::String
+        };
         if let Some(v) = option_value(m, flag, kind) {
-            opts.engine_flag(flag, v).map_err(|e| ctx.err("Error creating machine", &e))?;
+            opts.engine_flag(flag, v)
+                .map_err(|e| ctx.err("Error creating machine", &e))?;
         }
     }
     // Driver flags given on the command line; the library reads their
@@ -114,7 +138,9 @@ async fn create(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
     let drivers = ctx.store.drivers();
     let mut seen = Vec::new();
     for dname in drivers.names() {
-        let Ok(factory) = drivers.get(&dname) else { continue };
+        let Ok(factory) = drivers.get(&dname) else {
+            continue;
+        };
         for opt in factory.options() {
             if seen.contains(&opt.flag) || app::ENGINE_ARGS.iter().any(|a| a.flag == opt.flag) {
                 continue;
@@ -141,7 +167,8 @@ async fn create(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
         }
         Err(e) => {
             let mut err = ctx.err("Error creating machine", &e);
-            let claimed = !matches!(e.code(), "AlreadyExists" | "InvalidName") && ctx.store.files().exists(name);
+            let claimed = !matches!(e.code(), "AlreadyExists" | "InvalidName")
+                && ctx.store.files().exists(name);
             if claimed {
                 err.message.push_str(&format!(
                     "\nThe machine is kept in state Error. Retry with '{0} provision {name}' or remove it with '{0} rm -y {name}'.",
@@ -168,11 +195,14 @@ async fn env_cmd(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
     let upper = std::env::var(env::NO_PROXY_UPPER).ok();
     if m.get_flag("unset") {
         if m.get_one::<String>("name").is_some() {
-            return Err(CliError::msg("Error: Expected no machine name when the -u flag is present"));
+            return Err(CliError::msg(
+                "Error: Expected no machine name when the -u flag is present",
+            ));
         }
         let lower_set = lower.as_deref().is_some_and(|v| !v.is_empty());
         let u = MachineEnv::unset(no_proxy, lower_set);
-        let text = env::render_unset(&u.clear, shell, hint.as_deref()).map_err(|e| CliError::msg(format!("Error: {e}")))?;
+        let text = env::render_unset(&u.clear, shell, hint.as_deref())
+            .map_err(|e| CliError::msg(format!("Error: {e}")))?;
         out!("{text}");
         return Ok(0);
     }
@@ -221,7 +251,9 @@ fn inspect(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
             let t = gotemplate::GoTemplate::parse(format).map_err(CliError::msg)?;
             let value: serde_json::Value =
                 serde_json::from_slice(&json).map_err(|e| CliError::msg(format!("Error: {e}")))?;
-            let out = t.render(&gotemplate::from_json(&value)).map_err(CliError::msg)?;
+            let out = t
+                .render(&gotemplate::from_json(&value))
+                .map_err(CliError::msg)?;
             outln!("{out}");
         }
         None => outln!("{}", String::from_utf8_lossy(&json)),
@@ -233,7 +265,10 @@ async fn ip(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
     let mut errors = Vec::new();
     for name in ctx.targets(m.get_many("names"))? {
         let r = match ctx.load(&name) {
-            Ok(h) => h.ip().await.map_err(|e| ctx.err("Error getting IP address", &e)),
+            Ok(h) => h
+                .ip()
+                .await
+                .map_err(|e| ctx.err("Error getting IP address", &e)),
             Err(e) => Err(e),
         };
         match r {
@@ -256,7 +291,10 @@ async fn status(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
 
 async fn url(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
     let host = ctx.load(&ctx.target(m.get_one("name"))?)?;
-    let url = host.url().await.map_err(|e| ctx.err("Error getting URL", &e))?;
+    let url = host
+        .url()
+        .await
+        .map_err(|e| ctx.err("Error getting URL", &e))?;
     outln!("{url}");
     Ok(0)
 }
@@ -264,7 +302,12 @@ async fn url(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
 async fn version(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
     match m.get_one::<String>("name") {
         None => {
-            outln!("{} version {}, build {}", ctx.prog, app::VERSION, app::BUILD);
+            outln!(
+                "{} version {}, build {}",
+                ctx.prog,
+                app::VERSION,
+                app::BUILD
+            );
             Ok(0)
         }
         Some(name) => {
@@ -302,7 +345,8 @@ async fn provision(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
         let r = async {
             let mut host = ctx.load(&name)?;
             if m.get_flag("repin") {
-                host.forget_host_key().map_err(|e| ctx.err("Error forgetting the host key", &e))?;
+                host.forget_host_key()
+                    .map_err(|e| ctx.err("Error forgetting the host key", &e))?;
             }
             let steps = Steps::new(&name, tagged);
             let r = host.provision(&|s: &str| steps.step(s)).await;
@@ -339,7 +383,9 @@ async fn upgrade(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
 
 async fn regenerate_certs(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
     let names = ctx.targets(m.get_many("names"))?;
-    if !m.get_flag("force") && !crate::confirm("Regenerate TLS machine certs?  Warning: this is irreversible.") {
+    if !m.get_flag("force")
+        && !crate::confirm("Regenerate TLS machine certs?  Warning: this is irreversible.")
+    {
         return Ok(0);
     }
     outln!("Regenerating TLS certificates");
@@ -350,9 +396,16 @@ async fn regenerate_certs(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
         let r = async {
             let mut host = ctx.load(&name)?;
             let steps = Steps::new(&name, tagged);
-            let r = host.regenerate_certs(client_certs, &|s: &str| steps.step(s)).await;
+            let r = host
+                .regenerate_certs(client_certs, &|s: &str| steps.step(s))
+                .await;
             steps.finish(r.is_ok());
-            r.map_err(|e| ctx.err(&format!("Error regenerating the certificates of machine {name}"), &e))
+            r.map_err(|e| {
+                ctx.err(
+                    &format!("Error regenerating the certificates of machine {name}"),
+                    &e,
+                )
+            })
         }
         .await;
         // The CA and client certificate are made once, for the first machine.
@@ -365,9 +418,14 @@ async fn regenerate_certs(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
 }
 
 async fn rm(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
-    let names: Vec<String> = m.get_many::<String>("names").map(|v| v.cloned().collect()).unwrap_or_default();
+    let names: Vec<String> = m
+        .get_many::<String>("names")
+        .map(|v| v.cloned().collect())
+        .unwrap_or_default();
     if names.is_empty() {
-        return Err(CliError::msg("Error: Expected to get one or more machine names as arguments"));
+        return Err(CliError::msg(
+            "Error: Expected to get one or more machine names as arguments",
+        ));
     }
     let force = m.get_flag("force");
     outln!("About to remove {}", names.join(", "));
@@ -435,7 +493,11 @@ async fn lifecycle(ctx: &Ctx, op: &str, m: &ArgMatches) -> CliResult<i32> {
     if moved {
         outln!(
             "{} machines may have new IP addresses. You may need to re-run the `{} env` command.",
-            if op == "start" { "Started" } else { "Restarted" },
+            if op == "start" {
+                "Started"
+            } else {
+                "Restarted"
+            },
             ctx.prog
         );
     }

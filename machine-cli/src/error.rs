@@ -30,7 +30,11 @@ impl CliError {
     /// A machine error with `context` (e.g. `Error creating machine`) and
     /// hints on what to do next; `prog` is the name the CLI was invoked as.
     pub fn host(prog: &str, context: &str, e: &HostError) -> Self {
-        let code = if e.code() == "PreCreateCheck" { EXIT_PRE_CREATE } else { EXIT_ERROR };
+        let code = if e.code() == "PreCreateCheck" {
+            EXIT_PRE_CREATE
+        } else {
+            EXIT_ERROR
+        };
         let name = e.machine().unwrap_or("NAME");
         let message = match e.code() {
             "NotFound" => {

@@ -20,7 +20,10 @@ impl GoTemplate {
     /// Parse `text` as a Go template.
     pub fn parse(text: &str) -> Result<Self, String> {
         let mut inner = Template::default();
-        inner.add_funcs(&[("json", json as gtmpl::Func), ("prettyjson", prettyjson as gtmpl::Func)]);
+        inner.add_funcs(&[
+            ("json", json as gtmpl::Func),
+            ("prettyjson", prettyjson as gtmpl::Func),
+        ]);
         inner
             .parse(text.to_string())
             .map_err(|e| format!("template parsing error: {e}"))?;
@@ -29,12 +32,14 @@ impl GoTemplate {
 
     /// Execute the template on `data`.
     pub fn render(&self, data: &Value) -> Result<String, String> {
-        self.inner.render(&Context::from(data.clone())).map_err(|e| match e {
-            gtmpl::error::ExecError::NoFiledFor(field, _) => {
-                format!("template: can't evaluate field {field}")
-            }
-            other => format!("template: {other}"),
-        })
+        self.inner
+            .render(&Context::from(data.clone()))
+            .map_err(|e| match e {
+                gtmpl::error::ExecError::NoFiledFor(field, _) => {
+                    format!("template: can't evaluate field {field}")
+                }
+                other => format!("template: {other}"),
+            })
     }
 }
 
@@ -47,7 +52,10 @@ pub fn ls_format(format: &str) -> (String, bool) {
         Some(r) => (r, true),
         None => (format, false),
     };
-    let text = rest.trim_matches(' ').replace("\\t", "\t").replace("\\n", "\n");
+    let text = rest
+        .trim_matches(' ')
+        .replace("\\t", "\t")
+        .replace("\\n", "\n");
     (text + "\n", table)
 }
 
@@ -68,13 +76,20 @@ pub fn from_json(v: &serde_json::Value) -> Value {
         }
         serde_json::Value::String(s) => Value::String(s.clone()),
         serde_json::Value::Array(a) => Value::Array(a.iter().map(from_json).collect()),
-        serde_json::Value::Object(o) => Value::Map(o.iter().map(|(k, v)| (k.clone(), from_json(v))).collect()),
+        serde_json::Value::Object(o) => {
+            Value::Map(o.iter().map(|(k, v)| (k.clone(), from_json(v))).collect())
+        }
     }
 }
 
 /// A struct-like value: unknown fields are an error, as with a Go struct.
 pub fn object(fields: Vec<(&str, Value)>) -> Value {
-    Value::Object(fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect::<HashMap<_, _>>())
+    Value::Object(
+        fields
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect::<HashMap<_, _>>(),
+    )
 }
 
 /// Template data back to JSON; map keys come out sorted, as Go's encoder writes them.
@@ -89,7 +104,9 @@ pub fn to_json(v: &Value) -> serde_json::Value {
             } else if let Some(u) = n.as_u64() {
                 serde_json::Value::from(u)
             } else {
-                n.as_f64().map(serde_json::Value::from).unwrap_or(serde_json::Value::Null)
+                n.as_f64()
+                    .map(serde_json::Value::from)
+                    .unwrap_or(serde_json::Value::Null)
             }
         }
         Value::Array(a) => serde_json::Value::Array(a.iter().map(to_json).collect()),
@@ -174,7 +191,10 @@ mod tests {
 
     #[test]
     fn ls_format_rules() {
-        assert_eq!(ls_format("table {{.Name}}\\t{{.State}}"), ("{{.Name}}\t{{.State}}\n".into(), true));
+        assert_eq!(
+            ls_format("table {{.Name}}\\t{{.State}}"),
+            ("{{.Name}}\t{{.State}}\n".into(), true)
+        );
         assert_eq!(ls_format("{{.Name}}"), ("{{.Name}}\n".into(), false));
         assert_eq!(ls_format(" {{.Name}}\\n "), ("{{.Name}}\n\n".into(), false));
     }
@@ -191,13 +211,26 @@ mod tests {
 
     #[test]
     fn templates_on_maps_and_objects() {
-        let data = from_json(&serde_json::json!({"Name": "dev", "Driver": {"SSHPort": 22, "IPAddress": "10.0.0.1"}}));
-        let t = GoTemplate::parse("{{.Name}} {{.Driver.IPAddress}}:{{.Driver.SSHPort}} {{.Missing}}").expect("parse");
-        assert_eq!(t.render(&data).expect("render"), "dev 10.0.0.1:22 <no value>");
+        let data = from_json(
+            &serde_json::json!({"Name": "dev", "Driver": {"SSHPort": 22, "IPAddress": "10.0.0.1"}}),
+        );
+        let t =
+            GoTemplate::parse("{{.Name}} {{.Driver.IPAddress}}:{{.Driver.SSHPort}} {{.Missing}}")
+                .expect("parse");
+        assert_eq!(
+            t.render(&data).expect("render"),
+            "dev 10.0.0.1:22 <no value>"
+        );
         let t = GoTemplate::parse("{{json .Driver}}").expect("parse");
-        assert_eq!(t.render(&data).expect("render"), r#"{"IPAddress":"10.0.0.1","SSHPort":22}"#);
+        assert_eq!(
+            t.render(&data).expect("render"),
+            r#"{"IPAddress":"10.0.0.1","SSHPort":22}"#
+        );
         let o = object(vec![("Name", Value::from("x"))]);
         let t = GoTemplate::parse("{{.Nope}}").expect("parse");
-        assert_eq!(t.render(&o).expect_err("struct field"), "template: can't evaluate field Nope");
+        assert_eq!(
+            t.render(&o).expect_err("struct field"),
+            "template: can't evaluate field Nope"
+        );
     }
 }

@@ -56,7 +56,10 @@ impl Ctx {
     }
 
     /// The machines to act on: `names`, or `default` when none are given.
-    pub fn targets(&self, names: Option<clap::parser::ValuesRef<'_, String>>) -> CliResult<Vec<String>> {
+    pub fn targets(
+        &self,
+        names: Option<clap::parser::ValuesRef<'_, String>>,
+    ) -> CliResult<Vec<String>> {
         let v: Vec<String> = names.map(|n| n.cloned().collect()).unwrap_or_default();
         if v.is_empty() {
             Ok(vec![self.target(None)?])
@@ -67,7 +70,9 @@ impl Ctx {
 
     /// Load machine `name`.
     pub fn load(&self, name: &str) -> CliResult<Host> {
-        self.store.get(name).map_err(|e| self.err(error::LOAD_CONTEXT, &e))
+        self.store
+            .get(name)
+            .map_err(|e| self.err(error::LOAD_CONTEXT, &e))
     }
 
     /// A machine error with `context`.
@@ -86,15 +91,26 @@ pub fn program_name(argv0: Option<&str>) -> String {
 }
 
 fn truthy(v: &str) -> bool {
-    matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "t" | "true" | "yes" | "on")
+    matches!(
+        v.trim().to_ascii_lowercase().as_str(),
+        "1" | "t" | "true" | "yes" | "on"
+    )
 }
 
 fn init_tracing(debug: bool) {
     use tracing::level_filters::LevelFilter;
     use tracing_subscriber::filter::Targets;
     use tracing_subscriber::prelude::*;
-    let ours = if debug { LevelFilter::DEBUG } else { LevelFilter::WARN };
-    let others = if debug { LevelFilter::WARN } else { LevelFilter::OFF };
+    let ours = if debug {
+        LevelFilter::DEBUG
+    } else {
+        LevelFilter::WARN
+    };
+    let others = if debug {
+        LevelFilter::WARN
+    } else {
+        LevelFilter::OFF
+    };
     let filter = Targets::new()
         .with_default(others)
         .with_target("machine_core", ours)
@@ -106,13 +122,18 @@ fn init_tracing(debug: bool) {
     if debug {
         tracing_subscriber::registry().with(fmt).with(filter).init();
     } else {
-        tracing_subscriber::registry().with(fmt.without_time()).with(filter).init();
+        tracing_subscriber::registry()
+            .with(fmt.without_time())
+            .with(filter)
+            .init();
     }
 }
 
 /// Run the CLI with the process's arguments; returns the exit status.
 pub fn main() -> i32 {
-    let args: Vec<String> = std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect();
+    let args: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     run(args)
 }
 
@@ -131,7 +152,10 @@ pub fn run(args: Vec<String>) -> i32 {
             };
         }
     };
-    let debug = matches.get_flag("debug") || std::env::var("MACHINE_DEBUG").map(|v| truthy(&v)).unwrap_or(false);
+    let debug = matches.get_flag("debug")
+        || std::env::var("MACHINE_DEBUG")
+            .map(|v| truthy(&v))
+            .unwrap_or(false);
     init_tracing(debug);
     tracing::debug!(version = app::VERSION, build = app::BUILD, "machine");
     if matches.get_flag("version") {
@@ -142,19 +166,30 @@ pub fn run(args: Vec<String>) -> i32 {
         let _ = app::build(&prog, &drivers).print_help();
         return 0;
     };
-    for flag in ["tls-ca-cert", "tls-ca-key", "tls-client-cert", "tls-client-key"] {
+    for flag in [
+        "tls-ca-cert",
+        "tls-ca-key",
+        "tls-client-cert",
+        "tls-client-key",
+    ] {
         if let Some(v) = matches.get_one::<String>(flag).filter(|v| !v.is_empty()) {
             tracing::warn!("--{flag} {v} is ignored: the certificates in the store's certs/ directory are used");
         }
     }
-    let storage = matches.get_one::<String>("storage-path").filter(|s| !s.is_empty()).map(PathBuf::from);
+    let storage = matches
+        .get_one::<String>("storage-path")
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from);
     let ctx = Ctx {
         prog: prog.clone(),
         args: args.clone(),
         store: Store::open(storage, drivers),
         native_ssh: matches.get_flag("native-ssh"),
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("Error: cannot start the async runtime: {e}");

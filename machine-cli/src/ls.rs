@@ -57,7 +57,9 @@ impl Filters {
                 "swarm" => f.swarm.push(val),
                 "driver" => f.driver.push(val),
                 "state" => f.state.push(val),
-                "name" => f.name.push(Regex::new(&val).map_err(|e| CliError::msg(format!("Error: {e}")))?),
+                "name" => f
+                    .name
+                    .push(Regex::new(&val).map_err(|e| CliError::msg(format!("Error: {e}")))?),
                 "label" => f.label.push(val),
                 other => return Err(CliError::msg(format!("Unsupported filter key '{other}'"))),
             }
@@ -66,8 +68,15 @@ impl Filters {
     }
 
     /// The filters that need no query of the machine.
-    fn static_match(&self, name: &str, driver: &str, cfg: Option<&HostConfig>, masters: &HashMap<String, String>) -> bool {
-        let driver_ok = self.driver.is_empty() || self.driver.iter().any(|d| d.eq_ignore_ascii_case(driver));
+    fn static_match(
+        &self,
+        name: &str,
+        driver: &str,
+        cfg: Option<&HostConfig>,
+        masters: &HashMap<String, String>,
+    ) -> bool {
+        let driver_ok =
+            self.driver.is_empty() || self.driver.iter().any(|d| d.eq_ignore_ascii_case(driver));
         let name_ok = self.name.is_empty() || self.name.iter().any(|r| r.is_match(name));
         let swarm_ok = self.swarm.is_empty()
             || cfg.is_some_and(|c| {
@@ -87,7 +96,9 @@ impl Filters {
                     .filter_map(|l| l.split_once('='))
                     .collect();
                 self.label.iter().any(|l| match l.split_once('=') {
-                    Some((k, v)) => labels.get(k).is_some_and(|have| have.eq_ignore_ascii_case(v)),
+                    Some((k, v)) => labels
+                        .get(k)
+                        .is_some_and(|have| have.eq_ignore_ascii_case(v)),
                     None => false,
                 })
             });
@@ -95,7 +106,11 @@ impl Filters {
     }
 
     fn state_match(&self, state: State) -> bool {
-        self.state.is_empty() || self.state.iter().any(|s| s.eq_ignore_ascii_case(state.as_str()))
+        self.state.is_empty()
+            || self
+                .state
+                .iter()
+                .any(|s| s.eq_ignore_ascii_case(state.as_str()))
     }
 }
 
@@ -160,7 +175,10 @@ impl Item {
             ("EngineOptions", gotemplate::from_json(&self.engine_options)),
             ("Error", Value::from(e.error.clone())),
             ("DockerVersion", Value::from(self.docker_version.clone())),
-            ("ResponseTime", Value::from(gotemplate::go_duration_ms(e.response_time_ms))),
+            (
+                "ResponseTime",
+                Value::from(gotemplate::go_duration_ms(e.response_time_ms)),
+            ),
         ])
     }
 
@@ -185,16 +203,28 @@ impl Item {
 }
 
 pub(crate) async fn ls(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
-    let filter_values: Vec<String> = m.get_many::<String>("filter").map(|v| v.cloned().collect()).unwrap_or_default();
+    let filter_values: Vec<String> = m
+        .get_many::<String>("filter")
+        .map(|v| v.cloned().collect())
+        .unwrap_or_default();
     let filters = Filters::parse(&filter_values)?;
     let quiet = m.get_flag("quiet");
     let timeout = Duration::from_secs(*m.get_one::<u64>("timeout").unwrap_or(&10));
-    let format = m.get_one::<String>("format").cloned().filter(|f| !f.is_empty());
+    let format = m
+        .get_one::<String>("format")
+        .cloned()
+        .filter(|f| !f.is_empty());
 
     let files = ctx.store.files();
-    let mut names = ctx.store.names().map_err(|e| ctx.err("Error listing machines", &e))?;
+    let mut names = ctx
+        .store
+        .names()
+        .map_err(|e| ctx.err("Error listing machines", &e))?;
     names.sort_by(|a, b| natural_cmp(a, b));
-    let configs: HashMap<String, Option<HostConfig>> = names.iter().map(|n| (n.clone(), files.load(n).ok())).collect();
+    let configs: HashMap<String, Option<HostConfig>> = names
+        .iter()
+        .map(|n| (n.clone(), files.load(n).ok()))
+        .collect();
     let mut masters: HashMap<String, String> = HashMap::new();
     for (name, cfg) in &configs {
         if let Some(c) = cfg {
@@ -213,7 +243,10 @@ pub(crate) async fn ls(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
     // Quiet mode without a state filter needs no query at all.
     if quiet && filters.state.is_empty() {
         let mut out = String::new();
-        for n in names.iter().filter(|n| configs.get(*n).is_some_and(Option::is_some) && static_ok(n)) {
+        for n in names
+            .iter()
+            .filter(|n| configs.get(*n).is_some_and(Option::is_some) && static_ok(n))
+        {
             out.push_str(n);
             out.push('\n');
         }
@@ -230,7 +263,11 @@ pub(crate) async fn ls(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
         None => None,
     };
 
-    let rows = ctx.store.list(timeout).await.map_err(|e| ctx.err("Error listing machines", &e))?;
+    let rows = ctx
+        .store
+        .list(timeout)
+        .await
+        .map_err(|e| ctx.err("Error listing machines", &e))?;
     let docker_host = std::env::var("DOCKER_HOST").unwrap_or_default();
     let mut items: Vec<Item> = Vec::new();
     for entry in rows {
@@ -251,9 +288,11 @@ pub(crate) async fn ls(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
         let active_host = running && !entry.url.is_empty() && entry.url == docker_host;
         let active_swarm = swarm_opts.is_some_and(|s| {
             s.master && running && {
-                let swarm_url = entry
-                    .url
-                    .replacen(&format!(":{}", url_port(&entry.url)), &format!(":{}", url_port(&s.host)), 1);
+                let swarm_url = entry.url.replacen(
+                    &format!(":{}", url_port(&entry.url)),
+                    &format!(":{}", url_port(&s.host)),
+                    1,
+                );
                 !docker_host.is_empty() && swarm_url == docker_host
             }
         });
@@ -267,11 +306,19 @@ pub(crate) async fn ls(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
         } else {
             "-".into()
         };
-        let docker_version = if plain { String::new() } else { entry.docker_version.clone() };
+        let docker_version = if plain {
+            String::new()
+        } else {
+            entry.docker_version.clone()
+        };
         let to_value = |v: Option<serde_json::Value>| v.unwrap_or(serde_json::Value::Null);
         items.push(Item {
-            swarm_options: to_value(cfg.and_then(|c| serde_json::to_value(&c.host_options.swarm_options).ok())),
-            engine_options: to_value(cfg.and_then(|c| serde_json::to_value(&c.host_options.engine_options).ok())),
+            swarm_options: to_value(
+                cfg.and_then(|c| serde_json::to_value(&c.host_options.swarm_options).ok()),
+            ),
+            engine_options: to_value(
+                cfg.and_then(|c| serde_json::to_value(&c.host_options.engine_options).ok()),
+            ),
             entry: ListEntry {
                 error: entry.error.replace('\n', " "),
                 ..entry
@@ -297,13 +344,19 @@ pub(crate) async fn ls(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
     }
     let (Some((_, table)), Some(t)) = (template, parsed) else {
         let list: Vec<serde_json::Value> = items.iter().map(Item::json).collect();
-        let bytes = machine_core::config::to_go_json(&list).map_err(|e| CliError::msg(format!("Error: {e}")))?;
+        let bytes = machine_core::config::to_go_json(&list)
+            .map_err(|e| CliError::msg(format!("Error: {e}")))?;
         outln!("{}", String::from_utf8_lossy(&bytes));
         return Ok(0);
     };
     let mut text = String::new();
     if table {
-        let headers = Value::Map(HEADERS.iter().map(|(k, v)| (k.to_string(), Value::from(*v))).collect());
+        let headers = Value::Map(
+            HEADERS
+                .iter()
+                .map(|(k, v)| (k.to_string(), Value::from(*v)))
+                .collect(),
+        );
         text.push_str(&t.render(&headers).map_err(CliError::msg)?);
     }
     for i in &items {

@@ -28,7 +28,11 @@ impl Steps {
     /// A display for an operation on machine `name` (shown as a prefix when
     /// `tagged`, for commands that act on several machines).
     pub fn new(name: &str, tagged: bool) -> Self {
-        let prefix = if tagged { format!("({name}) ") } else { String::new() };
+        let prefix = if tagged {
+            format!("({name}) ")
+        } else {
+            String::new()
+        };
         let bar = std::io::stdout().is_terminal().then(|| {
             let b = ProgressBar::with_draw_target(None, ProgressDrawTarget::stdout());
             b.set_style(

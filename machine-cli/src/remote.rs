@@ -16,7 +16,9 @@ use std::process::Command;
 /// Find `prog` on `$PATH`.
 fn which(prog: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(prog)).find(|p| p.is_file())
+    std::env::split_paths(&path)
+        .map(|d| d.join(prog))
+        .find(|p| p.is_file())
 }
 
 /// A value for an `-o Key=Value` option: double-quoted when it has blanks.
@@ -55,7 +57,10 @@ impl Remote {
             .flatten()
             .is_some();
         if !pinned {
-            tracing::debug!(machine = self.host.name(), "no pinned host key yet: connecting once to pin it");
+            tracing::debug!(
+                machine = self.host.name(),
+                "no pinned host key yet: connecting once to pin it"
+            );
             let c = self
                 .host
                 .connect()
@@ -110,7 +115,11 @@ impl Remote {
 
     /// `user@host:path`.
     fn location(&self, user: Option<&str>, path: &str) -> String {
-        format!("{}@{}:{path}", user.unwrap_or(&self.target.user), self.host_part())
+        format!(
+            "{}@{}:{path}",
+            user.unwrap_or(&self.target.user),
+            self.host_part()
+        )
     }
 
     /// After a failed `ssh`/`scp`/`sshfs` (status 255), find out whether a
@@ -148,20 +157,31 @@ pub(crate) async fn ssh(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
             .forget_host_key()
             .map_err(|e| ctx.err("Error forgetting the host key", &e))?;
     }
-    let state = remote.host.state().await.map_err(|e| ctx.err("Error", &e))?;
+    let state = remote
+        .host
+        .state()
+        .await
+        .map_err(|e| ctx.err("Error", &e))?;
     if state != State::Running && state != State::Error {
         return Err(CliError::msg(format!(
             "Error: Cannot run SSH command: Host \"{name}\" is not running"
         )));
     }
-    let mut words: Vec<String> = m.get_many::<String>("command").map(|v| v.cloned().collect()).unwrap_or_default();
+    let mut words: Vec<String> = m
+        .get_many::<String>("command")
+        .map(|v| v.cloned().collect())
+        .unwrap_or_default();
     if words.first().is_some_and(|w| w == "--") {
         words.remove(0);
     }
     let command = words.join(" ");
     let system = which("ssh");
     if !command.is_empty() && (ctx.native_ssh || system.is_none()) {
-        let out = remote.host.ssh(&command).await.map_err(|e| ctx.err("Error", &e))?;
+        let out = remote
+            .host
+            .ssh(&command)
+            .await
+            .map_err(|e| ctx.err("Error", &e))?;
         let mut so = std::io::stdout().lock();
         let _ = so.write_all(&out.stdout);
         let _ = so.flush();
@@ -237,29 +257,63 @@ impl Endpoint {
 }
 
 pub(crate) async fn scp(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
-    let src = endpoint(ctx, m.get_one::<String>("source").map(String::as_str).unwrap_or_default()).await?;
-    let dst = endpoint(ctx, m.get_one::<String>("destination").map(String::as_str).unwrap_or_default()).await?;
-    let (recursive, delta, quiet) = (m.get_flag("recursive"), m.get_flag("delta"), m.get_flag("quiet"));
-    let remotes: Vec<&Remote> = [&src, &dst].iter().filter_map(|e| e.remote.as_ref().map(|(r, _)| r)).collect();
+    let src = endpoint(
+        ctx,
+        m.get_one::<String>("source")
+            .map(String::as_str)
+            .unwrap_or_default(),
+    )
+    .await?;
+    let dst = endpoint(
+        ctx,
+        m.get_one::<String>("destination")
+            .map(String::as_str)
+            .unwrap_or_default(),
+    )
+    .await?;
+    let (recursive, delta, quiet) = (
+        m.get_flag("recursive"),
+        m.get_flag("delta"),
+        m.get_flag("quiet"),
+    );
+    let remotes: Vec<&Remote> = [&src, &dst]
+        .iter()
+        .filter_map(|e| e.remote.as_ref().map(|(r, _)| r))
+        .collect();
     let Some(first) = remotes.first().copied() else {
-        return Err(CliError::msg("Error: neither path names a machine (use NAME:PATH)"));
+        return Err(CliError::msg(
+            "Error: neither path names a machine (use NAME:PATH)",
+        ));
     };
     if remotes.len() == 2 && remotes[0].target.port != remotes[1].target.port {
-        return Err(CliError::msg("Error: copying between two machines needs the same SSH port on both"));
+        return Err(CliError::msg(
+            "Error: copying between two machines needs the same SSH port on both",
+        ));
     }
     let mut cmd;
     if delta {
         if remotes.len() == 2 {
-            return Err(CliError::msg("Error: --delta copies between this computer and one machine"));
+            return Err(CliError::msg(
+                "Error: --delta copies between this computer and one machine",
+            ));
         }
-        let rsync = which("rsync").ok_or("You must have a copy of the rsync binary locally to use the --delta option")?;
+        let rsync = which("rsync")
+            .ok_or("You must have a copy of the rsync binary locally to use the --delta option")?;
         let mut ssh = vec!["ssh".to_string()];
         ssh.extend(first.ssh_args());
         ssh.push("-p".into());
         ssh.push(first.target.port.to_string());
-        let e = ssh.iter().map(|a| machine_core::ssh::shell_quote(a)).collect::<Vec<_>>().join(" ");
+        let e = ssh
+            .iter()
+            .map(|a| machine_core::ssh::shell_quote(a))
+            .collect::<Vec<_>>()
+            .join(" ");
         cmd = Command::new(rsync);
-        cmd.arg("-e").arg(e).arg("--links").arg("--perms").arg("--times");
+        cmd.arg("-e")
+            .arg(e)
+            .arg("--links")
+            .arg("--perms")
+            .arg("--times");
         if recursive {
             cmd.arg("--recursive");
         }
@@ -267,7 +321,8 @@ pub(crate) async fn scp(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
             cmd.arg("--quiet");
         }
     } else {
-        let scp = which("scp").ok_or("You must have a copy of the scp binary locally to use the scp feature")?;
+        let scp = which("scp")
+            .ok_or("You must have a copy of the scp binary locally to use the scp feature")?;
         cmd = Command::new(scp);
         if remotes.len() == 2 {
             cmd.arg("-3");
@@ -305,26 +360,33 @@ pub(crate) async fn mount(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
         Some((u, n)) => (Some(u.to_string()), n.to_string()),
         None => (None, host_part),
     };
-    let target = m.get_one::<String>("target").cloned().unwrap_or_else(|| path.clone());
+    let target = m
+        .get_one::<String>("target")
+        .cloned()
+        .unwrap_or_else(|| path.clone());
     if m.get_flag("unmount") {
-        let (prog, args): (PathBuf, Vec<&str>) = if let Some(p) = which("fusermount3").or_else(|| which("fusermount")) {
-            (p, vec!["-u"])
-        } else if let Some(p) = which("umount") {
-            (p, vec![])
-        } else {
-            return Err(CliError::msg(
+        let (prog, args): (PathBuf, Vec<&str>) =
+            if let Some(p) = which("fusermount3").or_else(|| which("fusermount")) {
+                (p, vec!["-u"])
+            } else if let Some(p) = which("umount") {
+                (p, vec![])
+            } else {
+                return Err(CliError::msg(
                 "You must have a copy of the fusermount binary locally to use the unmount option",
             ));
-        };
+            };
         let mut cmd = Command::new(prog);
         cmd.args(args).arg(&target);
         return run_status(cmd, "fusermount");
     }
-    let sshfs = which("sshfs").ok_or("You must have a copy of the sshfs binary locally to use the mount feature")?;
+    let sshfs = which("sshfs")
+        .ok_or("You must have a copy of the sshfs binary locally to use the mount feature")?;
     let remote = Remote::open(ctx, &name).await?;
     remote.ensure_pinned(ctx).await?;
     if !Path::new(&target).is_dir() {
-        return Err(CliError::msg(format!("Error: mount point {target} is not a directory")));
+        return Err(CliError::msg(format!(
+            "Error: mount point {target} is not a directory"
+        )));
     }
     let mut cmd = Command::new(sshfs);
     for o in remote.options() {
@@ -332,9 +394,11 @@ pub(crate) async fn mount(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
     }
     cmd.arg("-o").arg(format!("Port={}", remote.target.port));
     if let Some(k) = &remote.target.key_path {
-        cmd.arg("-o").arg(format!("IdentityFile={}", opt_value(&k.to_string_lossy())));
+        cmd.arg("-o")
+            .arg(format!("IdentityFile={}", opt_value(&k.to_string_lossy())));
     }
-    cmd.arg(remote.location(user.as_deref(), &path)).arg(&target);
+    cmd.arg(remote.location(user.as_deref(), &path))
+        .arg(&target);
     let code = run_status(cmd, "sshfs")?;
     if code != 0 {
         if let Some(e) = remote.explain_failure(ctx).await {

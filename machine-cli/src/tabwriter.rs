@@ -19,7 +19,10 @@ pub struct TabWriter {
 impl Default for TabWriter {
     /// docker-machine's settings: minimum width 5, padding 3.
     fn default() -> Self {
-        TabWriter { min_width: 5, padding: 3 }
+        TabWriter {
+            min_width: 5,
+            padding: 3,
+        }
     }
 }
 
@@ -138,7 +141,9 @@ mod tests {
     #[test]
     fn pads_columns_like_go() {
         // Expected output computed by Go's text/tabwriter with (5, 1, 3, ' ', 0).
-        let got = tw("NAME\tACTIVE\tDRIVER\tSTATE\nab\t-\tnone\tRunning\nlonger-name\t*\tgeneric\tStopped\n");
+        let got = tw(
+            "NAME\tACTIVE\tDRIVER\tSTATE\nab\t-\tnone\tRunning\nlonger-name\t*\tgeneric\tStopped\n",
+        );
         assert_eq!(
             got,
             "NAME          ACTIVE   DRIVER    STATE\n\
@@ -155,7 +160,10 @@ mod tests {
 
     #[test]
     fn a_line_without_tabs_ends_the_block() {
-        assert_eq!(tw("aaaaaaaa\tb\nplain\nc\td\n"), "aaaaaaaa   b\nplain\nc    d\n");
+        assert_eq!(
+            tw("aaaaaaaa\tb\nplain\nc\td\n"),
+            "aaaaaaaa   b\nplain\nc    d\n"
+        );
     }
 
     #[test]
@@ -166,6 +174,9 @@ mod tests {
     #[test]
     fn ragged_lines_form_separate_blocks() {
         // The third column exists only in the first line: its block is that line alone.
-        assert_eq!(tw("a\tbbbbbbbbbb\tc\nd\te\n"), "a    bbbbbbbbbb   c\nd    e\n");
+        assert_eq!(
+            tw("a\tbbbbbbbbbb\tc\nd\te\n"),
+            "a    bbbbbbbbbb   c\nd    e\n"
+        );
     }
 }

@@ -30,17 +30,30 @@ fn version_and_docker_machine_symlink() {
             .expect("run")
     };
     let out = ok(&run(&["version"]));
-    assert_eq!(out.replacen("docker-machine version", "machine version", 1), ok(&s.run(&["version"])));
+    assert_eq!(
+        out.replacen("docker-machine version", "machine version", 1),
+        ok(&s.run(&["version"]))
+    );
     assert!(out.starts_with("docker-machine version "), "{out}");
     let help = ok(&run(&["--help"]));
-    assert!(help.contains("Usage: docker-machine [OPTIONS] [COMMAND]"), "{help}");
+    assert!(
+        help.contains("Usage: docker-machine [OPTIONS] [COMMAND]"),
+        "{help}"
+    );
 
     s.add_generic("gen", "127.0.0.1", closed_port(), 2376);
     let env = ok(&run(&["env", "gen"]));
-    assert!(env.ends_with(&format!("# eval $({} env gen)\n", link.display())), "{env}");
+    assert!(
+        env.ends_with(&format!("# eval $({} env gen)\n", link.display())),
+        "{env}"
+    );
     let missing = run(&["ip", "nope"]);
     assert_eq!(missing.status.code(), Some(1));
-    assert!(stderr(&missing).contains("Use \"docker-machine ls\" to list machines"), "{}", stderr(&missing));
+    assert!(
+        stderr(&missing).contains("Use \"docker-machine ls\" to list machines"),
+        "{}",
+        stderr(&missing)
+    );
 }
 
 fn env_golden(shell: &str, root: &str, hint: &str) -> String {
@@ -67,12 +80,20 @@ fn env_golden(shell: &str, root: &str, hint: &str) -> String {
         "bash" => ("#", format!("eval $({hint})")),
         "fish" => ("#", format!("eval ({hint})")),
         "powershell" => ("#", format!("& {hint} | Invoke-Expression")),
-        "cmd" => ("REM", format!("\t@FOR /f \"tokens=*\" %i IN ('{hint}') DO @%i")),
+        "cmd" => (
+            "REM",
+            format!("\t@FOR /f \"tokens=*\" %i IN ('{hint}') DO @%i"),
+        ),
         "tcsh" => (":", format!("eval `{hint}`")),
-        "emacs" => (";;", format!("(with-temp-buffer (shell-command \"{hint}\" (current-buffer)) (eval-buffer))")),
+        "emacs" => (
+            ";;",
+            format!("(with-temp-buffer (shell-command \"{hint}\" (current-buffer)) (eval-buffer))"),
+        ),
         _ => unreachable!(),
     };
-    out.push_str(&format!("{c} Run this command to configure your shell: \n{c} {h}\n"));
+    out.push_str(&format!(
+        "{c} Run this command to configure your shell: \n{c} {h}\n"
+    ));
     out
 }
 
@@ -82,18 +103,33 @@ fn env_for_every_shell() {
     s.add_generic("gen", "127.0.0.1", closed_port(), 2376);
     let root = s.root();
     let b = bin();
-    assert_eq!(ok(&s.run(&["env", "gen"])), env_golden("bash", &root, &format!("{b} env gen")));
+    assert_eq!(
+        ok(&s.run(&["env", "gen"])),
+        env_golden("bash", &root, &format!("{b} env gen"))
+    );
     for shell in ["bash", "fish", "powershell", "cmd", "tcsh", "emacs"] {
         let got = ok(&s.run(&["env", "--shell", shell, "gen"]));
-        assert_eq!(got, env_golden(shell, &root, &format!("{b} env --shell {shell} gen")), "shell {shell}");
+        assert_eq!(
+            got,
+            env_golden(shell, &root, &format!("{b} env --shell {shell} gen")),
+            "shell {shell}"
+        );
     }
     // The shell comes from $SHELL when --shell is not given.
-    let got = ok(&s.cmd().env("SHELL", "/usr/bin/fish").args(["env", "gen"]).output().expect("run"));
+    let got = ok(&s
+        .cmd()
+        .env("SHELL", "/usr/bin/fish")
+        .args(["env", "gen"])
+        .output()
+        .expect("run"));
     assert_eq!(got, env_golden("fish", &root, &format!("{b} env gen")));
     // The implicit machine "default".
     s.add_generic("default", "127.0.0.1", closed_port(), 2376);
     let got = ok(&s.run(&["env"]));
-    assert!(got.contains("export DOCKER_MACHINE_NAME=\"default\"\n"), "{got}");
+    assert!(
+        got.contains("export DOCKER_MACHINE_NAME=\"default\"\n"),
+        "{got}"
+    );
     assert!(got.ends_with(&format!("# eval $({b} env)\n")), "{got}");
 }
 
@@ -118,24 +154,50 @@ fn env_unset_and_no_proxy() {
     );
     let e = s.run(&["env", "-u", "gen"]);
     assert_eq!(e.status.code(), Some(1));
-    assert_eq!(stderr(&e), "Error: Expected no machine name when the -u flag is present\n");
+    assert_eq!(
+        stderr(&e),
+        "Error: Expected no machine name when the -u flag is present\n"
+    );
 
-    let got = ok(&s.cmd().env("NO_PROXY", "localhost").args(["env", "--no-proxy", "gen"]).output().expect("run"));
+    let got = ok(&s
+        .cmd()
+        .env("NO_PROXY", "localhost")
+        .args(["env", "--no-proxy", "gen"])
+        .output()
+        .expect("run"));
     assert!(
-        got.contains("export DOCKER_MACHINE_NAME=\"gen\"\nexport NO_PROXY=\"localhost,127.0.0.1\"\n# Run"),
+        got.contains(
+            "export DOCKER_MACHINE_NAME=\"gen\"\nexport NO_PROXY=\"localhost,127.0.0.1\"\n# Run"
+        ),
         "{got}"
     );
-    let got = ok(&s.cmd().env("no_proxy", "127.0.0.1").args(["env", "--no-proxy", "gen"]).output().expect("run"));
+    let got = ok(&s
+        .cmd()
+        .env("no_proxy", "127.0.0.1")
+        .args(["env", "--no-proxy", "gen"])
+        .output()
+        .expect("run"));
     assert!(got.contains("export no_proxy=\"127.0.0.1\"\n"), "{got}");
-    let got = ok(&s.cmd().env("NO_PROXY", "x").args(["env", "-u", "--no-proxy"]).output().expect("run"));
-    assert!(got.contains("unset DOCKER_MACHINE_NAME\nunset NO_PROXY\n# Run"), "{got}");
+    let got = ok(&s
+        .cmd()
+        .env("NO_PROXY", "x")
+        .args(["env", "-u", "--no-proxy"])
+        .output()
+        .expect("run"));
+    assert!(
+        got.contains("unset DOCKER_MACHINE_NAME\nunset NO_PROXY\n# Run"),
+        "{got}"
+    );
 }
 
 #[test]
 fn env_checks_certificates_locally_and_hints_regenerate() {
     let s = TestStore::new();
     // The server certificate covers another address than the machine's.
-    s.write_machine("moved", &s.generic_config("moved", "127.0.0.1", closed_port(), 2376));
+    s.write_machine(
+        "moved",
+        &s.generic_config("moved", "127.0.0.1", closed_port(), 2376),
+    );
     s.server_cert("moved", &["127.0.0.2"]);
     let started = Instant::now();
     let out = s.run(&["env", "moved"]);
@@ -148,14 +210,22 @@ fn env_checks_certificates_locally_and_hints_regenerate() {
     assert!(err.contains("'machine regenerate-certs moved'"), "{err}");
     let out = s.run(&["config", "moved"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("regenerate-certs moved"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("regenerate-certs moved"),
+        "{}",
+        stderr(&out)
+    );
 
     // --check also dials the daemon: nothing listens on the engine port.
     s.add_generic("gen", "127.0.0.1", closed_port(), closed_port());
     assert!(s.run(&["env", "gen"]).status.success());
     let out = s.run(&["env", "--check", "gen"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("is not answering"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is not answering"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -178,7 +248,10 @@ fn ls_store() -> (TestStore, u16, u16) {
     let s = TestStore::new();
     let p1 = fake_daemon(&s, "dev", "24.0.7");
     let p2 = fake_daemon(&s, "production-east", "26.1.5");
-    assert!(p1 >= 10000 && p2 >= 10000, "the goldens assume 5-digit ports");
+    assert!(
+        p1 >= 10000 && p2 >= 10000,
+        "the goldens assume 5-digit ports"
+    );
     s.add_none("dev", &format!("tcp://127.0.0.1:{p1}"));
     s.add_none("production-east", &format!("tcp://127.0.0.1:{p2}"));
     s.add_generic("gen", "127.0.0.1", closed_port(), closed_port());
@@ -206,10 +279,19 @@ fn ls_pads_like_tabwriter_and_survives_a_corrupt_machine() {
     assert_eq!(lines[3], format!("production-east   -        none        Running   tcp://127.0.0.1:{p2}           v26.1.5   "));
     let broken = "zz-broken                  not found   Error                                               ";
     assert!(lines[4].starts_with(broken), "{:?}", lines[4]);
-    assert!(lines[4][broken.len()..].contains("zz-broken"), "{:?}", lines[4]);
+    assert!(
+        lines[4][broken.len()..].contains("zz-broken"),
+        "{:?}",
+        lines[4]
+    );
     assert!(text.ends_with('\n'));
 
-    let active = s.cmd().env("DOCKER_HOST", format!("tcp://127.0.0.1:{p2}")).arg("active").output().expect("active");
+    let active = s
+        .cmd()
+        .env("DOCKER_HOST", format!("tcp://127.0.0.1:{p2}"))
+        .arg("active")
+        .output()
+        .expect("active");
     assert_eq!(ok(&active), "production-east\n");
     let none = s.run(&["active"]);
     assert_eq!(none.status.code(), Some(1));
@@ -221,15 +303,44 @@ fn ls_quiet_filters_and_natural_order() {
     let (s, _, _) = ls_store();
     s.add_none("m10", "tcp://127.0.0.1:1");
     s.add_none("M2", "tcp://127.0.0.1:1");
-    assert_eq!(ok(&s.run(&["ls", "-q"])), "dev\ngen\nM2\nm10\nproduction-east\n");
-    assert_eq!(ok(&s.run(&["ls", "-q", "--filter", "driver=NONE"])), "dev\nM2\nm10\nproduction-east\n");
-    assert_eq!(ok(&s.run(&["ls", "-q", "--filter", "name=^(dev|gen)$"])), "dev\ngen\n");
-    assert_eq!(ok(&s.run(&["ls", "-q", "--filter", "name=^m", "--filter", "name=^d"])), "dev\nm10\n");
-    assert_eq!(ok(&s.run(&["ls", "-q", "--filter", "label=team=r&d"])), "gen\n");
-    assert_eq!(ok(&s.run(&["ls", "-q", "--filter", "label=team=other"])), "");
+    assert_eq!(
+        ok(&s.run(&["ls", "-q"])),
+        "dev\ngen\nM2\nm10\nproduction-east\n"
+    );
+    assert_eq!(
+        ok(&s.run(&["ls", "-q", "--filter", "driver=NONE"])),
+        "dev\nM2\nm10\nproduction-east\n"
+    );
+    assert_eq!(
+        ok(&s.run(&["ls", "-q", "--filter", "name=^(dev|gen)$"])),
+        "dev\ngen\n"
+    );
+    assert_eq!(
+        ok(&s.run(&["ls", "-q", "--filter", "name=^m", "--filter", "name=^d"])),
+        "dev\nm10\n"
+    );
+    assert_eq!(
+        ok(&s.run(&["ls", "-q", "--filter", "label=team=r&d"])),
+        "gen\n"
+    );
+    assert_eq!(
+        ok(&s.run(&["ls", "-q", "--filter", "label=team=other"])),
+        ""
+    );
     assert_eq!(ok(&s.run(&["ls", "-q", "--filter", "swarm=anything"])), "");
-    assert_eq!(ok(&s.run(&["ls", "-q", "--filter", "state=stopped"])), "gen\n");
-    let rows = ok(&s.run(&["ls", "--filter", "state=Running", "--filter", "driver=none", "--format", "{{.Name}}"]));
+    assert_eq!(
+        ok(&s.run(&["ls", "-q", "--filter", "state=stopped"])),
+        "gen\n"
+    );
+    let rows = ok(&s.run(&[
+        "ls",
+        "--filter",
+        "state=Running",
+        "--filter",
+        "driver=none",
+        "--format",
+        "{{.Name}}",
+    ]));
     assert_eq!(rows, "dev\nM2\nm10\nproduction-east\n");
     let bad = s.run(&["ls", "--filter", "color=red"]);
     assert_eq!(bad.status.code(), Some(1));
@@ -241,31 +352,55 @@ fn ls_quiet_filters_and_natural_order() {
 #[test]
 fn ls_formats() {
     let (s, p1, p2) = ls_store();
-    let f = |fmt: &str| ok(&s.run(&["ls", "--filter", "name=^(dev|gen|production-east)$", "--format", fmt]));
+    let f = |fmt: &str| {
+        ok(&s.run(&[
+            "ls",
+            "--filter",
+            "name=^(dev|gen|production-east)$",
+            "--format",
+            fmt,
+        ]))
+    };
     assert_eq!(f("{{.Name}}"), "dev\ngen\nproduction-east\n");
-    assert_eq!(f("{{.Name}}: {{.DriverName}} {{.State}}"), "dev: none Running\ngen: generic Stopped\nproduction-east: none Running\n");
+    assert_eq!(
+        f("{{.Name}}: {{.DriverName}} {{.State}}"),
+        "dev: none Running\ngen: generic Stopped\nproduction-east: none Running\n"
+    );
     assert_eq!(
         f("table {{.Name}}\t{{.State}}"),
         "NAME              STATE\ndev               Running\ngen               Stopped\nproduction-east   Running\n"
     );
     // The two-character sequence \t works too, as users type it in shells.
-    assert_eq!(f("table {{.Name}}\\t{{.URL}}\\t{{.ActiveHost}}"), format!(
-        "NAME              URL                     ACTIVE_HOST\n\
+    assert_eq!(
+        f("table {{.Name}}\\t{{.URL}}\\t{{.ActiveHost}}"),
+        format!(
+            "NAME              URL                     ACTIVE_HOST\n\
          dev               tcp://127.0.0.1:{p1}   false\n\
          gen                                       false\n\
          production-east   tcp://127.0.0.1:{p2}   false\n"
-    ));
+        )
+    );
     assert_eq!(
-        f("{{.Name}} {{.EngineOptions.StorageDriver}} {{.SwarmOptions.Host}}").lines().nth(1),
+        f("{{.Name}} {{.EngineOptions.StorageDriver}} {{.SwarmOptions.Host}}")
+            .lines()
+            .nth(1),
         Some("gen overlay2 tcp://0.0.0.0:3376")
     );
     let rt = f("{{.ResponseTime}}");
-    assert!(rt.lines().all(|l| l.ends_with("ms") || l.ends_with('s')), "{rt}");
+    assert!(
+        rt.lines().all(|l| l.ends_with("ms") || l.ends_with('s')),
+        "{rt}"
+    );
     let bad = s.run(&["ls", "--format", "{{.Nope}}"]);
     assert_eq!(bad.status.code(), Some(1));
-    assert!(stderr(&bad).contains("can't evaluate field Nope"), "{}", stderr(&bad));
+    assert!(
+        stderr(&bad).contains("can't evaluate field Nope"),
+        "{}",
+        stderr(&bad)
+    );
 
-    let json: serde_json::Value = serde_json::from_str(&ok(&s.run(&["ls", "--format", "json"]))).expect("json");
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&s.run(&["ls", "--format", "json"]))).expect("json");
     let rows = json.as_array().expect("array");
     assert_eq!(rows.len(), 4);
     assert_eq!(rows[0]["Name"], "dev");
@@ -284,12 +419,21 @@ fn ls_bounded_by_timeout_with_a_silent_host() {
     let silent = silent_listener();
     s.add_none("silent", &format!("tcp://127.0.0.1:{silent}"));
     let started = Instant::now();
-    let text = ok(&s.run(&["ls", "-t", "1", "--format", "{{.Name}} {{.State}} {{.DockerVersion}} {{.Error}}"]));
+    let text = ok(&s.run(&[
+        "ls",
+        "-t",
+        "1",
+        "--format",
+        "{{.Name}} {{.State}} {{.DockerVersion}} {{.Error}}",
+    ]));
     let took = started.elapsed();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[0], "live Running v24.0.7 ");
     assert!(lines[1].starts_with("silent "), "{text}");
-    assert!(lines[1].contains("1 s"), "the error tells the timeout: {text}");
+    assert!(
+        lines[1].contains("1 s"),
+        "the error tells the timeout: {text}"
+    );
     assert!(took < Duration::from_millis(1900), "took {took:?}");
 }
 
@@ -303,18 +447,42 @@ fn inspect_prints_the_original_config() {
     // A file exactly as the original wrote it comes back byte for byte.
     let original = common::fixture("v3-none.json");
     s.write_machine("existing-daemon", &original);
-    assert_eq!(ok(&s.run(&["inspect", "existing-daemon"])), format!("{original}\n"));
     assert_eq!(
-        ok(&s.run(&["inspect", "-f", "{{.Driver.IPAddress}}:{{.Driver.SSHPort}}", "web-1"])),
+        ok(&s.run(&["inspect", "existing-daemon"])),
+        format!("{original}\n")
+    );
+    assert_eq!(
+        ok(&s.run(&[
+            "inspect",
+            "-f",
+            "{{.Driver.IPAddress}}:{{.Driver.SSHPort}}",
+            "web-1"
+        ])),
         format!("127.0.0.1:{ssh_port}\n")
     );
     assert_eq!(
-        ok(&s.run(&["inspect", "--format", "{{json .HostOptions.EngineOptions.Labels}}", "web-1"])),
+        ok(&s.run(&[
+            "inspect",
+            "--format",
+            "{{json .HostOptions.EngineOptions.Labels}}",
+            "web-1"
+        ])),
         "[\"team=R\\u0026D\",\"note=\\u003cunset\\u003e\"]\n"
     );
-    assert_eq!(ok(&s.run(&["inspect", "-f", "{{.DriverName}} {{.Nope}}", "web-1"])), "generic <no value>\n");
-    let pretty = ok(&s.run(&["inspect", "-f", "{{prettyjson .HostOptions.AuthOptions.ServerCertSANs}}", "web-1"]));
-    assert_eq!(pretty, "[\n    \"web-1.example.com\",\n    \"127.0.0.1\"\n]\n");
+    assert_eq!(
+        ok(&s.run(&["inspect", "-f", "{{.DriverName}} {{.Nope}}", "web-1"])),
+        "generic <no value>\n"
+    );
+    let pretty = ok(&s.run(&[
+        "inspect",
+        "-f",
+        "{{prettyjson .HostOptions.AuthOptions.ServerCertSANs}}",
+        "web-1",
+    ]));
+    assert_eq!(
+        pretty,
+        "[\n    \"web-1.example.com\",\n    \"127.0.0.1\"\n]\n"
+    );
 }
 
 #[test]
@@ -324,7 +492,10 @@ fn url_ip_status() {
     s.add_none("daemon", "tcp://192.0.2.7:2376");
     assert_eq!(ok(&s.run(&["url", "gen"])), "tcp://127.0.0.1:2376\n");
     assert_eq!(ok(&s.run(&["url", "daemon"])), "tcp://192.0.2.7:2376\n");
-    assert_eq!(ok(&s.run(&["ip", "gen", "daemon"])), "127.0.0.1\n192.0.2.7\n");
+    assert_eq!(
+        ok(&s.run(&["ip", "gen", "daemon"])),
+        "127.0.0.1\n192.0.2.7\n"
+    );
     assert_eq!(ok(&s.run(&["status", "gen"])), "Stopped\n");
     assert_eq!(ok(&s.run(&["status", "daemon"])), "Running\n");
 }
@@ -332,7 +503,14 @@ fn url_ip_status() {
 #[test]
 fn exit_status_for_missing_machines() {
     let s = TestStore::new();
-    for args in [&["ip", "ghost"][..], &["url", "ghost"], &["inspect", "ghost"], &["env", "ghost"], &["status", "ghost"], &["ssh", "ghost", "true"]] {
+    for args in [
+        &["ip", "ghost"][..],
+        &["url", "ghost"],
+        &["inspect", "ghost"],
+        &["env", "ghost"],
+        &["status", "ghost"],
+        &["ssh", "ghost", "true"],
+    ] {
         let out = s.run(args);
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         assert_eq!(
@@ -343,7 +521,10 @@ fn exit_status_for_missing_machines() {
     }
     let out = s.run(&["url"]);
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(stderr(&out), "Error: No machine name(s) specified and no \"default\" machine exists\n");
+    assert_eq!(
+        stderr(&out),
+        "Error: No machine name(s) specified and no \"default\" machine exists\n"
+    );
 }
 
 #[test]
@@ -359,9 +540,23 @@ fn create_exit_3_when_the_pre_create_check_fails() {
         "/nonexistent/id_ed25519",
         "web",
     ]);
-    assert_eq!(out.status.code(), Some(3), "{}{}", stdout(&out), stderr(&out));
-    assert!(stderr(&out).contains("pre-create check"), "{}", stderr(&out));
-    assert!(stderr(&out).contains("/nonexistent/id_ed25519"), "{}", stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("pre-create check"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("/nonexistent/id_ed25519"),
+        "{}",
+        stderr(&out)
+    );
     assert!(!s.machine_dir("web").exists(), "nothing is left behind");
     assert_eq!(ok(&s.run(&["ls", "-q"])), "");
 
@@ -379,14 +574,42 @@ fn create_exit_3_when_the_pre_create_check_fails() {
     // Other failures exit with 1 and name what is wrong.
     let out = s.run(&["create", "-d", "generic", "web"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("generic-ip-address"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("generic-ip-address"),
+        "{}",
+        stderr(&out)
+    );
     let out = s.run(&["create", "-d", "nosuch", "web"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("nosuch") && stderr(&out).contains("generic, none"), "{}", stderr(&out));
-    let out = s.run(&["create", "-d", "none", "--generic-ip-address", "127.0.0.1", "--url", "tcp://127.0.0.1:1", "web"]);
+    assert!(
+        stderr(&out).contains("nosuch") && stderr(&out).contains("generic, none"),
+        "{}",
+        stderr(&out)
+    );
+    let out = s.run(&[
+        "create",
+        "-d",
+        "none",
+        "--generic-ip-address",
+        "127.0.0.1",
+        "--url",
+        "tcp://127.0.0.1:1",
+        "web",
+    ]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("generic-ip-address"), "{}", stderr(&out));
-    let out = s.run(&["create", "-d", "none", "--url", "tcp://127.0.0.1:1", "bad name"]);
+    assert!(
+        stderr(&out).contains("generic-ip-address"),
+        "{}",
+        stderr(&out)
+    );
+    let out = s.run(&[
+        "create",
+        "-d",
+        "none",
+        "--url",
+        "tcp://127.0.0.1:1",
+        "bad name",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let out = s.run(&["create", "-d", "none"]);
     assert_eq!(stderr(&out), "Error: No machine name specified\n");
@@ -397,23 +620,49 @@ fn create_none_then_rm() {
     let s = TestStore::new();
     let p = fake_daemon(&s, "x", "24.0.7");
     let url = format!("tcp://127.0.0.1:{p}");
-    let out = s.run(&["create", "-d", "none", "--url", &url, "--engine-label", "env=test", "--tls-san", "alias.example", "nd"]);
+    let out = s.run(&[
+        "create",
+        "-d",
+        "none",
+        "--url",
+        &url,
+        "--engine-label",
+        "env=test",
+        "--tls-san",
+        "alias.example",
+        "nd",
+    ]);
     let text = ok(&out);
     assert!(text.contains("Running pre-create checks...\n"), "{text}");
     assert!(text.ends_with(&format!(
         "To see how to connect your Docker Client to the Docker Engine running on this virtual machine, run: {} env nd\n",
         bin()
     )), "{text}");
-    let cfg: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(s.machine_dir("nd").join("config.json")).expect("config")).expect("json");
-    assert_eq!(cfg["HostOptions"]["EngineOptions"]["Labels"], serde_json::json!(["env=test"]));
-    assert_eq!(cfg["HostOptions"]["AuthOptions"]["ServerCertSANs"], serde_json::json!(["alias.example"]));
-    assert_eq!(ok(&s.run(&["ls", "--format", "{{.Name}} {{.DockerVersion}}"])), "nd v24.0.7\n");
+    let cfg: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(s.machine_dir("nd").join("config.json")).expect("config"),
+    )
+    .expect("json");
+    assert_eq!(
+        cfg["HostOptions"]["EngineOptions"]["Labels"],
+        serde_json::json!(["env=test"])
+    );
+    assert_eq!(
+        cfg["HostOptions"]["AuthOptions"]["ServerCertSANs"],
+        serde_json::json!(["alias.example"])
+    );
+    assert_eq!(
+        ok(&s.run(&["ls", "--format", "{{.Name}} {{.DockerVersion}}"])),
+        "nd v24.0.7\n"
+    );
     assert_eq!(ok(&s.run(&["version", "nd"])), "24.0.7\n");
 
     let again = s.run(&["create", "-d", "none", "--url", &url, "nd"]);
     assert_eq!(again.status.code(), Some(1));
-    assert!(stderr(&again).contains("already exists"), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("already exists"),
+        "{}",
+        stderr(&again)
+    );
 
     // rm asks first; anything but yes keeps the machine.
     let mut child = s
@@ -425,7 +674,12 @@ fn create_none_then_rm() {
         .expect("spawn");
     {
         use std::io::Write;
-        child.stdin.take().expect("stdin").write_all(b"n\n").expect("answer");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(b"n\n")
+            .expect("answer");
     }
     let out = child.wait_with_output().expect("rm");
     assert!(out.status.success());
@@ -442,7 +696,11 @@ fn create_none_then_rm() {
     assert!(!s.machine_dir("nd").exists());
     let out = s.run(&["rm", "-y", "nd"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).starts_with("Error removing host \"nd\": "), "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with("Error removing host \"nd\": "),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -452,7 +710,11 @@ fn rm_force_removes_a_corrupt_machine() {
     std::fs::create_dir_all(&d).expect("dir");
     std::fs::write(d.join("config.json"), "garbage").expect("write");
     let out = s.run(&["rm", "-y", "broken"]);
-    assert_eq!(out.status.code(), Some(1), "without -f the driver cannot be asked");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "without -f the driver cannot be asked"
+    );
     assert!(d.exists());
     let out = s.run(&["rm", "-f", "broken"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -509,8 +771,28 @@ fn unknown_flags_and_commands_are_named() {
     assert!(stderr(&out).contains("'frobnicate'"), "{}", stderr(&out));
     assert!(s.run(&["--help"]).status.success());
     for cmd in [
-        "active", "config", "create", "env", "inspect", "ip", "kill", "ls", "mount", "provision", "regenerate-certs",
-        "restart", "rm", "scp", "ssh", "start", "status", "stop", "upgrade", "url", "version", "completion",
+        "active",
+        "config",
+        "create",
+        "env",
+        "inspect",
+        "ip",
+        "kill",
+        "ls",
+        "mount",
+        "provision",
+        "regenerate-certs",
+        "restart",
+        "rm",
+        "scp",
+        "ssh",
+        "start",
+        "status",
+        "stop",
+        "upgrade",
+        "url",
+        "version",
+        "completion",
     ] {
         let out = s.run(&[cmd, "--help"]);
         assert!(out.status.success(), "{cmd} --help");
@@ -529,8 +811,23 @@ fn global_flags_and_their_environment() {
     assert_eq!(ok(&out), "daemon\n");
     // Global flags are accepted before and after the command.
     assert_eq!(ok(&s.run(&["ls", "-q", "-D", "--native-ssh"])), "daemon\n");
-    assert_eq!(ok(&s.run(&["--tls-ca-cert", "/x/ca.pem", "--tls-client-key", "/x/key.pem", "ip", "daemon"])), "192.0.2.7\n");
-    let out = s.cmd().env("MACHINE_NATIVE_SSH", "true").args(["ls", "-q"]).output().expect("run");
+    assert_eq!(
+        ok(&s.run(&[
+            "--tls-ca-cert",
+            "/x/ca.pem",
+            "--tls-client-key",
+            "/x/key.pem",
+            "ip",
+            "daemon"
+        ])),
+        "192.0.2.7\n"
+    );
+    let out = s
+        .cmd()
+        .env("MACHINE_NATIVE_SSH", "true")
+        .args(["ls", "-q"])
+        .output()
+        .expect("run");
     assert_eq!(ok(&out), "daemon\n");
 }
 
@@ -553,7 +850,10 @@ fn ssh_of_a_driver_without_ssh() {
     s.add_none("daemon", "tcp://192.0.2.7:2376");
     let out = s.run(&["ssh", "daemon", "true"]);
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(stderr(&out), "Error: machine daemon (driver none) has no SSH access\n");
+    assert_eq!(
+        stderr(&out),
+        "Error: machine daemon (driver none) has no SSH access\n"
+    );
     let out = s.run(&["scp", "/etc/hostname", "daemon:/tmp/x"]);
     assert_eq!(out.status.code(), Some(1));
     let out = s.run(&["scp", "/etc/hostname", "/tmp/x"]);
@@ -568,6 +868,10 @@ fn generic_lifecycle_refusals_are_clear() {
     for op in ["start", "stop", "kill"] {
         let out = s.run(&[op, "gen"]);
         assert_eq!(out.status.code(), Some(1), "{op}");
-        assert!(stderr(&out).contains(&format!("does not support {op}")), "{op}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(&format!("does not support {op}")),
+            "{op}: {}",
+            stderr(&out)
+        );
     }
 }

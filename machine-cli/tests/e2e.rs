@@ -64,7 +64,12 @@ impl Cli {
     fn run(&self, args: &[&str]) -> Output {
         let started = Instant::now();
         let out = self.cmd().args(args).output().expect("run machine");
-        eprintln!("machine {} -> {:?} in {:?}", args.join(" "), out.status.code(), started.elapsed());
+        eprintln!(
+            "machine {} -> {:?} in {:?}",
+            args.join(" "),
+            out.status.code(),
+            started.elapsed()
+        );
         out
     }
     /// Run `script` in bash with MACHINE_STORAGE_PATH and the binary's directory set.
@@ -86,7 +91,13 @@ fn text(b: &[u8]) -> String {
 }
 
 fn ok(o: &Output) -> String {
-    assert!(o.status.success(), "failed ({:?}): {}{}", o.status.code(), text(&o.stdout), text(&o.stderr));
+    assert!(
+        o.status.success(),
+        "failed ({:?}): {}{}",
+        o.status.code(),
+        text(&o.stdout),
+        text(&o.stderr)
+    );
     text(&o.stdout)
 }
 
@@ -119,7 +130,11 @@ fn test_image(dir: &Path) -> PathBuf {
     let image = dir.join("busybox.tar");
     let script = repo().join("scripts/make-test-image.sh");
     let st = if script.exists() {
-        Command::new("bash").arg(&script).arg(&image).status().expect("make image")
+        Command::new("bash")
+            .arg(&script)
+            .arg(&image)
+            .status()
+            .expect("make image")
     } else {
         Command::new("bash")
             .arg("-c")
@@ -132,7 +147,10 @@ fn test_image(dir: &Path) -> PathBuf {
             .status()
             .expect("make image")
     };
-    assert!(st.success(), "cannot build the test image (busybox-static installed?)");
+    assert!(
+        st.success(),
+        "cannot build the test image (busybox-static installed?)"
+    );
     image
 }
 
@@ -180,8 +198,15 @@ fn generic_machine_through_the_cli() {
     let out = cli.run(&create_args(ip, &key, "root", name));
     let said = ok(&out);
     assert!(said.contains("Docker is up and running!"), "{said}");
-    let ls = ok(&cli.run(&["ls", "--format", "{{.Name}} {{.State}} {{.URL}} {{.DockerVersion}}"]));
-    assert!(ls.starts_with(&format!("{name} Running tcp://{ip}:2376 v")), "{ls}");
+    let ls = ok(&cli.run(&[
+        "ls",
+        "--format",
+        "{{.Name}} {{.State}} {{.URL}} {{.DockerVersion}}",
+    ]));
+    assert!(
+        ls.starts_with(&format!("{name} Running tcp://{ip}:2376 v")),
+        "{ls}"
+    );
 
     // The real docker CLI, configured by `eval "$(machine env NAME)"` in bash.
     let image = test_image(tmp.path());
@@ -197,12 +222,19 @@ fn generic_machine_through_the_cli() {
     // ssh: remote exit status, output, the built-in client, debug logging.
     let out = cli.run(&["ssh", name, "exit 7"]);
     assert_eq!(out.status.code(), Some(7));
-    assert_eq!(ok(&cli.run(&["ssh", name, "cat", "/etc/hostname"])), format!("{name}\n"));
+    assert_eq!(
+        ok(&cli.run(&["ssh", name, "cat", "/etc/hostname"])),
+        format!("{name}\n")
+    );
     let out = cli.run(&["--native-ssh", "ssh", name, "echo native; exit 3"]);
     assert_eq!(out.status.code(), Some(3));
     assert_eq!(text(&out.stdout), "native\n");
     let out = cli.run(&["-D", "--native-ssh", "ssh", name, "echo debug-marker"]);
-    assert!(text(&out.stderr).contains("echo debug-marker"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("echo debug-marker"),
+        "{}",
+        text(&out.stderr)
+    );
 
     // ssh: an interactive shell on a pseudo-terminal.
     let out = interactive(&cli, name, "echo tty=$(tty); exit 3\n");
@@ -213,22 +245,55 @@ fn generic_machine_through_the_cli() {
     // scp both ways, a directory with --delta (rsync), quiet mode.
     let local = tmp.path().join("hello.txt");
     std::fs::write(&local, "hello over scp\n").expect("write");
-    ok(&cli.run(&["scp", &local.display().to_string(), &format!("{name}:/tmp/hello.txt")]));
+    ok(&cli.run(&[
+        "scp",
+        &local.display().to_string(),
+        &format!("{name}:/tmp/hello.txt"),
+    ]));
     let back = tmp.path().join("back.txt");
-    ok(&cli.run(&["scp", "-q", &format!("{name}:/tmp/hello.txt"), &back.display().to_string()]));
-    assert_eq!(std::fs::read_to_string(&back).expect("read"), "hello over scp\n");
+    ok(&cli.run(&[
+        "scp",
+        "-q",
+        &format!("{name}:/tmp/hello.txt"),
+        &back.display().to_string(),
+    ]));
+    assert_eq!(
+        std::fs::read_to_string(&back).expect("read"),
+        "hello over scp\n"
+    );
     let dir = tmp.path().join("tree");
     std::fs::create_dir_all(dir.join("sub")).expect("mkdir");
     std::fs::write(dir.join("sub/a.txt"), "a\n").expect("write");
-    ok(&cli.run(&["scp", "-r", "-d", "-q", &dir.display().to_string(), &format!("{name}:/tmp/")]));
-    assert_eq!(ok(&cli.run(&["ssh", name, "cat /tmp/tree/sub/a.txt"])), "a\n");
+    ok(&cli.run(&[
+        "scp",
+        "-r",
+        "-d",
+        "-q",
+        &dir.display().to_string(),
+        &format!("{name}:/tmp/"),
+    ]));
+    assert_eq!(
+        ok(&cli.run(&["ssh", name, "cat /tmp/tree/sub/a.txt"])),
+        "a\n"
+    );
     let copy = tmp.path().join("copy");
-    ok(&cli.run(&["scp", "-r", &format!("{name}:/tmp/tree"), &copy.display().to_string()]));
-    assert_eq!(std::fs::read_to_string(copy.join("sub/a.txt")).expect("read"), "a\n");
+    ok(&cli.run(&[
+        "scp",
+        "-r",
+        &format!("{name}:/tmp/tree"),
+        &copy.display().to_string(),
+    ]));
+    assert_eq!(
+        std::fs::read_to_string(copy.join("sub/a.txt")).expect("read"),
+        "a\n"
+    );
 
     // mount through sshfs, when it can run here.
     let fuse = Path::new("/dev/fuse").exists()
-        && Command::new("sshfs").arg("--version").output().is_ok_and(|o| o.status.success() || !o.stdout.is_empty() || !o.stderr.is_empty());
+        && Command::new("sshfs")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success() || !o.stdout.is_empty() || !o.stderr.is_empty());
     if fuse {
         let mnt = tmp.path().join("mnt");
         std::fs::create_dir_all(&mnt).expect("mkdir");
@@ -253,10 +318,17 @@ fn generic_machine_through_the_cli() {
     // The generic driver refuses start, stop and kill clearly.
     let out = cli.run(&["stop", name]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("does not support stop"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("does not support stop"),
+        "{}",
+        text(&out.stderr)
+    );
 
     let out = ok(&cli.run(&["rm", "-y", name]));
-    assert!(out.contains(&format!("Successfully removed {name}")), "{out}");
+    assert!(
+        out.contains(&format!("Successfully removed {name}")),
+        "{out}"
+    );
     assert_eq!(ok(&cli.run(&["ls", "-q"])), "");
 }
 
@@ -294,8 +366,14 @@ fn sudo_user_env_variables_and_host_key_pinning() {
         .output()
         .expect("create");
     ok(&out);
-    assert_eq!(ok(&cli.run(&["ls", "-q", "--filter", "label=purpose=e2e"])), format!("{name}\n"));
-    assert_eq!(ok(&cli.run(&["ssh", name, "whoami"])), format!("{}\n", env.sudo_user));
+    assert_eq!(
+        ok(&cli.run(&["ls", "-q", "--filter", "label=purpose=e2e"])),
+        format!("{name}\n")
+    );
+    assert_eq!(
+        ok(&cli.run(&["ssh", name, "whoami"])),
+        format!("{}\n", env.sudo_user)
+    );
     let v = ok(&cli.run(&["version", name]));
     assert!(!v.trim().is_empty());
     ok(&cli.run(&["provision", name]));
@@ -314,14 +392,20 @@ fn sudo_user_env_variables_and_host_key_pinning() {
     let pattern = real.split_whitespace().next().expect("pattern").to_string();
     let fake_line: Vec<&str> = fake_pub.split_whitespace().take(2).collect();
     std::fs::write(&kh, format!("{pattern} {}\n", fake_line.join(" "))).expect("write");
-    for args in [&["ssh", name, "true"][..], &["--native-ssh", "ssh", name, "true"]] {
+    for args in [
+        &["ssh", name, "true"][..],
+        &["--native-ssh", "ssh", name, "true"],
+    ] {
         let out = cli.run(args);
         assert!(!out.status.success());
         let err = text(&out.stderr);
         assert!(err.contains("host key"), "{err}");
         assert!(err.contains(&format!("ssh --repin {name}")), "{err}");
     }
-    assert_eq!(ok(&cli.run(&["ssh", "--repin", name, "echo", "repinned"])), "repinned\n");
+    assert_eq!(
+        ok(&cli.run(&["ssh", "--repin", name, "echo", "repinned"])),
+        "repinned\n"
+    );
     assert_eq!(std::fs::read_to_string(&kh).expect("known_hosts"), real);
 
     ok(&cli.run(&["rm", "-y", name]));

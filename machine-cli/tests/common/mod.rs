@@ -32,7 +32,8 @@ impl TestStore {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let s = TestStore { dir };
-        cert::bootstrap(&CertPaths::in_dir(&s.path().join("certs")), "tester", ALG).expect("bootstrap");
+        cert::bootstrap(&CertPaths::in_dir(&s.path().join("certs")), "tester", ALG)
+            .expect("bootstrap");
         s
     }
 
@@ -64,7 +65,9 @@ impl TestStore {
         let certs = CertPaths::in_dir(&self.path().join("certs"));
         let ca = CertificateAuthority::load(&certs.ca_cert, &certs.ca_key).expect("ca");
         let sans: Vec<String> = sans.iter().map(|s| s.to_string()).collect();
-        let b = ca.issue_server(&format!("tester.{name}"), &sans, ALG).expect("server cert");
+        let b = ca
+            .issue_server(&format!("tester.{name}"), &sans, ALG)
+            .expect("server cert");
         (b.cert_pem, b.key_pem)
     }
 
@@ -80,7 +83,11 @@ impl TestStore {
 
     /// The original's config of a `none` machine at `url`.
     pub fn none_config(&self, name: &str, url: &str) -> String {
-        let host = url.trim_start_matches("tcp://").rsplit_once(':').map(|(h, _)| h).unwrap_or_default();
+        let host = url
+            .trim_start_matches("tcp://")
+            .rsplit_once(':')
+            .map(|(h, _)| h)
+            .unwrap_or_default();
         fixture("v3-none.json")
             .replace("/home/user/.docker/machine", &self.root())
             .replace("existing-daemon", name)
@@ -150,7 +157,13 @@ pub fn stderr(o: &Output) -> String {
 
 /// Assert success and return stdout.
 pub fn ok(o: &Output) -> String {
-    assert!(o.status.success(), "failed ({:?}): {}{}", o.status.code(), stdout(o), stderr(o));
+    assert!(
+        o.status.success(),
+        "failed ({:?}): {}{}",
+        o.status.code(),
+        stdout(o),
+        stderr(o)
+    );
     stdout(o)
 }
 
@@ -170,9 +183,14 @@ pub fn fake_daemon(store: &TestStore, machine: &str, version: &str) -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     listener.set_nonblocking(true).expect("nonblocking");
-    let body = format!("{{\"Version\":\"{version}\",\"ApiVersion\":\"1.43\",\"Os\":\"linux\",\"Arch\":\"amd64\"}}");
+    let body = format!(
+        "{{\"Version\":\"{version}\",\"ApiVersion\":\"1.43\",\"Os\":\"linux\",\"Arch\":\"amd64\"}}"
+    );
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("rt");
         rt.block_on(async move {
             use tokio::io::{AsyncReadExt, AsyncWriteExt};
             let l = tokio::net::TcpListener::from_std(listener).expect("listener");
