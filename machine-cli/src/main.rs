@@ -1,0 +1,5 @@
+//! The `machine` binary.
+
+fn main() {
+    std::process::exit(machine_cli::main());
+}

@@ -1,0 +1,409 @@
+//! `ssh`, `scp` and `mount`: the system's OpenSSH tools (ssh, scp, rsync,
+//! sshfs) run with the machine's key and its pinned host key, so every
+//! connection is checked like the library's own. `--native-ssh` runs commands
+//! over the built-in client instead.
+
+use crate::error::{CliError, CliResult};
+use crate::Ctx;
+use clap::ArgMatches;
+use machine_core::driver::SshTarget;
+use machine_core::ssh::known_hosts;
+use machine_core::{Host, State};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Find `prog` on `$PATH`.
+fn which(prog: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(prog))
+        .find(|p| p.is_file())
+}
+
+/// A value for an `-o Key=Value` option: double-quoted when it has blanks.
+fn opt_value(v: &str) -> String {
+    if v.contains([' ', '\t']) {
+        format!("\"{v}\"")
+    } else {
+        v.to_string()
+    }
+}
+
+/// A machine reachable over SSH, with its connection details.
+struct Remote {
+    host: Host,
+    target: SshTarget,
+}
+
+impl Remote {
+    /// Load `name`, check it has SSH access, and make sure its host key is
+    /// pinned (the library pins it on its first connection).
+    async fn open(ctx: &Ctx, name: &str) -> CliResult<Remote> {
+        let host = ctx.load(name)?;
+        let target = host.driver().ssh_target().ok_or_else(|| {
+            CliError::msg(format!(
+                "Error: machine {name} (driver {}) has no SSH access",
+                host.driver_name()
+            ))
+        })?;
+        Ok(Remote { host, target })
+    }
+
+    async fn ensure_pinned(&self, ctx: &Ctx) -> CliResult<()> {
+        let dir = self.host.dir();
+        let pinned = known_hosts::read(&dir, &self.target.host, self.target.port)
+            .ok()
+            .flatten()
+            .is_some();
+        if !pinned {
+            tracing::debug!(
+                machine = self.host.name(),
+                "no pinned host key yet: connecting once to pin it"
+            );
+            let c = self
+                .host
+                .connect()
+                .await
+                .map_err(|e| ctx.err("Error connecting over SSH", &e))?;
+            c.close().await;
+        }
+        Ok(())
+    }
+
+    /// `-o` options shared by ssh, scp, rsync's ssh and sshfs.
+    fn options(&self) -> Vec<String> {
+        let kh = known_hosts::path(&self.host.dir());
+        let mut o = vec![
+            format!("UserKnownHostsFile={}", opt_value(&kh.to_string_lossy())),
+            "GlobalKnownHostsFile=/dev/null".to_string(),
+            "StrictHostKeyChecking=yes".to_string(),
+            "PasswordAuthentication=no".to_string(),
+            "KbdInteractiveAuthentication=no".to_string(),
+            "ControlMaster=no".to_string(),
+            "ControlPath=none".to_string(),
+            "LogLevel=ERROR".to_string(),
+            "ConnectTimeout=15".to_string(),
+        ];
+        if self.target.key_path.is_some() {
+            o.push("IdentitiesOnly=yes".to_string());
+        }
+        o
+    }
+
+    /// Arguments for `ssh`/`scp`: `-o` options and the key (`-i`).
+    fn ssh_args(&self) -> Vec<String> {
+        let mut a = Vec::new();
+        for o in self.options() {
+            a.push("-o".to_string());
+            a.push(o);
+        }
+        if let Some(k) = &self.target.key_path {
+            a.push("-i".to_string());
+            a.push(k.to_string_lossy().into_owned());
+        }
+        a
+    }
+
+    fn host_part(&self) -> String {
+        if self.target.host.contains(':') {
+            format!("[{}]", self.target.host)
+        } else {
+            self.target.host.clone()
+        }
+    }
+
+    /// `user@host:path`.
+    fn location(&self, user: Option<&str>, path: &str) -> String {
+        format!(
+            "{}@{}:{path}",
+            user.unwrap_or(&self.target.user),
+            self.host_part()
+        )
+    }
+
+    /// After a failed `ssh`/`scp`/`sshfs` (status 255), find out whether a
+    /// changed host key was the cause and say how to re-pin it.
+    async fn explain_failure(&self, ctx: &Ctx) -> Option<CliError> {
+        match self.host.connect().await {
+            Err(e) if e.code() == "HostKeyMismatch" => Some(ctx.err("Error", &e)),
+            Ok(c) => {
+                c.close().await;
+                None
+            }
+            Err(_) => None,
+        }
+    }
+}
+
+fn log_command(cmd: &Command) {
+    tracing::debug!(command = ?cmd, "running");
+}
+
+fn run_status(mut cmd: Command, what: &str) -> CliResult<i32> {
+    log_command(&cmd);
+    let status = cmd
+        .status()
+        .map_err(|e| CliError::msg(format!("Error running {what}: {e}")))?;
+    Ok(status.code().unwrap_or(255))
+}
+
+pub(crate) async fn ssh(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
+    let name = ctx.target(m.get_one("name"))?;
+    let remote = Remote::open(ctx, &name).await?;
+    if m.get_flag("repin") {
+        remote
+            .host
+            .forget_host_key()
+            .map_err(|e| ctx.err("Error forgetting the host key", &e))?;
+    }
+    let state = remote
+        .host
+        .state()
+        .await
+        .map_err(|e| ctx.err("Error", &e))?;
+    if state != State::Running && state != State::Error {
+        return Err(CliError::msg(format!(
+            "Error: Cannot run SSH command: Host \"{name}\" is not running"
+        )));
+    }
+    let mut words: Vec<String> = m
+        .get_many::<String>("command")
+        .map(|v| v.cloned().collect())
+        .unwrap_or_default();
+    if words.first().is_some_and(|w| w == "--") {
+        words.remove(0);
+    }
+    let command = words.join(" ");
+    let system = which("ssh");
+    if !command.is_empty() && (ctx.native_ssh || system.is_none()) {
+        let out = remote
+            .host
+            .ssh(&command)
+            .await
+            .map_err(|e| ctx.err("Error", &e))?;
+        let mut so = std::io::stdout().lock();
+        let _ = so.write_all(&out.stdout);
+        let _ = so.flush();
+        let mut se = std::io::stderr().lock();
+        let _ = se.write_all(&out.stderr);
+        let _ = se.flush();
+        return Ok(i32::try_from(out.exit_status).unwrap_or(255));
+    }
+    let Some(ssh) = system else {
+        return Err(CliError::msg(
+            "Error: an interactive shell needs the ssh client (openssh-client); give a command to run one over the built-in client",
+        ));
+    };
+    if ctx.native_ssh {
+        tracing::debug!("the built-in client runs commands only: using the system ssh for the interactive shell");
+    }
+    remote.ensure_pinned(ctx).await?;
+    let mut cmd = Command::new(ssh);
+    cmd.args(remote.ssh_args())
+        .arg("-p")
+        .arg(remote.target.port.to_string())
+        .arg(format!("{}@{}", remote.target.user, remote.target.host));
+    if !command.is_empty() {
+        cmd.arg("--").arg(&command);
+    }
+    let code = run_status(cmd, "ssh")?;
+    if code == 255 {
+        if let Some(e) = remote.explain_failure(ctx).await {
+            return Err(CliError { code: 255, ..e });
+        }
+    }
+    Ok(code)
+}
+
+/// One side of `scp`: a local path, or `[user@]machine:path`.
+struct Endpoint {
+    remote: Option<(Remote, Option<String>)>,
+    path: String,
+}
+
+async fn endpoint(ctx: &Ctx, arg: &str) -> CliResult<Endpoint> {
+    let Some((host_part, path)) = arg.split_once(':') else {
+        return Ok(Endpoint {
+            remote: None,
+            path: arg.to_string(),
+        });
+    };
+    let (user, name) = match host_part.split_once('@') {
+        Some((u, n)) => (Some(u.to_string()), n),
+        None => (None, host_part),
+    };
+    if name == "localhost" {
+        return Ok(Endpoint {
+            remote: None,
+            path: path.to_string(),
+        });
+    }
+    let r = Remote::open(ctx, name).await?;
+    r.ensure_pinned(ctx).await?;
+    Ok(Endpoint {
+        remote: Some((r, user)),
+        path: path.to_string(),
+    })
+}
+
+impl Endpoint {
+    fn arg(&self) -> String {
+        match &self.remote {
+            Some((r, user)) => r.location(user.as_deref(), &self.path),
+            None => self.path.clone(),
+        }
+    }
+}
+
+pub(crate) async fn scp(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
+    let src = endpoint(
+        ctx,
+        m.get_one::<String>("source")
+            .map(String::as_str)
+            .unwrap_or_default(),
+    )
+    .await?;
+    let dst = endpoint(
+        ctx,
+        m.get_one::<String>("destination")
+            .map(String::as_str)
+            .unwrap_or_default(),
+    )
+    .await?;
+    let (recursive, delta, quiet) = (
+        m.get_flag("recursive"),
+        m.get_flag("delta"),
+        m.get_flag("quiet"),
+    );
+    let remotes: Vec<&Remote> = [&src, &dst]
+        .iter()
+        .filter_map(|e| e.remote.as_ref().map(|(r, _)| r))
+        .collect();
+    let Some(first) = remotes.first().copied() else {
+        return Err(CliError::msg(
+            "Error: neither path names a machine (use NAME:PATH)",
+        ));
+    };
+    if remotes.len() == 2 && remotes[0].target.port != remotes[1].target.port {
+        return Err(CliError::msg(
+            "Error: copying between two machines needs the same SSH port on both",
+        ));
+    }
+    let mut cmd;
+    if delta {
+        if remotes.len() == 2 {
+            return Err(CliError::msg(
+                "Error: --delta copies between this computer and one machine",
+            ));
+        }
+        let rsync = which("rsync")
+            .ok_or("You must have a copy of the rsync binary locally to use the --delta option")?;
+        let mut ssh = vec!["ssh".to_string()];
+        ssh.extend(first.ssh_args());
+        ssh.push("-p".into());
+        ssh.push(first.target.port.to_string());
+        let e = ssh
+            .iter()
+            .map(|a| machine_core::ssh::shell_quote(a))
+            .collect::<Vec<_>>()
+            .join(" ");
+        cmd = Command::new(rsync);
+        cmd.arg("-e")
+            .arg(e)
+            .arg("--links")
+            .arg("--perms")
+            .arg("--times");
+        if recursive {
+            cmd.arg("--recursive");
+        }
+        if quiet {
+            cmd.arg("--quiet");
+        }
+    } else {
+        let scp = which("scp")
+            .ok_or("You must have a copy of the scp binary locally to use the scp feature")?;
+        cmd = Command::new(scp);
+        if remotes.len() == 2 {
+            cmd.arg("-3");
+        }
+        if recursive {
+            cmd.arg("-r");
+        }
+        if quiet {
+            cmd.arg("-q");
+        }
+        for r in &remotes {
+            cmd.args(r.ssh_args());
+        }
+        cmd.arg("-P").arg(first.target.port.to_string());
+    }
+    cmd.arg(src.arg()).arg(dst.arg());
+    let code = run_status(cmd, if delta { "rsync" } else { "scp" })?;
+    if code != 0 {
+        for r in &remotes {
+            if let Some(e) = r.explain_failure(ctx).await {
+                return Err(CliError { code, ..e });
+            }
+        }
+    }
+    Ok(code)
+}
+
+pub(crate) async fn mount(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
+    let source = m.get_one::<String>("source").cloned().unwrap_or_default();
+    let (host_part, path) = match source.split_once(':') {
+        Some((h, p)) => (h.to_string(), p.to_string()),
+        None => (ctx.target(None)?, source.clone()),
+    };
+    let (user, name) = match host_part.split_once('@') {
+        Some((u, n)) => (Some(u.to_string()), n.to_string()),
+        None => (None, host_part),
+    };
+    let target = m
+        .get_one::<String>("target")
+        .cloned()
+        .unwrap_or_else(|| path.clone());
+    if m.get_flag("unmount") {
+        let (prog, args): (PathBuf, Vec<&str>) =
+            if let Some(p) = which("fusermount3").or_else(|| which("fusermount")) {
+                (p, vec!["-u"])
+            } else if let Some(p) = which("umount") {
+                (p, vec![])
+            } else {
+                return Err(CliError::msg(
+                "You must have a copy of the fusermount binary locally to use the unmount option",
+            ));
+            };
+        let mut cmd = Command::new(prog);
+        cmd.args(args).arg(&target);
+        return run_status(cmd, "fusermount");
+    }
+    let sshfs = which("sshfs")
+        .ok_or("You must have a copy of the sshfs binary locally to use the mount feature")?;
+    let remote = Remote::open(ctx, &name).await?;
+    remote.ensure_pinned(ctx).await?;
+    if !Path::new(&target).is_dir() {
+        return Err(CliError::msg(format!(
+            "Error: mount point {target} is not a directory"
+        )));
+    }
+    let mut cmd = Command::new(sshfs);
+    for o in remote.options() {
+        cmd.arg("-o").arg(o);
+    }
+    cmd.arg("-o").arg(format!("Port={}", remote.target.port));
+    if let Some(k) = &remote.target.key_path {
+        cmd.arg("-o")
+            .arg(format!("IdentityFile={}", opt_value(&k.to_string_lossy())));
+    }
+    cmd.arg(remote.location(user.as_deref(), &path))
+        .arg(&target);
+    let code = run_status(cmd, "sshfs")?;
+    if code != 0 {
+        if let Some(e) = remote.explain_failure(ctx).await {
+            return Err(CliError { code, ..e });
+        }
+    }
+    Ok(code)
+}

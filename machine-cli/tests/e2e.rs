@@ -1,0 +1,413 @@
+//! End-to-end: the `machine` binary against real hosts brought up by
+//! `scripts/testhosts.sh up 6` (network namespaces with their own sshd;
+//! Debian's docker.io installed, no daemon running until provisioning starts
+//! one). These tests use hosts 4 and 5 of `MT_HOSTS` (the library's own
+//! end-to-end tests use 0 to 3). Without six hosts they fail under CI=true
+//! and are skipped otherwise.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+struct Env {
+    hosts: Vec<String>,
+    key: PathBuf,
+    sudo_user: String,
+}
+
+fn test_env() -> Option<Env> {
+    let hosts: Vec<String> = std::env::var("MT_HOSTS")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    if hosts.len() < 6 {
+        assert!(
+            std::env::var("CI").is_err(),
+            "end-to-end hosts are required under CI: run scripts/testhosts.sh up 6"
+        );
+        eprintln!("SKIPPED: MT_HOSTS does not name 6 test hosts (scripts/testhosts.sh up 6)");
+        return None;
+    }
+    Some(Env {
+        hosts,
+        key: PathBuf::from(std::env::var("MT_KEY").expect("MT_KEY")),
+        sudo_user: std::env::var("MT_SUDO_USER").unwrap_or_else(|_| "mtuser".into()),
+    })
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_machine")
+}
+
+struct Cli {
+    store: PathBuf,
+    tmp: PathBuf,
+}
+
+impl Cli {
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(bin());
+        c.env("MACHINE_STORAGE_PATH", &self.store)
+            .env("DOCKER_CONFIG", self.tmp.join("docker-config"))
+            .env_remove("DOCKER_HOST")
+            .env_remove("SHELL")
+            .env_remove("MACHINE_NATIVE_SSH")
+            .env_remove("MACHINE_DRIVER");
+        c
+    }
+    fn run(&self, args: &[&str]) -> Output {
+        let started = Instant::now();
+        let out = self.cmd().args(args).output().expect("run machine");
+        eprintln!(
+            "machine {} -> {:?} in {:?}",
+            args.join(" "),
+            out.status.code(),
+            started.elapsed()
+        );
+        out
+    }
+    /// Run `script` in bash with MACHINE_STORAGE_PATH and the binary's directory set.
+    fn bash(&self, script: &str) -> Output {
+        Command::new("bash")
+            .arg("-c")
+            .arg(script)
+            .env("MACHINE_STORAGE_PATH", &self.store)
+            .env("DOCKER_CONFIG", self.tmp.join("docker-config"))
+            .env("M", bin())
+            .env_remove("DOCKER_HOST")
+            .output()
+            .expect("bash")
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "failed ({:?}): {}{}",
+        o.status.code(),
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    text(&o.stdout)
+}
+
+fn create_args<'a>(ip: &'a str, key: &'a str, user: &'a str, name: &'a str) -> Vec<&'a str> {
+    vec![
+        "create",
+        "-d",
+        "generic",
+        "--generic-ip-address",
+        ip,
+        "--generic-ssh-key",
+        key,
+        "--generic-ssh-user",
+        user,
+        // The hosts share this machine's kernel: no bridge or iptables for their daemons.
+        "--engine-opt",
+        "bridge=none",
+        "--engine-opt",
+        "iptables=false",
+        "--engine-opt",
+        "ip6tables=false",
+        "--engine-install-url",
+        "none",
+        name,
+    ]
+}
+
+/// A busybox root file system tarball for `docker import`.
+fn test_image(dir: &Path) -> PathBuf {
+    let image = dir.join("busybox.tar");
+    let script = repo().join("scripts/make-test-image.sh");
+    let st = if script.exists() {
+        Command::new("bash")
+            .arg(&script)
+            .arg(&image)
+            .status()
+            .expect("make image")
+    } else {
+        Command::new("bash")
+            .arg("-c")
+            .arg(
+                "set -e; r=$(mktemp -d); mkdir -p $r/bin $r/etc $r/tmp; cp \"$(command -v busybox)\" $r/bin/busybox; \
+                 for a in sh echo cat hostname true; do ln -s busybox $r/bin/$a; done; tar -C $r -cf \"$1\" .; rm -rf $r",
+            )
+            .arg("make-image")
+            .arg(&image)
+            .status()
+            .expect("make image")
+    };
+    assert!(
+        st.success(),
+        "cannot build the test image (busybox-static installed?)"
+    );
+    image
+}
+
+/// An interactive `machine ssh NAME` on a pseudo-terminal made by `script`;
+/// `input` is typed once the shell had time to start.
+fn interactive(cli: &Cli, name: &str, input: &str) -> Output {
+    let mut child = Command::new("script")
+        .arg("-qec")
+        .arg(format!("{} ssh {name}", bin()))
+        .arg("/dev/null")
+        .env("MACHINE_STORAGE_PATH", &cli.store)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script");
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(input.as_bytes()).expect("type");
+    stdin.flush().expect("flush");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if child.try_wait().expect("wait").is_some() || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(stdin);
+    let _ = child.kill();
+    child.wait_with_output().expect("output")
+}
+
+#[test]
+fn generic_machine_through_the_cli() {
+    let Some(env) = test_env() else { return };
+    let tmp = tempfile::tempdir().expect("tmp");
+    let cli = Cli {
+        store: tmp.path().join("store"),
+        tmp: tmp.path().to_path_buf(),
+    };
+    let ip = env.hosts[4].as_str();
+    let key = env.key.display().to_string();
+    let name = "e2e-cli";
+
+    let out = cli.run(&create_args(ip, &key, "root", name));
+    let said = ok(&out);
+    assert!(said.contains("Docker is up and running!"), "{said}");
+    let ls = ok(&cli.run(&[
+        "ls",
+        "--format",
+        "{{.Name}} {{.State}} {{.URL}} {{.DockerVersion}}",
+    ]));
+    assert!(
+        ls.starts_with(&format!("{name} Running tcp://{ip}:2376 v")),
+        "{ls}"
+    );
+
+    // The real docker CLI, configured by `eval "$(machine env NAME)"` in bash.
+    let image = test_image(tmp.path());
+    let out = cli.bash(&format!(
+        "set -e; eval \"$(\"$M\" env {name})\"; docker import {} mt-busybox:latest >/dev/null; \
+         docker run --rm --network none mt-busybox:latest echo hello-from-container",
+        image.display()
+    ));
+    assert_eq!(ok(&out).trim(), "hello-from-container");
+    let active = cli.bash(&format!("eval \"$(\"$M\" env {name})\"; \"$M\" active"));
+    assert_eq!(ok(&active), format!("{name}\n"));
+
+    // ssh: remote exit status, output, the built-in client, debug logging.
+    let out = cli.run(&["ssh", name, "exit 7"]);
+    assert_eq!(out.status.code(), Some(7));
+    assert_eq!(
+        ok(&cli.run(&["ssh", name, "cat", "/etc/hostname"])),
+        format!("{name}\n")
+    );
+    let out = cli.run(&["--native-ssh", "ssh", name, "echo native; exit 3"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(text(&out.stdout), "native\n");
+    let out = cli.run(&["-D", "--native-ssh", "ssh", name, "echo debug-marker"]);
+    assert!(
+        text(&out.stderr).contains("echo debug-marker"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // ssh: an interactive shell on a pseudo-terminal.
+    let out = interactive(&cli, name, "echo tty=$(tty); exit 3\n");
+    let seen = text(&out.stdout).replace('\r', "");
+    assert!(seen.contains("tty=/dev/pts/"), "{seen}");
+    assert_eq!(out.status.code(), Some(3), "{seen}");
+
+    // scp both ways, a directory with --delta (rsync), quiet mode.
+    let local = tmp.path().join("hello.txt");
+    std::fs::write(&local, "hello over scp\n").expect("write");
+    ok(&cli.run(&[
+        "scp",
+        &local.display().to_string(),
+        &format!("{name}:/tmp/hello.txt"),
+    ]));
+    let back = tmp.path().join("back.txt");
+    ok(&cli.run(&[
+        "scp",
+        "-q",
+        &format!("{name}:/tmp/hello.txt"),
+        &back.display().to_string(),
+    ]));
+    assert_eq!(
+        std::fs::read_to_string(&back).expect("read"),
+        "hello over scp\n"
+    );
+    let dir = tmp.path().join("tree");
+    std::fs::create_dir_all(dir.join("sub")).expect("mkdir");
+    std::fs::write(dir.join("sub/a.txt"), "a\n").expect("write");
+    ok(&cli.run(&[
+        "scp",
+        "-r",
+        "-d",
+        "-q",
+        &dir.display().to_string(),
+        &format!("{name}:/tmp/"),
+    ]));
+    assert_eq!(
+        ok(&cli.run(&["ssh", name, "cat /tmp/tree/sub/a.txt"])),
+        "a\n"
+    );
+    let copy = tmp.path().join("copy");
+    ok(&cli.run(&[
+        "scp",
+        "-r",
+        &format!("{name}:/tmp/tree"),
+        &copy.display().to_string(),
+    ]));
+    assert_eq!(
+        std::fs::read_to_string(copy.join("sub/a.txt")).expect("read"),
+        "a\n"
+    );
+
+    // mount through sshfs, when it can run here.
+    let fuse = Path::new("/dev/fuse").exists()
+        && Command::new("sshfs")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success() || !o.stdout.is_empty() || !o.stderr.is_empty());
+    if fuse {
+        let mnt = tmp.path().join("mnt");
+        std::fs::create_dir_all(&mnt).expect("mkdir");
+        let m = mnt.display().to_string();
+        ok(&cli.run(&["mount", &format!("{name}:/tmp/tree"), &m]));
+        let listed = std::fs::read_to_string(mnt.join("sub/a.txt"));
+        ok(&cli.run(&["mount", "-u", &format!("{name}:/tmp/tree"), &m]));
+        assert_eq!(listed.expect("read through sshfs"), "a\n");
+        assert!(!mnt.join("sub").exists(), "unmounted");
+    } else {
+        eprintln!("SKIPPED: mount (no /dev/fuse or sshfs)");
+    }
+
+    // regenerate-certs: a new server certificate, and the daemon still answers.
+    let server = cli.store.join("machines").join(name).join("server.pem");
+    let before = std::fs::read(&server).expect("server.pem");
+    ok(&cli.run(&["regenerate-certs", "-f", name]));
+    assert_ne!(before, std::fs::read(&server).expect("server.pem"));
+    let out = cli.bash(&format!("eval \"$(\"$M\" env --check {name})\" && docker run --rm --network none mt-busybox:latest hostname"));
+    assert!(!ok(&out).trim().is_empty());
+
+    // The generic driver refuses start, stop and kill clearly.
+    let out = cli.run(&["stop", name]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("does not support stop"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = ok(&cli.run(&["rm", "-y", name]));
+    assert!(
+        out.contains(&format!("Successfully removed {name}")),
+        "{out}"
+    );
+    assert_eq!(ok(&cli.run(&["ls", "-q"])), "");
+}
+
+#[test]
+fn sudo_user_env_variables_and_host_key_pinning() {
+    let Some(env) = test_env() else { return };
+    let tmp = tempfile::tempdir().expect("tmp");
+    let cli = Cli {
+        store: tmp.path().join("store"),
+        tmp: tmp.path().to_path_buf(),
+    };
+    let ip = env.hosts[5].as_str();
+    let name = "e2e-cli-sudo";
+    // Driver options from their environment variables, a non-root user with sudo.
+    let out = cli
+        .cmd()
+        .env("MACHINE_DRIVER", "generic")
+        .env("GENERIC_IP_ADDRESS", ip)
+        .env("GENERIC_SSH_KEY", &env.key)
+        .env("GENERIC_SSH_USER", &env.sudo_user)
+        .args([
+            "create",
+            "--engine-opt",
+            "bridge=none",
+            "--engine-opt",
+            "iptables=false",
+            "--engine-opt",
+            "ip6tables=false",
+            "--engine-install-url",
+            "none",
+            "--engine-label",
+            "purpose=e2e",
+            name,
+        ])
+        .output()
+        .expect("create");
+    ok(&out);
+    assert_eq!(
+        ok(&cli.run(&["ls", "-q", "--filter", "label=purpose=e2e"])),
+        format!("{name}\n")
+    );
+    assert_eq!(
+        ok(&cli.run(&["ssh", name, "whoami"])),
+        format!("{}\n", env.sudo_user)
+    );
+    let v = ok(&cli.run(&["version", name]));
+    assert!(!v.trim().is_empty());
+    ok(&cli.run(&["provision", name]));
+
+    // A changed host key: a clear error with the way to re-pin, then re-pinning.
+    let kh = cli.store.join("machines").join(name).join("known_hosts");
+    let real = std::fs::read_to_string(&kh).expect("known_hosts");
+    let fake_key = tmp.path().join("fake");
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&fake_key)
+        .status()
+        .expect("ssh-keygen");
+    assert!(st.success());
+    let fake_pub = std::fs::read_to_string(fake_key.with_extension("pub")).expect("pub");
+    let pattern = real.split_whitespace().next().expect("pattern").to_string();
+    let fake_line: Vec<&str> = fake_pub.split_whitespace().take(2).collect();
+    std::fs::write(&kh, format!("{pattern} {}\n", fake_line.join(" "))).expect("write");
+    for args in [
+        &["ssh", name, "true"][..],
+        &["--native-ssh", "ssh", name, "true"],
+    ] {
+        let out = cli.run(args);
+        assert!(!out.status.success());
+        let err = text(&out.stderr);
+        assert!(err.contains("host key"), "{err}");
+        assert!(err.contains(&format!("ssh --repin {name}")), "{err}");
+    }
+    assert_eq!(
+        ok(&cli.run(&["ssh", "--repin", name, "echo", "repinned"])),
+        "repinned\n"
+    );
+    assert_eq!(std::fs::read_to_string(&kh).expect("known_hosts"), real);
+
+    ok(&cli.run(&["rm", "-y", name]));
+    assert!(!cli.store.join("machines").join(name).exists());
+}
