@@ -429,7 +429,7 @@ fn ls_bounded_by_timeout_with_a_silent_host() {
     let took = started.elapsed();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[0], "live Running v24.0.7 ");
-    assert!(lines[1].starts_with("silent "), "{text}");
+    assert!(lines[1].starts_with("silent Timeout "), "{text}");
     assert!(
         lines[1].contains("1 s"),
         "the error tells the timeout: {text}"

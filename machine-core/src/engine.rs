@@ -80,6 +80,8 @@ async fn version_inner(
             addr: addr.to_string(),
             source,
         })?;
+    // Small request and answer: do not let Nagle and delayed ACKs add 40 ms.
+    let _ = tcp.set_nodelay(true);
     let name = rustls_pki_types::ServerName::try_from(host.to_string()).map_err(|e| {
         EngineError::BadResponse {
             addr: addr.to_string(),

@@ -630,7 +630,16 @@ impl Store {
                     e.error = msg;
                 }
             }
-            Ok(Err(err)) => e.error = error_chain(&err),
+            Ok(Err(err)) => {
+                if let HostError::Engine {
+                    source: EngineError::Timeout { .. },
+                    ..
+                } = err
+                {
+                    e.state = State::Timeout;
+                }
+                e.error = error_chain(&err)
+            }
             Err(_) => {
                 e.state = State::Timeout;
                 e.error = format!("no answer within {} s", timeout.as_secs());
