@@ -52,7 +52,7 @@ if [ "$status" != 0 ]; then
 fi
 
 count() { # count WORD FILE: the number before WORD on the runner's closing line
-    grep -oE "[0-9]+ $1" "$2" | tail -n 1 | cut -d' ' -f1
+    { grep -oE "[0-9]+ $1" "$2" || true; } | tail -n 1 | cut -d' ' -f1
 }
 rust_passed=$(awk '/^test result:/ { for (i = 1; i <= NF; i++) if ($(i+1) ~ /^passed/) p += $i } END { print p + 0 }' /tmp/machine-cargo-test.log)
 rust_failed=$(awk '/^test result:/ { for (i = 1; i <= NF; i++) if ($(i+1) ~ /^failed/) f += $i } END { print f + 0 }' /tmp/machine-cargo-test.log)
