@@ -36,25 +36,23 @@ class InventoryDriver {
     },
   ]
 
-  // A new machine: look it up in the inventory. Throwing fails the creation.
+  // Called with the create options for a new machine, and with what save()
+  // returned for a machine loaded from the store. Throwing fails the call.
   constructor(context, options) {
     this.inventoryFile = options['inventory-file']
+    if (options.address) {
+      this.entry = { address: options.address, user: options.user, port: options.port, key: options.key }
+      return
+    }
     const entry = readInventory(this.inventoryFile)[context.machineName]
     if (!entry) throw new Error(`no machine named ${context.machineName} in ${this.inventoryFile}`)
     this.entry = { address: entry.address, user: entry.user ?? 'root', port: entry.port ?? 22, key: entry.key ?? null }
   }
 
-  // An existing machine, from what save() returned when it was last saved.
-  static load(context, saved) {
-    const driver = Object.create(InventoryDriver.prototype)
-    driver.inventoryFile = saved.InventoryFile
-    driver.entry = saved.Entry
-    return driver
-  }
-
-  // The driver's own fields in the machine's config.json.
+  // What the machine's config.json keeps of the driver: the inventory entry as
+  // it was at creation, so that later changes to the file do not move the machine.
   save() {
-    return { InventoryFile: this.inventoryFile, Entry: this.entry }
+    return { 'inventory-file': this.inventoryFile, ...this.entry }
   }
 
   // The machines exist already: creating and removing them only records and forgets them.

@@ -1,11 +1,13 @@
 //! Drivers written in JavaScript (core `driver::DriverFactory` and `driver::Driver`).
 //!
-//! `store.registerDriver(name, DriverClass)` wraps a JavaScript class in a
-//! [`JsDriverClass`] factory. Each machine of that driver gets a [`JsDriver`]
-//! whose methods call the methods of a JavaScript instance (made with
-//! `new DriverClass(context, options)` for a new machine and
-//! `DriverClass.load(context, saved)` for an existing one) and wait for the
-//! promises they return.
+//! `store.registerDriver(name, factory, options?)` wraps a factory, usually the
+//! driver class, in a [`JsDriverClass`]. The factory is called as
+//! `new factory(context, options)` (or `factory(context, options)` when it is
+//! not a class) with the resolved create options keyed by flag name, and for a
+//! machine loaded from the store with what the driver's `save()` returned
+//! (default: the create options), as in the Python bindings. It may return the
+//! driver object or a Promise of it. Each machine gets a [`JsDriver`] whose
+//! methods call the object's methods and wait for the promises they return.
 //!
 //! JavaScript runs on the main thread only, so every call is queued to it as a
 //! job through one threadsafe function ([`JsThread`]) and the answer comes back
@@ -16,6 +18,7 @@
 //! free to run the job.
 
 use crate::error::invalid;
+use machine_core::config::{BaseDriver, BASE_DRIVER_FIELDS};
 use machine_core::driver::{
     engine_url, Driver, DriverContext, DriverError, DriverFactory, DriverOption, DriverOptions,
     OptionKind, SshTarget,
@@ -24,7 +27,7 @@ use machine_core::host::HostError;
 use machine_core::State;
 use napi::bindgen_prelude::{
     CallbackContext, Either3, FnArgs, Function, FunctionRef, JsObjectValue, JsValue, Object,
-    ObjectRef, PromiseRaw, Unknown,
+    ObjectRef, PromiseRaw, ToNapiValue, Unknown,
 };
 use napi::threadsafe_function::{
     ThreadsafeCallContext, ThreadsafeFunction, ThreadsafeFunctionCallMode,
@@ -186,11 +189,11 @@ impl JsThread {
 fn apply<'env>(
     env: &'env Env,
     f: Unknown<'env>,
-    this: Object<'env>,
+    this: Unknown<'env>,
     args: Vec<Value>,
 ) -> napi::Result<Unknown<'env>> {
     let reflect: Object = env.get_global()?.get_named_property("Reflect")?;
-    let apply: Function<FnArgs<(Unknown, Object, Value)>, Unknown> =
+    let apply: Function<FnArgs<(Unknown, Unknown, Value)>, Unknown> =
         reflect.get_named_property("apply")?;
     apply.call(FnArgs::from((f, this, Value::Array(args))))
 }
@@ -261,9 +264,21 @@ struct Made {
     needs_provisioning: bool,
 }
 
-/// Keep `value` (a driver instance) and read its `enginePort` and `needsProvisioning`.
-fn adopt(env: &Env, value: Unknown<'_>, class: &str) -> napi::Result<Made> {
-    let obj = as_object(env, value, &format!("the instance of driver {class}"))?;
+/// Methods every driver object must have.
+const REQUIRED: [&str; 4] = ["create", "remove", "state", "ip"];
+
+/// Keep `value` (a driver object) and read its `enginePort` and `needsProvisioning`.
+fn adopt(env: &Env, value: Unknown<'_>, driver: &str) -> napi::Result<Made> {
+    let obj = as_object(env, value, &format!("the object made by driver {driver}"))?;
+    for method in REQUIRED {
+        let f: Unknown = obj.get_named_property(method)?;
+        if f.get_type()? != ValueType::Function {
+            return Err(napi::Error::new(
+                Status::InvalidArg,
+                format!("the driver object has no method {method}()"),
+            ));
+        }
+    }
     let engine_port: Option<u32> = obj.get_named_property("enginePort")?;
     let needs: Option<bool> = obj.get_named_property("needsProvisioning")?;
     let engine_port = match engine_port {
@@ -279,11 +294,11 @@ fn adopt(env: &Env, value: Unknown<'_>, class: &str) -> napi::Result<Made> {
     })
 }
 
-/// A JavaScript driver class registered with a store.
+/// A driver written in JavaScript, registered with a store.
 pub(crate) struct JsDriverClass {
     name: String,
     options: Vec<DriverOption>,
-    class: Arc<FunctionRef<(), ()>>,
+    factory: Arc<FunctionRef<(), ()>>,
     js: JsThread,
 }
 
@@ -296,80 +311,92 @@ impl fmt::Debug for JsDriverClass {
     }
 }
 
-/// Methods every driver class must have on its instances.
-const REQUIRED: [&str; 4] = ["create", "remove", "state", "ip"];
-
 impl JsDriverClass {
-    /// Check `class` and read its option declarations (on the JavaScript thread).
+    /// Keep `factory` and its option declarations: `options`, else the
+    /// factory's `options` property (on the JavaScript thread).
     pub(crate) fn new(
-        env: &Env,
         name: &str,
-        class: Function<'_, (), ()>,
+        factory: Function<'_, (), ()>,
+        options: Option<Vec<JsDriverOptionSpec>>,
         js: JsThread,
     ) -> Result<Self, HostError> {
         let bad = |reason: String| invalid("driver", name, reason);
-        let napi_bad = |e: napi::Error| bad(e.reason);
         if name.is_empty() {
             return Err(bad("a driver needs a name".into()));
         }
-        let proto: Option<Object> = class.get_named_property("prototype").map_err(napi_bad)?;
-        let proto =
-            proto.ok_or_else(|| bad("expected a class (a constructor with a prototype)".into()))?;
-        for method in REQUIRED {
-            let f: Unknown = proto.get_named_property(method).map_err(napi_bad)?;
-            if f.get_type().map_err(napi_bad)? != ValueType::Function {
-                return Err(bad(format!("the class has no method {method}()")));
-            }
+        let kind = factory.to_unknown().get_type().map_err(|e| bad(e.reason))?;
+        if kind != ValueType::Function {
+            return Err(bad(format!(
+                "expected a driver class or factory function, not {kind}"
+            )));
         }
-        let load: Unknown = class.get_named_property("load").map_err(napi_bad)?;
-        if load.get_type().map_err(napi_bad)? != ValueType::Function {
-            return Err(bad(
-                "the class has no static load(context, saved) method".into()
-            ));
-        }
-        let specs: Option<Vec<JsDriverOptionSpec>> = class
-            .get_named_property("options")
-            .map_err(|e| bad(format!("static options: {}", e.reason)))?;
+        let specs = match options {
+            Some(specs) => specs,
+            None => factory
+                .get_named_property::<Option<Vec<JsDriverOptionSpec>>>("options")
+                .map_err(|e| bad(format!("options: {}", e.reason)))?
+                .unwrap_or_default(),
+        };
         let options = specs
-            .unwrap_or_default()
             .iter()
             .map(|s| s.to_core(name))
             .collect::<Result<Vec<_>, _>>()?;
-        let _ = env;
         Ok(JsDriverClass {
             name: name.to_string(),
             options,
-            class: Arc::new(class.create_ref().map_err(napi_bad)?),
+            factory: Arc::new(factory.create_ref().map_err(|e| bad(e.reason))?),
             js,
         })
     }
 
-    fn failed(&self, operation: &str, message: String) -> DriverError {
-        DriverError::Failed {
-            driver: self.name.clone(),
-            operation: operation.to_string(),
-            message,
-        }
-    }
-
-    fn driver(&self, ctx: &DriverContext, made: Made) -> Box<dyn Driver> {
-        Box::new(JsDriver {
+    /// Call the factory with `own` (create options or saved state) and wrap the driver object.
+    fn make(
+        &self,
+        ctx: &DriverContext,
+        base: BaseDriver,
+        own: Map<String, Value>,
+    ) -> Result<Box<dyn Driver>, DriverError> {
+        let args = vec![context_json(ctx), Value::Object(own.clone())];
+        let (factory, name) = (self.factory.clone(), self.name.clone());
+        let made = self
+            .js
+            .wait(self.js.run(move |env, answer| {
+                let f = factory.borrow_back(env)?.to_unknown();
+                let obj = as_object(env, f, "the factory")?;
+                let proto: Unknown = obj.get_named_property("prototype")?;
+                let result = if proto.get_type()? == ValueType::Object {
+                    construct(env, f, args)?
+                } else {
+                    apply(env, f, ToNapiValue::into_unknown((), env)?, args)?
+                };
+                settle(env, result, answer, move |env, value| {
+                    adopt(env, value, &name)
+                })
+            }))
+            .and_then(|r| r)
+            .map_err(|message| DriverError::Failed {
+                driver: self.name.clone(),
+                operation: "make its driver object".into(),
+                message,
+            })?;
+        Ok(Box::new(JsDriver {
             name: self.name.clone(),
-            ctx: ctx.clone(),
+            base,
+            own,
             engine_port: made.engine_port,
             needs_provisioning: made.needs_provisioning,
             instance: Arc::new(Instance {
                 obj: Mutex::new(Some(made.obj)),
                 js: self.js.clone(),
             }),
-        })
+        }))
     }
 }
 
 fn context_json(ctx: &DriverContext) -> Value {
     serde_json::json!({
         "machineName": ctx.machine_name,
-        "storeRoot": ctx.store_root.to_string_lossy(),
+        "storePath": ctx.store_root.to_string_lossy(),
         "machineDir": ctx.machine_dir.to_string_lossy(),
     })
 }
@@ -388,21 +415,11 @@ impl DriverFactory for JsDriverClass {
         ctx: &DriverContext,
         options: &DriverOptions,
     ) -> Result<Box<dyn Driver>, DriverError> {
-        let values: Map<String, Value> = options
+        let own = options
             .iter()
             .map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or(Value::Null)))
             .collect();
-        let args = vec![context_json(ctx), Value::Object(values)];
-        let (class, name) = (self.class.clone(), self.name.clone());
-        let made = self
-            .js
-            .wait(self.js.run(move |env, answer| {
-                let instance = construct(env, class.borrow_back(env)?.to_unknown(), args)?;
-                answer.send(adopt(env, instance, &name).map_err(|e| e.reason));
-                Ok(())
-            }))
-            .and_then(|r| r);
-        Ok(self.driver(ctx, made.map_err(|m| self.failed("make a driver", m))?))
+        self.make(ctx, ctx.base(), own)
     }
 
     fn load_driver(
@@ -410,21 +427,17 @@ impl DriverFactory for JsDriverClass {
         ctx: &DriverContext,
         saved: &Map<String, Value>,
     ) -> Result<Box<dyn Driver>, DriverError> {
-        let args = vec![context_json(ctx), Value::Object(saved.clone())];
-        let (class, name) = (self.class.clone(), self.name.clone());
-        let made = self
-            .js
-            .wait(self.js.run(move |env, answer| {
-                let class = class.borrow_back(env)?;
-                let load: Unknown = class.get_named_property("load")?;
-                let this = as_object(env, class.to_unknown(), "the driver class")?;
-                let result = apply(env, load, this, args)?;
-                settle(env, result, answer, move |env, value| {
-                    adopt(env, value, &name)
-                })
-            }))
-            .and_then(|r| r);
-        Ok(self.driver(ctx, made.map_err(|m| self.failed("load the driver", m))?))
+        let base =
+            BaseDriver::from_driver_object(saved).map_err(|source| DriverError::BadSavedState {
+                driver: self.name.clone(),
+                source,
+            })?;
+        let own = saved
+            .iter()
+            .filter(|(k, _)| !BASE_DRIVER_FIELDS.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        self.make(ctx, base, own)
     }
 }
 
@@ -452,7 +465,9 @@ impl Drop for Instance {
 /// A machine's driver implemented by a JavaScript object.
 pub(crate) struct JsDriver {
     name: String,
-    ctx: DriverContext,
+    base: BaseDriver,
+    /// What is saved when the object has no `save()`: its create options.
+    own: Map<String, Value>,
     engine_port: Option<u16>,
     needs_provisioning: bool,
     instance: Arc<Instance>,
@@ -462,7 +477,7 @@ impl fmt::Debug for JsDriver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JsDriver")
             .field("name", &self.name)
-            .field("machine", &self.ctx.machine_name)
+            .field("machine", &self.base.machine_name)
             .finish_non_exhaustive()
     }
 }
@@ -488,7 +503,7 @@ impl JsDriver {
                     answer.send(Ok(None));
                     return Ok(());
                 }
-                let result = apply(env, f, obj, Vec::new())?;
+                let result = apply(env, f, obj.to_unknown(), Vec::new())?;
                 settle(env, result, answer, |env, v| to_json(env, v).map(Some))
             })
             .await
@@ -582,14 +597,13 @@ impl Driver for JsDriver {
 
     fn saved_state(&self) -> Result<Map<String, Value>, DriverError> {
         let own = match self.call_now("save")? {
-            None | Some(Value::Null) => Map::new(),
+            None => self.own.clone(),
             Some(Value::Object(m)) => m,
             Some(other) => {
                 return Err(self.failed("save", format!("expected an object, got {other}")))
             }
         };
-        self.ctx
-            .base()
+        self.base
             .merge_driver_object(own, &Map::new())
             .map_err(|source| DriverError::BadSavedState {
                 driver: self.name.clone(),

@@ -1,6 +1,6 @@
 //! `Store`: the machines of one store directory (core `host::Store`).
 
-use crate::driver::{JsDriverClass, JsThread};
+use crate::driver::{JsDriverClass, JsDriverOptionSpec, JsThread};
 use crate::error::{as_is, invalid, promise, to_js, Outcome};
 use crate::host::JsMachine;
 use machine_core::driver::OptionValue;
@@ -48,8 +48,8 @@ fn option_value(v: JsOptionValue) -> OptionValue {
 /// What `create()` makes.
 #[napi(object, js_name = "CreateOptions", object_to_js = false)]
 pub struct JsCreateOptions {
-    /// Driver name: `none`, `generic`, or one added with `registerDriver()`.
-    pub driver: String,
+    /// Driver name: `generic` (default), `none`, or one added with `registerDriver()`.
+    pub driver: Option<String>,
     /// Driver options keyed by CLI flag name, e.g. `{ 'generic-ip-address': '192.0.2.10' }`.
     #[napi(ts_type = "Record<string, string | boolean | number | string[]>")]
     pub options: Option<HashMap<String, JsOptionValue>>,
@@ -175,17 +175,15 @@ impl JsStore {
         &self,
         env: &'env Env,
         name: String,
-        options: JsCreateOptions,
+        options: Option<JsCreateOptions>,
     ) -> napi::Result<PromiseRaw<'env, JsMachine>> {
         let store = self.inner.clone();
-        let JsCreateOptions {
-            driver,
-            options,
-            engine,
-            on_progress,
-        } = options;
+        let (driver, options, engine, on_progress) = match options {
+            Some(o) => (o.driver, o.options, o.engine, o.on_progress),
+            None => (None, None, None, None),
+        };
         let progress = progress_fn(on_progress);
-        let opts = create_options(&driver, options, engine);
+        let opts = create_options(driver.as_deref().unwrap_or("generic"), options, engine);
         promise(
             env,
             async move {
@@ -256,21 +254,35 @@ impl JsStore {
         promise(env, async move { store.names() }, as_is)
     }
 
-    /// Add a driver written in JavaScript (see `MachineDriverClass`), usable by
-    /// `create(name, { driver })` and by every later call of this store.
-    #[napi(ts_args_type = "name: string, driver: MachineDriverClass")]
+    /// Names of the registered drivers, sorted.
+    #[napi]
+    pub fn drivers(&self) -> Vec<String> {
+        self.inner.drivers().names()
+    }
+
+    /// Register a driver written in JavaScript under `name` (replacing any of
+    /// that name), for `create(machine, { driver: name })` and every later call
+    /// of this store. `factory`, usually the driver class, is called as
+    /// `new factory(context, options)` for a new machine with its create
+    /// options, and for a machine loaded from the store with what the driver's
+    /// `save()` returned (default: the create options). The options it accepts
+    /// are `options`, else the factory's `options` property.
+    #[napi(
+        ts_args_type = "name: string, factory: MachineDriverFactory, options?: DriverOptionSpec[]"
+    )]
     pub fn register_driver(
         &mut self,
         env: Env,
         name: String,
-        driver: Function<'_, (), ()>,
+        factory: Function<'_, (), ()>,
+        options: Option<Vec<JsDriverOptionSpec>>,
     ) -> napi::Result<()> {
         let js = match &self.js {
             Some(js) => js.clone(),
             None => JsThread::new(&env)?,
         };
         let class =
-            JsDriverClass::new(&env, &name, driver, js.clone()).map_err(|e| to_js(&env, &e))?;
+            JsDriverClass::new(&name, factory, options, js.clone()).map_err(|e| to_js(&env, &e))?;
         self.js = Some(js);
         self.inner.drivers_mut().register(Arc::new(class));
         Ok(())

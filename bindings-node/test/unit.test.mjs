@@ -179,19 +179,13 @@ class MemoryDriver {
   ]
   static calls = []
 
+  // A new machine gets its create options; a loaded one what save() returned.
   constructor(context, options) {
     MemoryDriver.calls.push(['new', context.machineName, options])
     this.context = context
     this.url_ = options['memory-url']
     this.weight = options['memory-weight']
-    this.running = false
-  }
-
-  static async load(context, saved) {
-    MemoryDriver.calls.push(['load', context.machineName, saved])
-    const d = new MemoryDriver(context, { 'memory-url': saved.Url, 'memory-weight': saved.Weight })
-    d.running = saved.Running
-    return d
+    this.running = options.running ?? false
   }
 
   get needsProvisioning() {
@@ -199,7 +193,7 @@ class MemoryDriver {
   }
 
   save() {
-    return { Url: this.url_, Weight: this.weight, Running: this.running }
+    return { 'memory-url': this.url_, 'memory-weight': this.weight, running: this.running }
   }
 
   async create() {
@@ -230,6 +224,7 @@ test('a driver written in JavaScript serves create, get, list, start/stop and re
   const store = tempStore(t)
   MemoryDriver.calls = []
   store.registerDriver('memory', MemoryDriver)
+  assert.deepEqual(store.drivers(), ['generic', 'memory', 'none'])
   const m = await store.create('mem1', {
     driver: 'memory',
     options: { 'memory-url': 'tcp://127.0.0.1:1', 'memory-tags': ['a', 'b'] },
@@ -237,20 +232,23 @@ test('a driver written in JavaScript serves create, get, list, start/stop and re
   assert.equal(m.driverName, 'memory')
   assert.equal(await m.state(), 'Running')
   assert.equal(await m.url(), 'tcp://127.0.0.1:1')
+  const [kind, name, options] = MemoryDriver.calls[0]
+  assert.deepEqual([kind, name], ['new', 'mem1'])
+  assert.deepEqual(options, { 'memory-url': 'tcp://127.0.0.1:1', 'memory-weight': 3, 'memory-tags': ['a', 'b'] })
+
+  // saved in config.json after the base fields, and given back to the factory
+  const saved = (await m.inspect()).Driver
+  assert.equal(saved.MachineName, 'mem1')
+  assert.equal(saved['memory-url'], 'tcp://127.0.0.1:1')
+  assert.equal(saved.running, true)
+  MemoryDriver.calls = []
+  const loaded = await store.get('mem1')
+  assert.equal(await loaded.state(), 'Running')
   assert.deepEqual(MemoryDriver.calls[0], [
     'new',
     'mem1',
-    { 'memory-url': 'tcp://127.0.0.1:1', 'memory-weight': 3, 'memory-tags': ['a', 'b'] },
+    { 'memory-url': 'tcp://127.0.0.1:1', 'memory-weight': 3, running: true },
   ])
-
-  // saved in config.json after the base fields, and given back to load()
-  const saved = (await m.inspect()).Driver
-  assert.equal(saved.MachineName, 'mem1')
-  assert.equal(saved.Url, 'tcp://127.0.0.1:1')
-  assert.equal(saved.Running, true)
-  const loaded = await store.get('mem1')
-  assert.equal(await loaded.state(), 'Running')
-  assert.ok(MemoryDriver.calls.some(([k, name]) => k === 'load' && name === 'mem1'))
 
   await loaded.stop()
   assert.equal(await (await store.get('mem1')).state(), 'Stopped', 'the stop was saved')
@@ -271,11 +269,32 @@ test('a driver written in JavaScript serves create, get, list, start/stop and re
   assert.deepEqual(await store.names(), [])
 })
 
+test('a driver factory may be a function, async, with the options given at registration', async (t) => {
+  const store = tempStore(t)
+  const made = []
+  const factory = async (context, options) => {
+    made.push(options)
+    const url = options.where
+    return {
+      needsProvisioning: false,
+      create() {},
+      remove() {},
+      state: () => 'Running',
+      ip: () => '127.0.0.1',
+      url: () => url,
+    }
+  }
+  store.registerDriver('fn', factory, [{ flag: 'where', required: true }])
+  const m = await store.create('f1', { driver: 'fn', options: { where: 'tcp://127.0.0.1:7' } })
+  assert.equal(await m.url(), 'tcp://127.0.0.1:7')
+  assert.equal((await m.inspect()).Driver.where, 'tcp://127.0.0.1:7', 'without save(), the create options are kept')
+  assert.equal(await (await store.get('f1')).url(), 'tcp://127.0.0.1:7')
+  assert.deepEqual(made, [{ where: 'tcp://127.0.0.1:7' }, { where: 'tcp://127.0.0.1:7' }])
+})
+
 test('failures of a JavaScript driver reject with its message', async (t) => {
   const store = tempStore(t)
   class Picky extends MemoryDriver {
-    static options = MemoryDriver.options
-    static load = MemoryDriver.load
     async preCreateCheck() {
       if (this.url_.endsWith(':9')) throw new Error('port 9 is reserved')
     }
@@ -308,29 +327,26 @@ test('failures of a JavaScript driver reject with its message', async (t) => {
   assert.match(badInt.message, /memory-weight/)
 })
 
-test('registerDriver refuses what is not a driver class', (t) => {
+test('what is not a driver is refused', async (t) => {
   const store = tempStore(t)
-  const refuse = (what, cls, pattern) => {
-    assert.throws(
-      () => store.registerDriver('x', cls),
-      (e) => e.code === 'InvalidOption' && pattern.test(e.message),
-      what,
-    )
-  }
-  refuse('no methods', class {}, /create/)
-  refuse('no load', class { create() {} remove() {} state() {} ip() {} }, /load/)
-  refuse(
-    'bad option kind',
-    class {
-      static options = [{ flag: 'x-y', kind: 'float' }]
-      static load() {}
-      create() {}
-      remove() {}
-      state() {}
-      ip() {}
-    },
-    /float/,
+  const refused = (e) => e.code === 'InvalidOption' && e.machine === undefined
+  assert.throws(() => store.registerDriver('x', {}), (e) => refused(e) || e instanceof TypeError)
+  assert.throws(
+    () => store.registerDriver('x', class {}, [{ flag: 'x-y', kind: 'float' }]),
+    (e) => refused(e) && /float/.test(e.message),
   )
+  store.registerDriver('empty', class {})
+  const e = await rejection(store.create('e1', { driver: 'empty' }))
+  assert.equal(e.code, 'Driver')
+  assert.equal(e.machine, 'e1')
+  assert.match(e.message, /no method create\(\)/)
+  store.registerDriver('throws', () => {
+    throw new Error('no capacity left')
+  })
+  const thrown = await rejection(store.create('e2', { driver: 'throws' }))
+  assert.equal(thrown.code, 'Driver')
+  assert.match(thrown.message, /no capacity left/)
+  assert.deepEqual(await store.names(), [])
 })
 
 test('the event loop keeps running while a machine is slow to answer', async (t) => {
@@ -362,8 +378,6 @@ test('a slow JavaScript driver does not hold up other calls', async (t) => {
   let release
   const gate = new Promise((r) => (release = r))
   class Slow extends MemoryDriver {
-    static options = MemoryDriver.options
-    static load = MemoryDriver.load
     async create() {
       await gate
       this.running = true

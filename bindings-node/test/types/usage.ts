@@ -6,7 +6,7 @@ import {
   type ListEntry,
   type SshOutput,
   type MachineDriver,
-  type MachineDriverClass,
+  type MachineDriverFactory,
   type DriverContext,
   type MachineError,
 } from '../../index.js'
@@ -14,15 +14,12 @@ import {
 class MemoryDriver implements MachineDriver {
   static options = [{ flag: 'memory-url', required: true }, { flag: 'memory-weight', kind: 'int' as const, default: 3 }]
   url_: string
-  constructor(readonly context: DriverContext, options: Record<string, string | number | boolean | string[]>) {
+  constructor(readonly context: DriverContext, options: Record<string, any>) {
     this.url_ = String(options['memory-url'])
-  }
-  static load(context: DriverContext, saved: Record<string, unknown>): MemoryDriver {
-    return new MemoryDriver(context, { 'memory-url': String(saved.Url) })
   }
   readonly needsProvisioning = false
   save() {
-    return { Url: this.url_ }
+    return { 'memory-url': this.url_ }
   }
   async create() {}
   async remove() {}
@@ -34,11 +31,14 @@ class MemoryDriver implements MachineDriver {
   }
 }
 
-const driverClass: MachineDriverClass = MemoryDriver
+const driverClass: MachineDriverFactory = MemoryDriver
+const driverFunction: MachineDriverFactory = async (context: DriverContext) => new MemoryDriver(context, {})
 
 export async function use(path?: string): Promise<number> {
   const store = new Store(path)
   store.registerDriver('memory', driverClass)
+  store.registerDriver('memory2', driverFunction, [{ flag: 'memory-url', kind: 'string' }])
+  const drivers: string[] = store.drivers()
   const m: Machine = await store.create('m1', {
     driver: 'memory',
     options: { 'memory-url': 'tcp://127.0.0.1:1', 'memory-weight': 2 },
@@ -72,14 +72,15 @@ export async function use(path?: string): Promise<number> {
     const machine: string | undefined = err.machine
     console.log(code, machine)
   }
-  // @ts-expect-error: the driver is required
-  await store.create('m2', {})
+  const generic: Machine = await store.create('m2')
+  // @ts-expect-error: the driver is a name
+  await store.create('m2', { driver: MemoryDriver })
   // @ts-expect-error: ssh takes the command
   await m.ssh()
   // @ts-expect-error: option values are strings, numbers, booleans or string lists
   await store.create('m3', { driver: 'none', options: { url: { nested: true } } })
-  // @ts-expect-error: a class without load() is not a driver class
-  store.registerDriver('bad', class { create() {} remove() {} state() { return '' } ip() { return '' } })
-  return [name, driverName, state, text, flags.join(), String(inspected), String(status), String(ms), names.join()]
+  // @ts-expect-error: a class without ip() is not a driver
+  store.registerDriver('bad', class { create() {} remove() {} state() { return '' } })
+  return [name, driverName, generic.name, drivers.join(), state, text, flags.join(), String(inspected), String(status), String(ms), names.join()]
     .length + Object.keys(vars).length
 }
