@@ -158,8 +158,8 @@ impl JsThread {
         let status = self.tsfn.call(
             Box::new(move |env: Env| {
                 let answer = Answer(Rc::new(Cell::new(Some(tx))));
-                if let Err(e) = job(&env, answer.clone()) {
-                    answer.send(Err(e.reason.clone()));
+                if let Err(e) = outcome(&env, job(&env, answer.clone())) {
+                    answer.send(Err(e));
                 }
             }),
             ThreadsafeFunctionCallMode::NonBlocking,
@@ -183,6 +183,38 @@ impl JsThread {
         })?;
         Ok(tokio::task::block_in_place(move || handle.block_on(fut)))
     }
+}
+
+/// Take back an exception that a failed step (a throwing getter, say) left
+/// pending, so that it does not reach Node as an uncaught exception once the
+/// job returns; its message, when there was one.
+#[allow(unsafe_code)]
+fn take_exception(env: &Env) -> Option<String> {
+    let mut pending = false;
+    let mut exception = std::ptr::null_mut();
+    // SAFETY: `env` is the environment of the JavaScript thread this job runs
+    // on, valid for the whole job, and `exception` is the value Node-API just
+    // handed out in that environment.
+    unsafe {
+        if napi::sys::napi_is_exception_pending(env.raw(), &mut pending)
+            != napi::sys::Status::napi_ok
+            || !pending
+            || napi::sys::napi_get_and_clear_last_exception(env.raw(), &mut exception)
+                != napi::sys::Status::napi_ok
+            || exception.is_null()
+        {
+            return None;
+        }
+        Some(js_message(Unknown::from_raw_unchecked(
+            env.raw(),
+            exception,
+        )))
+    }
+}
+
+/// The answer for the outcome of a step run on the JavaScript thread.
+fn outcome<T>(env: &Env, r: napi::Result<T>) -> Result<T, String> {
+    r.map_err(|e| take_exception(env).unwrap_or(e.reason))
 }
 
 /// Call `f` with `this` bound to `this` and `args` as its arguments.
@@ -233,13 +265,13 @@ fn settle<T: 'static>(
     convert: impl FnOnce(&Env, Unknown<'_>) -> napi::Result<T> + 'static,
 ) -> napi::Result<()> {
     if !value.is_promise()? {
-        answer.send(convert(env, value).map_err(|e| e.reason));
+        answer.send(outcome(env, convert(env, value)));
         return Ok(());
     }
     let fulfilled = answer.clone();
     PromiseRaw::<Unknown>::new(env.raw(), value.raw())
         .then(move |ctx: CallbackContext<Unknown>| {
-            fulfilled.send(convert(&ctx.env, ctx.value).map_err(|e| e.reason));
+            fulfilled.send(outcome(&ctx.env, convert(&ctx.env, ctx.value)));
             Ok(())
         })?
         .catch(move |ctx: CallbackContext<Unknown>| {

@@ -340,6 +340,16 @@ test('what is not a driver is refused', async (t) => {
   assert.equal(e.code, 'Driver')
   assert.equal(e.machine, 'e1')
   assert.match(e.message, /no method create\(\)/)
+  class BadPort extends MemoryDriver {
+    get enginePort() {
+      throw new Error('no port today')
+    }
+  }
+  store.registerDriver('bad-port', BadPort)
+  const port = await rejection(store.create('e3', { driver: 'bad-port', options: { 'memory-url': 'tcp://x:1' } }))
+  assert.equal(port.code, 'Driver')
+  assert.equal(port.machine, 'e3')
+  assert.match(port.message, /no port today/)
   store.registerDriver('throws', () => {
     throw new Error('no capacity left')
   })
