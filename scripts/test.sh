@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the project on a fresh Debian machine (as root):
 # installs what the tests need, brings up throwaway test hosts (network
-# namespaces with their own sshd), runs the Rust test suites and the Python
-# bindings' tests, and tears the hosts down again.
+# namespaces with their own sshd), runs the Rust test suites, the Python and
+# Node.js bindings' tests, and tears the hosts down again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -17,9 +17,9 @@ fi
 log "installing test dependencies"
 bash scripts/testhosts.sh install
 # nushell for the env rendering tests: Debian has no package, npm has one
-if ! command -v nu >/dev/null; then
+if ! command -v nu >/dev/null || ! command -v npm >/dev/null; then
     command -v npm >/dev/null || apt-get install -y -qq nodejs npm >/dev/null
-    npm install -g --silent nushell >/dev/null
+    command -v nu >/dev/null || npm install -g --silent nushell >/dev/null
 fi
 command -v nu >/dev/null || { echo "nushell (nu) could not be installed" >&2; exit 1; }
 
@@ -33,32 +33,41 @@ trap 'bash "$ROOT/scripts/testhosts.sh" down || true' EXIT
 eval "$(bash scripts/testhosts.sh env)"
 export MT_HOSTS MT_KEY MT_SUDO_USER MT_STATE
 
+LOGS=$(mktemp -d)
+fail() { echo "$1 failed" >&2; exit "$2"; }
+
 log "Rust tests"
-cargo test --workspace --locked --no-fail-fast 2>&1 | tee /tmp/machine-cargo-test.log
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$LOGS/cargo.log"
 status=${PIPESTATUS[0]}
-if [ "$status" != 0 ]; then
-    echo "cargo test failed" >&2
-    exit "$status"
-fi
+[ "$status" = 0 ] || fail "cargo test" "$status"
+
 log "Python bindings"
 python3 -m pip install --quiet --disable-pip-version-check 'pytest>=7' mypy
 MATURIN_PEP517_ARGS="--profile dev" CARGO_TARGET_DIR="$ROOT/target" \
     python3 -m pip install --quiet --disable-pip-version-check ./bindings-python
-python3 -m pytest bindings-python/tests 2>&1 | tee /tmp/machine-pytest.log
+python3 -m pytest bindings-python/tests 2>&1 | tee "$LOGS/pytest.log"
 status=${PIPESTATUS[0]}
-if [ "$status" != 0 ]; then
-    echo "pytest failed" >&2
-    exit "$status"
-fi
+[ "$status" = 0 ] || fail "pytest" "$status"
+
+log "Node.js bindings"
+# npm ci runs the package's install script: the addon is built in the same
+# target directory and profile as above, so only bindings-node is compiled.
+(cd bindings-node && npm ci --no-audit --no-fund && npm test) 2>&1 | tee "$LOGS/node.log"
+status=${PIPESTATUS[0]}
+[ "$status" = 0 ] || fail "node tests" "$status"
 
 count() { # count WORD FILE: the number before WORD on the runner's closing line
     { grep -oE "[0-9]+ $1" "$2" || true; } | tail -n 1 | cut -d' ' -f1
 }
-rust_passed=$(awk '/^test result:/ { for (i = 1; i <= NF; i++) if ($(i+1) ~ /^passed/) p += $i } END { print p + 0 }' /tmp/machine-cargo-test.log)
-rust_failed=$(awk '/^test result:/ { for (i = 1; i <= NF; i++) if ($(i+1) ~ /^failed/) f += $i } END { print f + 0 }' /tmp/machine-cargo-test.log)
-py_passed=$(count passed /tmp/machine-pytest.log); py_passed=${py_passed:-0}
-py_failed=$(count failed /tmp/machine-pytest.log); py_failed=${py_failed:-0}
+cargo_sum() { # cargo_sum WORD: WORD (passed|failed) summed over every test binary
+    awk -v w="$1" '/^test result:/ { for (i = 1; i <= NF; i++) if ($(i+1) ~ "^" w) n += $i } END { print n + 0 }' "$LOGS/cargo.log"
+}
+rust_passed=$(cargo_sum passed); rust_failed=$(cargo_sum failed)
+py_passed=$(count passed "$LOGS/pytest.log"); py_failed=$(count failed "$LOGS/pytest.log")
+node_passed=$(count passed "$LOGS/node.log"); node_failed=$(count failed "$LOGS/node.log")
+py_passed=${py_passed:-0}; py_failed=${py_failed:-0}; node_passed=${node_passed:-0}; node_failed=${node_failed:-0}
 log "all tests passed"
 echo "Rust: $rust_passed passed, $rust_failed failed"
 echo "Python: $py_passed passed, $py_failed failed"
-echo "$((rust_passed + py_passed)) passed, $((rust_failed + py_failed)) failed"
+echo "Node.js: $node_passed passed, $node_failed failed"
+echo "$((rust_passed + py_passed + node_passed)) passed, $((rust_failed + py_failed + node_failed)) failed"

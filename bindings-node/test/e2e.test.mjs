@@ -1,0 +1,150 @@
+// End-to-end: the generic driver and the example JavaScript driver against a
+// real host brought up by scripts/testhosts.sh (a network namespace with its
+// own sshd; Debian's docker.io installed, no daemon running until provisioned).
+//
+// The hosts are announced by MT_HOSTS (addresses), MT_KEY (client key) and
+// MT_SUDO_USER. These tests use host index 7 (the eighth) alone, one test after
+// another. With fewer than 8 hosts they are skipped, unless CI is set: then
+// they fail.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import { readmeExample, repoDir, runNode, tempDir, tempProject } from './helpers.mjs'
+
+const require = createRequire(import.meta.url)
+const { Store } = require('..')
+const run = promisify(execFile)
+
+const HOST_INDEX = 7
+const hosts = (process.env.MT_HOSTS ?? '').split(/\s+/).filter(Boolean)
+const ci = Boolean(process.env.CI)
+const ready = hosts.length > HOST_INDEX
+const skip = ready || ci ? false : `MT_HOSTS names fewer than ${HOST_INDEX + 1} test hosts (scripts/testhosts.sh up ${HOST_INDEX + 1})`
+
+function testHost() {
+  assert.ok(ready, `end-to-end hosts are required under CI: run scripts/testhosts.sh up ${HOST_INDEX + 1}`)
+  assert.ok(process.env.MT_KEY, 'MT_KEY names the test hosts\' client key')
+  return { ip: hosts[HOST_INDEX], key: process.env.MT_KEY, sudoUser: process.env.MT_SUDO_USER || 'mtuser' }
+}
+
+// The hosts share the machine's kernel: no bridge or iptables for their
+// daemons; Docker is installed already.
+const ENGINE = {
+  'engine-opt': ['bridge=none', 'iptables=false', 'ip6tables=false'],
+  'engine-install-url': 'none',
+  'engine-label': ['origin=node-e2e'],
+}
+
+/** A root file system of a static busybox, as a tarball for `docker import`. */
+async function busyboxTarball(dir) {
+  const busybox = ['/bin/busybox', '/usr/bin/busybox'].find((p) => existsSync(p))
+  assert.ok(busybox, 'busybox is missing (apt-get install busybox-static)')
+  const root = join(dir, 'rootfs')
+  mkdirSync(join(root, 'bin'), { recursive: true })
+  copyFileSync(busybox, join(root, 'bin', 'busybox'))
+  chmodSync(join(root, 'bin', 'busybox'), 0o755)
+  for (const applet of ['sh', 'echo', 'cat', 'hostname', 'true']) symlinkSync('busybox', join(root, 'bin', applet))
+  const tarball = join(dir, 'busybox.tar')
+  await run('tar', ['-C', root, '--owner=0', '--group=0', '-cf', tarball, '.'])
+  return tarball
+}
+
+/** Run the real `docker` CLI with a machine's environment. */
+async function docker(machine, dir, ...args) {
+  const env = { ...process.env, ...(await machine.envVars()), DOCKER_CONFIG: join(dir, 'docker-config') }
+  try {
+    return (await run('docker', args, { env, maxBuffer: 16 * 1024 * 1024 })).stdout
+  } catch (e) {
+    assert.fail(`docker ${args.join(' ')} failed:\n${e.stdout}${e.stderr}`)
+  }
+}
+
+test('generic driver: create, ssh, copy, the docker CLI runs a container, list, remove', { skip }, async (t) => {
+  const { ip, key } = testHost()
+  const dir = tempDir(t)
+  const store = new Store(join(dir, 'store'))
+  const steps = []
+  const machine = await store.create('node-e2e', {
+    driver: 'generic',
+    options: { 'generic-ip-address': ip, 'generic-ssh-key': key, 'generic-ssh-user': 'root' },
+    engine: ENGINE,
+    onProgress: (step) => steps.push(step),
+  })
+  assert.ok(steps.includes('Docker is up and running!'), steps.join('\n'))
+  assert.equal(machine.driverName, 'generic')
+  assert.equal(await machine.state(), 'Running')
+  assert.equal(await machine.url(), `tcp://${ip}:2376`)
+
+  const out = await machine.ssh('hostname; id -u; echo oops >&2; exit 3')
+  assert.deepEqual(out.stdout.trim().split('\n'), ['node-e2e', '0'])
+  assert.equal(out.stderr.trim(), 'oops')
+  assert.equal(out.exitStatus, 3)
+
+  const local = join(dir, 'up.txt')
+  writeFileSync(local, 'payload\n')
+  await machine.copyTo(local, '/tmp/node-e2e-up.txt')
+  await machine.copyFrom('/tmp/node-e2e-up.txt', join(dir, 'down.txt'))
+  assert.equal(readFileSync(join(dir, 'down.txt'), 'utf8'), 'payload\n')
+
+  // the real docker CLI, configured by envVars()
+  const tarball = await busyboxTarball(dir)
+  await docker(machine, dir, 'import', tarball, 'mt-busybox:node')
+  const said = await docker(machine, dir, 'run', '--rm', '--network', 'none', 'mt-busybox:node', 'echo', 'hello-from-node')
+  assert.equal(said.trim(), 'hello-from-node')
+  const labels = await docker(machine, dir, 'info', '--format', '{{json .Labels}}')
+  assert.match(labels, /origin=node-e2e/)
+  assert.match(labels, /provider=generic/)
+
+  const [row] = await store.list({ timeout: 10 })
+  assert.equal(row.name, 'node-e2e')
+  assert.equal(row.state, 'Running')
+  assert.equal(row.url, `tcp://${ip}:2376`)
+  assert.match(row.dockerVersion, /^v\d+\./)
+  assert.equal(row.error, '')
+
+  await store.remove('node-e2e')
+  assert.deepEqual(await store.names(), [])
+})
+
+test('the JavaScript inventory driver example provisions a test host', { skip }, async (t) => {
+  const { ip, key, sudoUser } = testHost()
+  const dir = tempDir(t)
+  const inventory = join(dir, 'fleet.json')
+  writeFileSync(inventory, JSON.stringify({ 'node-inventory': { address: ip, user: sudoUser, key } }))
+  const engineArgs = [
+    ...ENGINE['engine-opt'].flatMap((o) => ['--engine-opt', o]),
+    '--engine-install-url',
+    ENGINE['engine-install-url'],
+  ]
+  const example = join(repoDir, 'examples', 'node_custom_driver.js')
+  let stdout
+  try {
+    ;({ stdout } = await run(process.execPath, [example, inventory, 'node-inventory', ...engineArgs], {
+      env: { ...process.env, MACHINE_STORAGE_PATH: join(dir, 'store') },
+      timeout: 600_000,
+    }))
+  } catch (e) {
+    assert.fail(`the example failed:\n${e.stdout}${e.stderr}`)
+  }
+  assert.match(stdout, new RegExp(`^node-inventory runs Linux \\S+ \\(exit status 0\\), Docker at tcp://${ip.replaceAll('.', '\\.')}:2376$`, 'm'))
+  assert.match(stdout, new RegExp(`^node-inventory\\tinventory\\tRunning\\ttcp://${ip.replaceAll('.', '\\.')}:2376\\tv\\d+`, 'm'))
+  assert.match(stdout, /^\[node-inventory\] removed$/m)
+})
+
+test('the README example with the generic driver runs as written', { skip }, async (t) => {
+  const { ip, key } = testHost()
+  const project = tempProject(t)
+  const { stdout } = await runNode(project, 'example.mjs', readmeExample('generic'), {
+    MACHINE_STORAGE_PATH: join(tempDir(t), 'store'),
+    MACHINE_IP: ip,
+    MACHINE_SSH_KEY: key,
+  })
+  assert.match(stdout, /^Docker is up and running!$/m)
+  assert.match(stdout, /^0 Linux \S+$/m)
+  assert.match(stdout, /^\d+\.\d+\S*$/m, 'the server version from the docker CLI')
+  assert.match(stdout, /name: 'web1'/)
+})
