@@ -16,6 +16,7 @@ fi
 
 log "installing test dependencies"
 bash scripts/testhosts.sh install
+bash scripts/qemu-setup.sh
 
 export CARGO_TERM_COLOR=never
 log "building (dev profile)"

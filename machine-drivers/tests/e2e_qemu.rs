@@ -500,3 +500,45 @@ async fn generic_installs_docker_from_distro_package_in_vm() {
     vm.remove().await.expect("remove VM");
     assert_eq!(qemu_processes_of(&vm_dir), 0);
 }
+
+/// `--qemu-accel auto`: KVM is used only when a VM really boots under it; else
+/// the VM boots under TCG and the outcome is remembered in the cache. Takes
+/// over a minute where KVM hangs, so it runs on request:
+/// `cargo test -p machine-drivers --test e2e_qemu -- --ignored qemu_accel_auto`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "slow where KVM does not boot; run with --ignored"]
+async fn qemu_accel_auto() {
+    let Some(cache) = qemu_env(false) else { return };
+    ensure_image(&cache, image::Variant::Docker).await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    // a cache of its own (the image linked in), so that nothing is remembered yet
+    let own_cache = tmp.path().join("cache");
+    let src = image::image_dir(&cache, image::Variant::Docker);
+    let dst = image::image_dir(&own_cache, image::Variant::Docker);
+    std::fs::create_dir_all(&dst).expect("mkdir");
+    for f in ["disk.qcow2", "vmlinuz", "initrd.img", "manifest.json"] {
+        std::fs::hard_link(src.join(f), dst.join(f)).expect("link");
+    }
+    let s = store(&tmp.path().join("store"));
+    let _guard = VmGuard(s.files().machine_dir("auto"));
+    let mut o = qemu_options(&own_cache);
+    o.driver_option("qemu-accel", OptionValue::String("auto".into()));
+    let t = Instant::now();
+    let mut host = s
+        .create("auto", o, &|step: &str| say(step))
+        .await
+        .unwrap_or_else(|e| panic!("create: {}", error_chain(&e)));
+    let used = host.config().driver["AccelUsed"].as_str().unwrap_or_default().to_string();
+    say(&format!("create under auto took {:.1} s, running under {used}", t.elapsed().as_secs_f64()));
+    let memo: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(own_cache.join("accel.json")).unwrap_or_default()).unwrap_or_default();
+    if qemu::kvm_usable() {
+        let outcome = memo["kvm"].as_str().unwrap_or_default();
+        assert!(matches!(outcome, "works" | "hangs"), "{memo}");
+        assert_eq!(used, if outcome == "works" { "kvm" } else { "tcg" });
+    } else {
+        assert_eq!(used, "tcg");
+    }
+    host.kill().await.expect("kill");
+    s.remove("auto", false).await.expect("rm");
+}

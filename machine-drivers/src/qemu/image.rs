@@ -754,7 +754,7 @@ async fn save_body<R: AsyncRead + Unpin>(
     let mut buf = vec![0u8; 256 * 1024];
     let mib = |b: u64| b / (1024 * 1024);
     let mut report = |got: u64, force: bool| {
-        let pct = length.map(|l| if l == 0 { 100 } else { got * 100 / l });
+        let pct = length.map(|l| (got * 100).checked_div(l).unwrap_or(100));
         let due = force || last.elapsed() >= Duration::from_secs(1) || pct.is_some_and(|p| p >= last_pct + 10);
         if due {
             last = Instant::now();

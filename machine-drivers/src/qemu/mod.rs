@@ -526,9 +526,7 @@ impl QemuDriver {
                 let p = free_ports(2).map_err(|e| source("pick free ports", e))?;
                 (p[0], p[1])
             };
-            for stale in ["qemu.pid"] {
-                let _ = std::fs::remove_file(self.file(stale));
-            }
+            let _ = std::fs::remove_file(self.file("qemu.pid"));
             let _ = std::fs::remove_file(self.qmp_path());
             let args = self.qemu_args(accel, ssh, engine);
             tracing::debug!(machine = %self.base.machine_name, ?args, "starting qemu");
