@@ -14,9 +14,16 @@
 //! is therefore `127.0.0.1` and its URL `tcp://127.0.0.1:<forwarded port>`; the
 //! server certificate covers 127.0.0.1 and `localhost`.
 //!
+//! `--qemu-network user` lifts the restriction (the guest then reaches outside
+//! networks through QEMU's NAT, which pulling from registries needs).
+//!
 //! The SSH public key and the host name reach the guest through QEMU's fw_cfg
 //! (`opt/machine/ssh-key`, `opt/machine/hostname`), read by the image's
-//! `machine-init` unit at boot; the guest makes its own SSH host key.
+//! `machine-init` unit at boot; the guest makes its own SSH host key. Disk
+//! images without a kernel to boot directly (cloud images) boot through their
+//! firmware instead, and their cloud-init reads the key and host name from a
+//! NoCloud seed (`seed.iso`, an ISO 9660 volume labelled `cidata`) attached as
+//! a second disk.
 //!
 //! Accelerator: `kvm`, `tcg` (software emulation) or `auto`. `auto` uses KVM only
 //! when `/dev/kvm` is usable and a VM actually boots under it: the first time,
@@ -29,6 +36,7 @@
 
 pub mod image;
 pub mod qmp;
+pub mod seed;
 
 use async_trait::async_trait;
 use machine_core::config::{BaseDriver, DEFAULT_ENGINE_PORT};
@@ -99,6 +107,9 @@ struct Own {
     /// Extra `HOSTPORT:GUESTPORT` TCP forwards.
     #[serde(rename = "Forwards", default)]
     forwards: Vec<String>,
+    /// `restricted` (the guest reaches nothing but its forwards) or `user` (NAT to the outside).
+    #[serde(rename = "Network", default)]
+    network: String,
     /// Kernel command line (direct boot).
     #[serde(rename = "Cmdline", default)]
     cmdline: String,
@@ -210,6 +221,14 @@ impl DriverFactory for QemuFactory {
                 "Forward a TCP port of 127.0.0.1 to the VM: HOSTPORT:GUESTPORT; repeatable",
             )
             .env("QEMU_FORWARD"),
+            DriverOption::new(
+                "qemu-network",
+                OptionKind::String,
+                "restricted: the VM reaches nothing but its forwarded ports; user: the VM also reaches \
+                 outside networks through QEMU's NAT",
+            )
+            .env("QEMU_NETWORK")
+            .default_value("restricted"),
         ]
     }
 
@@ -245,6 +264,10 @@ impl DriverFactory for QemuFactory {
         for f in &forwards {
             parse_forward(f)?;
         }
+        let network = o.string("qemu-network").trim().to_ascii_lowercase();
+        if !matches!(network.as_str(), "restricted" | "user") {
+            return Err(invalid("qemu-network", network, "expected restricted or user"));
+        }
         let binary = o.string("qemu-binary");
         let mut base = ctx.base();
         base.ip_address = "127.0.0.1".into();
@@ -267,6 +290,7 @@ impl DriverFactory for QemuFactory {
                 engine_port: 0,
                 shares,
                 forwards,
+                network,
                 cmdline: String::new(),
             },
             machine_dir: ctx.machine_dir.clone(),
@@ -458,9 +482,15 @@ impl QemuDriver {
                 "-append".into(),
                 cmdline.to_string(),
             ]);
+        } else if self.file("seed.iso").is_file() {
+            a.extend([
+                "-drive".into(),
+                format!("file={},if=virtio,format=raw,readonly=on", f("seed.iso")),
+            ]);
         }
+        let restrict = if self.own.network == "user" { "off" } else { "on" };
         let mut nic = format!(
-            "user,model=virtio-net-pci,restrict=on,hostfwd=tcp:127.0.0.1:{ssh_port}-:22,hostfwd=tcp:127.0.0.1:{engine_port}-:{DEFAULT_ENGINE_PORT}"
+            "user,model=virtio-net-pci,restrict={restrict},hostfwd=tcp:127.0.0.1:{ssh_port}-:22,hostfwd=tcp:127.0.0.1:{engine_port}-:{DEFAULT_ENGINE_PORT}"
         );
         for (h, g) in self.own.forwards.iter().filter_map(|f| parse_forward(f).ok()) {
             nic.push_str(&format!(",hostfwd=tcp:127.0.0.1:{h}-:{g}"));
@@ -720,21 +750,19 @@ impl Driver for QemuDriver {
         let boot = image::resolve(&self.cache_dir(), &spec, &progress)
             .await
             .map_err(|e| source("prepare the image", e))?;
-        let (Some(kernel), Some(initrd)) = (&boot.kernel, &boot.initrd) else {
-            return Err(failed(
-                "prepare the image",
-                format!(
-                    "{} has no kernel in /boot of a whole-disk ext4 file system; images that boot through \
-                     their firmware (cloud images needing cloud-init) are not supported",
-                    boot.disk.display()
-                ),
-            ));
-        };
         let base_name = if boot.format == "qcow2" { "base.qcow2" } else { "base.img" };
         self.link_or_copy(&boot.disk, base_name)?;
-        self.link_or_copy(kernel, "vmlinuz")?;
-        self.link_or_copy(initrd, "initrd.img")?;
-        self.own.cmdline = boot.cmdline.clone();
+        if let (Some(kernel), Some(initrd)) = (&boot.kernel, &boot.initrd) {
+            self.link_or_copy(kernel, "vmlinuz")?;
+            self.link_or_copy(initrd, "initrd.img")?;
+            self.own.cmdline = boot.cmdline.clone();
+        } else {
+            // boots through its firmware; cloud-init reads the key from a NoCloud seed
+            let key = std::fs::read_to_string(self.file("id_rsa.pub")).map_err(|e| source("read the SSH key", e))?;
+            let instance = format!("{}-{}", self.base.machine_name, time_now());
+            seed::write_nocloud(&self.file("seed.iso"), &instance, &self.base.machine_name, &key)
+                .map_err(|e| source("write the cloud-init seed", e))?;
+        }
         let info = self
             .qemu_img(&["info", "--output=json", &self.file(base_name).to_string_lossy()])
             .await?;
@@ -772,6 +800,7 @@ impl Driver for QemuDriver {
             "initrd.img",
             "serial.log",
             "mounts",
+            "seed.iso",
             "qemu.pid",
             "qmp.sock",
         ] {
@@ -1001,6 +1030,7 @@ mod tests {
             ("qemu-share", "/x:relative"),
             ("qemu-forward", "80"),
             ("qemu-forward", "0:80"),
+            ("qemu-network", "bridge"),
             ("qemu-image", "https://example.invalid/disk.qcow2"),
         ] {
             let o = opts(&[(flag, value)]).expect("opts");
@@ -1033,6 +1063,7 @@ mod tests {
                 engine_port: 0,
                 shares: vec!["/srv/a,b:/mnt/a:ro".into()],
                 forwards: vec!["8080:80".into()],
+                network: String::new(),
                 cmdline: String::new(),
             },
             machine_dir: d.path().join("machines/vm1"),
@@ -1045,8 +1076,18 @@ mod tests {
         assert!(a.contains("path=/srv/a,,b,mount_tag=machine0,security_model=none,readonly=on"), "{a}");
         assert!(a.contains("name=opt/machine/hostname,string=vm1"), "{a}");
         assert!(a.ends_with("-daemonize"), "{a}");
+        assert!(!a.contains("-kernel") && !a.contains("seed.iso"), "{a}");
         let a = drv.qemu_args(Accel::Kvm, 1, 2).join(" ");
         assert!(a.contains("-accel kvm -cpu host"), "{a}");
+        // firmware boot with a NoCloud seed; direct boot when a kernel is there
+        std::fs::create_dir_all(&drv.machine_dir).expect("dir");
+        std::fs::write(drv.file("seed.iso"), b"x").expect("seed");
+        let a = drv.qemu_args(Accel::Tcg, 1, 2).join(" ");
+        assert!(a.contains("seed.iso,if=virtio,format=raw,readonly=on"), "{a}");
+        std::fs::write(drv.file("vmlinuz"), b"x").expect("kernel");
+        let a = drv.qemu_args(Accel::Tcg, 1, 2).join(" ");
+        assert!(a.contains("-kernel ") && a.contains(&format!("-append {}", image::DEFAULT_CMDLINE)), "{a}");
+        assert!(!a.contains("seed.iso"), "{a}");
         assert_eq!(parse_share("/a:/b").expect("share"), (PathBuf::from("/a"), "/b".to_string(), false));
         assert!(parse_share("/a:/b:x").is_err());
     }
