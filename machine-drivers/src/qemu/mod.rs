@@ -27,8 +27,9 @@
 //!
 //! Accelerator: `kvm`, `tcg` (software emulation) or `auto`. `auto` uses KVM only
 //! when `/dev/kvm` is usable and a VM actually boots under it: the first time,
-//! it waits a bounded time for the SSH banner under KVM and, failing that,
-//! boots under TCG and remembers the outcome in `<cache>/accel.json`.
+//! it waits a bounded time for the SSH banner under KVM and, when QEMU refuses
+//! to start or the guest does not answer in time, boots under TCG; the outcome
+//! is remembered in `<cache>/accel.json` (`works` or `fails`).
 //!
 //! State comes from the pid file (is the process alive and ours?) and QMP
 //! `query-status`. Stop is an ACPI power-down with a deadline, then QMP `quit`,
@@ -611,7 +612,7 @@ impl QemuDriver {
         let memo: Option<Value> = std::fs::read(self.accel_memo()).ok().and_then(|b| serde_json::from_slice(&b).ok());
         match memo.as_ref().and_then(|m| m.get("kvm")).and_then(Value::as_str) {
             Some("works") => (Accel::Kvm, false),
-            Some("hangs") => (Accel::Tcg, false),
+            Some("fails") => (Accel::Tcg, false),
             _ => (Accel::Kvm, true),
         }
     }
@@ -644,27 +645,40 @@ impl QemuDriver {
                 _ => self.auto_accel(),
             },
         };
-        self.launch(first).await?;
         let limit = if probing { KVM_PROBE.min(boot_limit) } else { boot_limit };
-        match self.wait_ssh(limit).await {
+        let outcome = match self.launch(first).await {
+            Ok(()) => self.wait_ssh(limit).await.map_err(|f| format!("{f:?}")),
+            Err(e) if probing => Err(error_text(&e)),
+            Err(e) => return Err(e),
+        };
+        match outcome {
             Ok(()) => {
                 if probing {
                     self.remember_kvm("works");
                 }
                 return Ok(());
             }
-            Err(f) if probing => {
-                tracing::warn!(machine = %self.base.machine_name, failure = ?f,
+            Err(why) if probing => {
+                tracing::warn!(machine = %self.base.machine_name, failure = %why,
                     "the VM did not boot under KVM within {} s; using TCG", limit.as_secs());
                 self.end_process(Duration::from_secs(5)).await;
-                self.remember_kvm("hangs");
+                self.remember_kvm("fails");
                 self.launch(Accel::Tcg).await?;
             }
-            Err(f) => return Err(self.boot_error(f, limit)),
+            Err(_) => {
+                let f = if self.live_pid().is_some() { BootFailure::Timeout } else { BootFailure::Died };
+                let e = self.boot_error(f, limit);
+                self.end_process(Duration::from_secs(5)).await;
+                return Err(e);
+            }
         }
         match self.wait_ssh(boot_limit).await {
             Ok(()) => Ok(()),
-            Err(f) => Err(self.boot_error(f, boot_limit)),
+            Err(f) => {
+                let e = self.boot_error(f, boot_limit);
+                self.end_process(Duration::from_secs(5)).await;
+                Err(e)
+            }
         }
     }
 
@@ -724,6 +738,17 @@ impl QemuDriver {
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
+}
+
+fn error_text(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
 }
 
 fn time_now() -> String {
