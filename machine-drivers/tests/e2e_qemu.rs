@@ -171,7 +171,8 @@ fn qemu_processes_of(dir: &Path) -> usize {
 }
 
 /// The whole lifecycle in one VM: create (real systemd provisioning), docker over
-/// TLS, stop, start (ports may change, certificates still valid), ssh, copy, kill, rm.
+/// TLS, stop, start (ports may change, certificates still valid), ssh, copy,
+/// restart, kill, a VM killed underneath, rm.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn qemu_vm_lifecycle() {
     let Some(cache) = qemu_env(true) else { return };
@@ -260,6 +261,15 @@ async fn qemu_vm_lifecycle() {
     let back = tmp.path().join("back.bin");
     host.copy_from("/root/payload.bin", &back).await.expect("copy_from");
     assert_eq!(std::fs::read(&back).expect("back"), payload);
+
+    // restart: power-down and boot again; the disk keeps what was written
+    let mut host = s.get(name).expect("get");
+    let t = Instant::now();
+    host.restart().await.expect("restart");
+    say(&format!("restart took {:.1} s (to SSH)", t.elapsed().as_secs_f64()));
+    assert_eq!(host.state().await.expect("state"), State::Running);
+    let out = host.ssh("wc -c < /root/payload.bin").await.expect("ssh after restart");
+    assert_eq!(out.stdout_text().trim(), "200000");
 
     // kill: the process is gone and the state says so
     let mut host = s.get(name).expect("get");
