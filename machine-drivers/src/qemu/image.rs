@@ -619,11 +619,26 @@ fn parse_url(url: &str) -> Option<Url> {
 trait Stream: AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
 
+#[cfg(test)]
+thread_local! {
+    /// Trusted roots for HTTPS in this module's tests.
+    static TEST_ROOTS: std::cell::RefCell<Option<PathBuf>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The PEM file of trusted roots: `SSL_CERT_FILE`, else Debian's bundle.
+fn roots_file() -> PathBuf {
+    #[cfg(test)]
+    if let Some(p) = TEST_ROOTS.with(|r| r.borrow().clone()) {
+        return p;
+    }
+    std::env::var_os("SSL_CERT_FILE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/etc/ssl/certs/ca-certificates.crt"))
+}
+
 fn tls_config() -> Result<std::sync::Arc<rustls::ClientConfig>, String> {
     use rustls_pki_types::pem::PemObject;
-    let file = std::env::var_os("SSL_CERT_FILE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/etc/ssl/certs/ca-certificates.crt"));
+    let file = roots_file();
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_pki_types::CertificateDer::pem_file_iter(&file).map_err(|e| format!("{}: {e}", file.display()))? {
         let cert = cert.map_err(|e| format!("{}: {e}", file.display()))?;
@@ -851,6 +866,54 @@ mod tests {
         assert_eq!((u.host.as_str(), u.port, u.https), ("::1", 443, true));
         assert!(parse_url("http://").is_none());
         assert_eq!(version_cmp("6.1.0-10-amd64", "6.1.0-9-amd64"), std::cmp::Ordering::Greater);
+    }
+
+    #[tokio::test]
+    async fn https_download_checks_the_server_certificate() {
+        use machine_core::cert::{CertificateAuthority, KeyAlgorithm};
+        use rustls_pki_types::pem::PemObject;
+        let d = tempfile::tempdir().expect("tmp");
+        let ca = CertificateAuthority::generate("test", KeyAlgorithm::default()).expect("ca");
+        let server = ca.issue_server("test", &["127.0.0.1".to_string()], KeyAlgorithm::default()).expect("server");
+        let cert = rustls_pki_types::CertificateDer::from_pem_slice(server.cert_pem.as_bytes()).expect("cert");
+        let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(server.key_pem.as_bytes()).expect("key");
+        let cfg = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], key)
+            .expect("server config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(cfg));
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                    let mut buf = [0u8; 1024];
+                    let _ = tls.read(&mut buf).await;
+                    let _ = tls.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello").await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        let url = format!("https://127.0.0.1:{port}/disk.img");
+        let dest = d.path().join("out");
+        // trusted CA: downloaded and hashed
+        let ca_file = d.path().join("ca.pem");
+        std::fs::write(&ca_file, ca.cert_pem()).expect("ca file");
+        TEST_ROOTS.with(|r| *r.borrow_mut() = Some(ca_file));
+        let h = fetch_to(&url, &dest, &|_: &str| {}).await.expect("https download");
+        assert_eq!(h, hex::encode(sha2::Sha256::digest(b"hello")));
+        // another CA: refused
+        let other = CertificateAuthority::generate("other", KeyAlgorithm::default()).expect("ca");
+        let other_file = d.path().join("other.pem");
+        std::fs::write(&other_file, other.cert_pem()).expect("ca file");
+        TEST_ROOTS.with(|r| *r.borrow_mut() = Some(other_file));
+        let e = fetch_to(&url, &dest, &|_: &str| {}).await.expect_err("untrusted");
+        assert!(e.to_string().contains("certificate") || e.to_string().contains("Unknown"), "{e}");
+        TEST_ROOTS.with(|r| *r.borrow_mut() = None);
     }
 
     #[tokio::test]
