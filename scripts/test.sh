@@ -22,6 +22,8 @@ if ! command -v nu >/dev/null || ! command -v npm >/dev/null; then
     command -v nu >/dev/null || npm install -g --silent nushell >/dev/null
 fi
 command -v nu >/dev/null || { echo "nushell (nu) could not be installed" >&2; exit 1; }
+# qemu-system-x86, qemu-utils and debootstrap for the local-VM driver
+bash scripts/qemu-setup.sh
 
 export CARGO_TERM_COLOR=never
 log "building (dev profile)"

@@ -3,12 +3,15 @@
 //! - [`none`]: an existing Docker daemon at a URL; nothing is created or provisioned.
 //! - [`generic`]: any Linux machine reachable over SSH; Docker is installed and
 //!   secured on it.
+//! - [`qemu`]: a local VM under QEMU, booted from the project's own Debian image
+//!   (built from Debian's packages on first use) or a downloaded one.
 //!
 //! [`builtin_registry`] returns a registry holding all of them; embedding
 //! programs add their own drivers to it.
 
 pub mod generic;
 pub mod none;
+pub mod qemu;
 
 use machine_core::driver::DriverRegistry;
 use std::sync::Arc;
@@ -18,6 +21,7 @@ pub fn builtin_registry() -> DriverRegistry {
     DriverRegistry::new()
         .with(Arc::new(none::NoneFactory))
         .with(Arc::new(generic::GenericFactory))
+        .with(Arc::new(qemu::QemuFactory))
 }
 
 /// Serialize `own` fields after the base fields, as config.json's Driver object.

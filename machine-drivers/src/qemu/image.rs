@@ -1,0 +1,929 @@
+//! Machine images: the project's own Debian image built from Debian's packages,
+//! and disk images given by path or downloaded with a checksum.
+//!
+//! The built image lives in `<cache>/machine-debian-12/`: `disk.qcow2` (an ext4
+//! root file system on the whole disk, compressed), `vmlinuz` and `initrd.img`
+//! for direct kernel boot, and `manifest.json` (versions, sizes, build time,
+//! kernel command line). [`build`] runs the embedded `build-image.sh` (debootstrap,
+//! `mkfs.ext4 -d`, `qemu-img convert -c`), so no checkout of the sources is needed.
+//!
+//! Downloaded images go to `<cache>/images/<sha256>/`. When a disk holds an ext4
+//! file system with a kernel in `/boot` (the built image does), the kernel and
+//! initramfs are extracted with `debugfs` and the machine boots them directly;
+//! any other disk boots through the firmware and is handed a cloud-init NoCloud
+//! seed.
+
+use serde_json::Value;
+use sha2::Digest;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+
+/// Name (and cache directory) of the default image.
+pub const IMAGE_NAME: &str = "machine-debian-12";
+/// Name of the image without Docker (Docker is installed by provisioning).
+pub const IMAGE_NAME_NODOCKER: &str = "machine-debian-12-nodocker";
+/// Kernel command line for images booted directly (root file system on `/dev/vda`).
+pub const DEFAULT_CMDLINE: &str = "root=/dev/vda rw console=ttyS0,115200 loglevel=4 mitigations=off";
+
+const BUILD_SCRIPT: &str = include_str!("build-image.sh");
+
+/// A progress callback (one line per call).
+pub type Progress<'a> = &'a (dyn Fn(&str) + Send + Sync);
+
+/// Errors of image building, download and preparation.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ImageError {
+    /// The image spec (`--qemu-image` and its checksum) is not usable.
+    #[error("image {spec:?}: {reason}")]
+    BadSpec { spec: String, reason: String },
+    /// The build script failed.
+    #[error("building image {name} failed (exit status {status}):\n{log_tail}")]
+    Build {
+        name: String,
+        status: String,
+        log_tail: String,
+    },
+    /// A helper program failed or is missing.
+    #[error("{tool} failed: {reason}")]
+    Tool { tool: String, reason: String },
+    /// Local file I/O.
+    #[error("file {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The download failed.
+    #[error("download of {url} failed: {reason}")]
+    Download { url: String, reason: String },
+    /// The downloaded file does not have the expected checksum.
+    #[error("checksum mismatch for {url}: expected sha256 {expected}, got {actual}")]
+    Checksum {
+        url: String,
+        expected: String,
+        actual: String,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ImageError + '_ {
+    move |source| ImageError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Which image the build script makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    /// systemd, sshd, Docker (docker.io) and AppArmor.
+    Docker,
+    /// The same without Docker, plus an offline apt repository holding docker.io
+    /// and its dependencies (`apt-repo/` beside the disk).
+    NoDocker,
+}
+
+impl Variant {
+    /// The image's name and cache directory.
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Docker => IMAGE_NAME,
+            Variant::NoDocker => IMAGE_NAME_NODOCKER,
+        }
+    }
+    fn arg(self) -> &'static str {
+        match self {
+            Variant::Docker => "docker",
+            Variant::NoDocker => "nodocker",
+        }
+    }
+}
+
+/// What [`build`] made.
+#[derive(Debug, Clone)]
+pub struct BuildReport {
+    /// The image directory.
+    pub dir: PathBuf,
+    /// Wall-clock build time.
+    pub elapsed: Duration,
+    /// Size of the compressed `disk.qcow2` in bytes.
+    pub disk_bytes: u64,
+    /// The image's `manifest.json`.
+    pub manifest: Value,
+}
+
+/// Where `variant` lives in `cache_dir`.
+pub fn image_dir(cache_dir: &Path, variant: Variant) -> PathBuf {
+    cache_dir.join(variant.name())
+}
+
+/// The manifest of a built image, if it is complete.
+pub fn manifest(dir: &Path) -> Option<Value> {
+    let m: Value = serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).ok()?).ok()?;
+    ["disk.qcow2", "vmlinuz", "initrd.img"]
+        .iter()
+        .all(|f| dir.join(f).is_file())
+        .then_some(m)
+}
+
+/// The tools the build needs that are missing (empty when it can run).
+pub fn missing_build_tools() -> Vec<&'static str> {
+    ["debootstrap", "mkfs.ext4", "debugfs", "qemu-img", "chroot", "bash"]
+        .into_iter()
+        .filter(|t| find_program(t).is_none())
+        .collect()
+}
+
+/// `name` in `PATH` (or the path itself when it contains a slash).
+pub fn find_program(name: &str) -> Option<PathBuf> {
+    if name.contains('/') {
+        let p = PathBuf::from(name);
+        return p.is_file().then_some(p);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+async fn lock(cache_dir: &Path, name: &str) -> Result<std::fs::File, ImageError> {
+    std::fs::create_dir_all(cache_dir).map_err(io_err(cache_dir))?;
+    let path = cache_dir.join(format!(".{name}.lock"));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io_err(&path))?;
+    tokio::task::spawn_blocking(move || file.lock().map(|()| file))
+        .await
+        .map_err(|e| ImageError::Io {
+            path: path.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?
+        .map_err(io_err(&path))
+}
+
+/// Build (or rebuild) `variant` into `<cache_dir>/<name>/`, telling `progress`
+/// each step. Runs debootstrap as root and takes a few minutes. Machines made
+/// earlier keep working: each holds a hard link to the disk it was made from.
+pub async fn build(cache_dir: &Path, variant: Variant, progress: Progress<'_>) -> Result<BuildReport, ImageError> {
+    let _lock = lock(cache_dir, variant.name()).await?;
+    build_locked(cache_dir, variant, progress).await
+}
+
+async fn build_locked(cache_dir: &Path, variant: Variant, progress: Progress<'_>) -> Result<BuildReport, ImageError> {
+    let missing = missing_build_tools();
+    if !missing.is_empty() {
+        return Err(ImageError::Tool {
+            tool: missing.join(", "),
+            reason: "not installed (apt-get install debootstrap e2fsprogs qemu-utils)".into(),
+        });
+    }
+    let dir = image_dir(cache_dir, variant);
+    let started = Instant::now();
+    progress(&format!("Building image {} in {}", variant.name(), dir.display()));
+    let mut child = tokio::process::Command::new("bash")
+        .arg("-c")
+        .arg(BUILD_SCRIPT)
+        .arg("build-image.sh")
+        .arg(&dir)
+        .arg(variant.arg())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| ImageError::Tool {
+            tool: "bash".into(),
+            reason: e.to_string(),
+        })?;
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    let err_task = tokio::spawn(async move {
+        let mut text = String::new();
+        if let Some(mut e) = stderr {
+            let _ = e.read_to_string(&mut text).await;
+        }
+        text
+    });
+    let mut log = Vec::new();
+    if let Some(out) = stdout {
+        let mut lines = BufReader::new(out).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(step) = line.strip_prefix("==> ") {
+                progress(step);
+            }
+            log.push(line);
+        }
+    }
+    let status = child.wait().await.map_err(|e| ImageError::Tool {
+        tool: "bash".into(),
+        reason: e.to_string(),
+    })?;
+    let stderr = err_task.await.unwrap_or_default();
+    if !status.success() {
+        let mut tail: Vec<&str> = log.iter().map(String::as_str).chain(stderr.lines()).collect();
+        let n = tail.len().saturating_sub(30);
+        tail.drain(..n);
+        return Err(ImageError::Build {
+            name: variant.name().into(),
+            status: status.to_string(),
+            log_tail: tail.join("\n"),
+        });
+    }
+    let manifest = manifest(&dir).ok_or_else(|| ImageError::Build {
+        name: variant.name().into(),
+        status: status.to_string(),
+        log_tail: "the build finished but the image is incomplete".into(),
+    })?;
+    let disk_bytes = std::fs::metadata(dir.join("disk.qcow2")).map(|m| m.len()).unwrap_or(0);
+    Ok(BuildReport {
+        dir,
+        elapsed: started.elapsed(),
+        disk_bytes,
+        manifest,
+    })
+}
+
+/// The image directory of `variant`, built first if it is not in the cache.
+pub async fn ensure_built(cache_dir: &Path, variant: Variant, progress: Progress<'_>) -> Result<PathBuf, ImageError> {
+    let dir = image_dir(cache_dir, variant);
+    if manifest(&dir).is_some() {
+        return Ok(dir);
+    }
+    let _lock = lock(cache_dir, variant.name()).await?;
+    if manifest(&dir).is_none() {
+        let r = build_locked(cache_dir, variant, progress).await?;
+        progress(&format!(
+            "Image {} built in {:.0} s ({} MiB)",
+            variant.name(),
+            r.elapsed.as_secs_f64(),
+            r.disk_bytes / (1024 * 1024)
+        ));
+    }
+    Ok(dir)
+}
+
+/// What `--qemu-image` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageSpec {
+    /// One of the project's images, built on first use.
+    Builtin(Variant),
+    /// A directory laid out like a built image (disk.qcow2, vmlinuz, initrd.img).
+    Dir(PathBuf),
+    /// A qcow2 or raw disk image file.
+    File(PathBuf),
+    /// A qcow2 or raw disk image to download, with its SHA-256.
+    Url { url: String, sha256: String },
+}
+
+fn normalize_sha256(spec: &str, raw: &str) -> Result<String, ImageError> {
+    let h = raw.trim();
+    let h = h.strip_prefix("sha256:").or_else(|| h.strip_prefix("sha256=")).unwrap_or(h);
+    if h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit()) {
+        Ok(h.to_ascii_lowercase())
+    } else {
+        Err(ImageError::BadSpec {
+            spec: spec.into(),
+            reason: format!("{raw:?} is not a SHA-256 checksum (64 hex digits, optionally prefixed sha256:)"),
+        })
+    }
+}
+
+impl ImageSpec {
+    /// Read `--qemu-image` and `--qemu-image-checksum`. URLs need a checksum,
+    /// given as `URL#sha256=HEX` or by the checksum flag.
+    pub fn parse(spec: &str, checksum: &str) -> Result<ImageSpec, ImageError> {
+        let s = spec.trim();
+        match s {
+            "" | "default" | IMAGE_NAME => return Ok(ImageSpec::Builtin(Variant::Docker)),
+            IMAGE_NAME_NODOCKER => return Ok(ImageSpec::Builtin(Variant::NoDocker)),
+            _ => {}
+        }
+        if s.starts_with("http://") || s.starts_with("https://") {
+            let (url, frag) = match s.split_once('#') {
+                Some((u, f)) => (u, Some(f)),
+                None => (s, None),
+            };
+            let sum = match (frag, checksum.trim()) {
+                (Some(f), _) => normalize_sha256(spec, f)?,
+                (None, c) if !c.is_empty() => normalize_sha256(spec, c)?,
+                (None, _) => {
+                    return Err(ImageError::BadSpec {
+                        spec: spec.into(),
+                        reason: "a downloaded image needs a checksum: URL#sha256=HEX or --qemu-image-checksum".into(),
+                    })
+                }
+            };
+            return Ok(ImageSpec::Url {
+                url: url.to_string(),
+                sha256: sum,
+            });
+        }
+        if s.contains("://") {
+            return Err(ImageError::BadSpec {
+                spec: spec.into(),
+                reason: "only http:// and https:// URLs are supported".into(),
+            });
+        }
+        let p = PathBuf::from(s);
+        if p.is_dir() {
+            Ok(ImageSpec::Dir(p))
+        } else if p.is_file() {
+            Ok(ImageSpec::File(p))
+        } else {
+            Err(ImageError::BadSpec {
+                spec: spec.into(),
+                reason: format!(
+                    "not an image name ({IMAGE_NAME}, {IMAGE_NAME_NODOCKER}), an existing file or directory, or an http(s) URL"
+                ),
+            })
+        }
+    }
+}
+
+/// What a machine boots from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootImage {
+    /// The base disk (the machine's overlay is made on top of it).
+    pub disk: PathBuf,
+    /// `qcow2` or `raw`.
+    pub format: String,
+    /// Kernel and initramfs for direct boot; `None`: boot through the firmware.
+    pub kernel: Option<PathBuf>,
+    pub initrd: Option<PathBuf>,
+    /// Kernel command line for direct boot.
+    pub cmdline: String,
+}
+
+/// Find (building or downloading if needed) what `spec` names.
+pub async fn resolve(cache_dir: &Path, spec: &ImageSpec, progress: Progress<'_>) -> Result<BootImage, ImageError> {
+    match spec {
+        ImageSpec::Builtin(v) => {
+            let dir = ensure_built(cache_dir, *v, progress).await?;
+            dir_image(&dir)
+        }
+        ImageSpec::Dir(d) => dir_image(d),
+        ImageSpec::File(f) => {
+            let f = std::fs::canonicalize(f).map_err(io_err(f))?;
+            let meta = std::fs::metadata(&f).map_err(io_err(&f))?;
+            let mtime = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let key = hex::encode(sha2::Sha256::digest(format!("{}\0{}\0{mtime}", f.display(), meta.len())));
+            let work = cache_dir.join("images").join(format!("file-{}", &key[..16]));
+            disk_image(&f, &work, progress).await
+        }
+        ImageSpec::Url { url, sha256 } => {
+            let disk = download(cache_dir, url, sha256, progress).await?;
+            let work = disk.parent().map(Path::to_path_buf).unwrap_or_else(|| cache_dir.to_path_buf());
+            disk_image(&disk, &work, progress).await
+        }
+    }
+}
+
+/// A built image directory.
+pub fn dir_image(dir: &Path) -> Result<BootImage, ImageError> {
+    let m = manifest(dir).ok_or_else(|| ImageError::BadSpec {
+        spec: dir.display().to_string(),
+        reason: "not a complete image directory (disk.qcow2, vmlinuz, initrd.img, manifest.json)".into(),
+    })?;
+    let cmdline = m
+        .get("cmdline")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .unwrap_or(DEFAULT_CMDLINE)
+        .to_string();
+    Ok(BootImage {
+        disk: dir.join("disk.qcow2"),
+        format: "qcow2".into(),
+        kernel: Some(dir.join("vmlinuz")),
+        initrd: Some(dir.join("initrd.img")),
+        cmdline,
+    })
+}
+
+/// `qcow2` or `raw`, from the file's first bytes.
+pub fn detect_format(path: &Path) -> Result<String, ImageError> {
+    let mut magic = [0u8; 4];
+    let mut f = std::fs::File::open(path).map_err(io_err(path))?;
+    let n = std::io::Read::read(&mut f, &mut magic).map_err(io_err(path))?;
+    Ok(if n == 4 && magic == *b"QFI\xfb" { "qcow2" } else { "raw" }.to_string())
+}
+
+async fn run_tool(tool: &str, args: &[&std::ffi::OsStr]) -> Result<std::process::Output, ImageError> {
+    let out = tokio::process::Command::new(tool)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .map_err(|e| ImageError::Tool {
+            tool: tool.into(),
+            reason: e.to_string(),
+        })?;
+    Ok(out)
+}
+
+/// A disk image file: find a kernel in it for direct boot (remembered in
+/// `work/boot.json`), else boot through the firmware.
+async fn disk_image(disk: &Path, work: &Path, progress: Progress<'_>) -> Result<BootImage, ImageError> {
+    let format = detect_format(disk)?;
+    let marker = work.join("boot.json");
+    let (kernel, initrd) = (work.join("vmlinuz"), work.join("initrd.img"));
+    let known: Option<Value> = std::fs::read(&marker).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    let direct = match known.as_ref().and_then(|v| v.get("direct")).and_then(Value::as_bool) {
+        Some(d) => d && kernel.is_file() && initrd.is_file(),
+        None => {
+            std::fs::create_dir_all(work).map_err(io_err(work))?;
+            progress("Looking for a kernel in the image");
+            let found = extract_kernel(disk, &format, work).await.unwrap_or(false);
+            let text = serde_json::json!({ "direct": found, "format": format }).to_string();
+            machine_core::fsutil::write_atomic(&marker, text.as_bytes(), 0o644).map_err(io_err(&marker))?;
+            found
+        }
+    };
+    Ok(BootImage {
+        disk: disk.to_path_buf(),
+        format,
+        kernel: direct.then_some(kernel),
+        initrd: direct.then_some(initrd),
+        cmdline: DEFAULT_CMDLINE.into(),
+    })
+}
+
+/// Copy `/boot/vmlinuz-*` and the matching `/boot/initrd.img-*` out of an ext4
+/// file system that fills the disk (no partition table), without mounting it.
+async fn extract_kernel(disk: &Path, format: &str, work: &Path) -> Result<bool, ImageError> {
+    if find_program("debugfs").is_none() {
+        return Ok(false);
+    }
+    let raw = if format == "qcow2" {
+        let tmp = work.join("disk.raw.tmp");
+        let out = run_tool("qemu-img", &["convert".as_ref(), "-O".as_ref(), "raw".as_ref(), disk.as_os_str(), tmp.as_os_str()]).await?;
+        if !out.status.success() {
+            let _ = std::fs::remove_file(&tmp);
+            return Ok(false);
+        }
+        Some(tmp)
+    } else {
+        None
+    };
+    let fs = raw.as_deref().unwrap_or(disk);
+    let result = async {
+        let out = run_tool("debugfs", &["-R".as_ref(), "ls -p /boot".as_ref(), fs.as_os_str()]).await?;
+        if !out.status.success() {
+            return Ok(false);
+        }
+        // `ls -p` lines: /inode/mode/uid/gid/name/size/
+        let names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.trim().trim_matches('/').split('/').nth(4).map(str::to_string))
+            .collect();
+        let mut versions: Vec<&str> = names.iter().filter_map(|n| n.strip_prefix("vmlinuz-")).collect();
+        versions.sort_by(|a, b| version_cmp(a, b));
+        let Some(v) = versions.into_iter().rev().find(|v| names.iter().any(|n| *n == format!("initrd.img-{v}"))) else {
+            return Ok(false);
+        };
+        for (src, dst) in [(format!("/boot/vmlinuz-{v}"), "vmlinuz"), (format!("/boot/initrd.img-{v}"), "initrd.img")] {
+            let target = work.join(dst);
+            let cmd = format!("dump {src} {}", target.display());
+            let out = run_tool("debugfs", &["-R".as_ref(), cmd.as_ref(), fs.as_os_str()]).await?;
+            let ok = out.status.success() && std::fs::metadata(&target).map(|m| m.len() > 0).unwrap_or(false);
+            if !ok {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+    .await;
+    if let Some(tmp) = raw {
+        let _ = std::fs::remove_file(tmp);
+    }
+    result
+}
+
+/// Compare dotted/dashed version strings numerically where both parts are numbers.
+fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    let parts = |s: &str| -> Vec<String> { s.split(['.', '-', '+']).map(str::to_string).collect() };
+    let (pa, pb) = (parts(a), parts(b));
+    for (x, y) in pa.iter().zip(pb.iter()) {
+        let o = match (x.parse::<u64>(), y.parse::<u64>()) {
+            (Ok(i), Ok(j)) => i.cmp(&j),
+            _ => x.cmp(y),
+        };
+        if o != std::cmp::Ordering::Equal {
+            return o;
+        }
+    }
+    pa.len().cmp(&pb.len())
+}
+
+/// Download `url` into `<cache>/images/<sha256>/disk` (reused when already
+/// there and verified), checking its SHA-256. A wrong checksum leaves nothing
+/// behind.
+pub async fn download(cache_dir: &Path, url: &str, sha256: &str, progress: Progress<'_>) -> Result<PathBuf, ImageError> {
+    let dir = cache_dir.join("images").join(sha256);
+    let disk = dir.join("disk");
+    let verified = dir.join("verified");
+    if disk.is_file() && verified.is_file() {
+        return Ok(disk);
+    }
+    std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    let _lock = lock(&dir, "download").await?;
+    if disk.is_file() && verified.is_file() {
+        return Ok(disk);
+    }
+    let part = dir.join("disk.part");
+    let actual = match fetch_to(url, &part, progress).await {
+        Ok(h) => h,
+        Err(e) => {
+            let _ = std::fs::remove_file(&part);
+            return Err(e);
+        }
+    };
+    if actual != sha256 {
+        let _ = std::fs::remove_file(&part);
+        let _ = std::fs::remove_dir_all(&dir);
+        return Err(ImageError::Checksum {
+            url: url.into(),
+            expected: sha256.into(),
+            actual,
+        });
+    }
+    std::fs::rename(&part, &disk).map_err(io_err(&disk))?;
+    machine_core::fsutil::write_atomic(&verified, url.as_bytes(), 0o644).map_err(io_err(&verified))?;
+    Ok(disk)
+}
+
+/// The SHA-256 of a file, as lowercase hex.
+pub fn sha256_file(path: &Path) -> Result<String, ImageError> {
+    let mut f = std::fs::File::open(path).map_err(io_err(path))?;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = std::io::Read::read(&mut f, &mut buf).map_err(io_err(path))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+struct Url {
+    https: bool,
+    host: String,
+    port: u16,
+    path: String,
+}
+
+fn parse_url(url: &str) -> Option<Url> {
+    let (https, rest) = if let Some(r) = url.strip_prefix("https://") {
+        (true, r)
+    } else {
+        (false, url.strip_prefix("http://")?)
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let authority = authority.rsplit('@').next()?;
+    let (host, port) = if let Some(h) = authority.strip_prefix('[') {
+        let (h, p) = h.split_once(']')?;
+        (h.to_string(), p.strip_prefix(':').map(str::parse).transpose().ok()?)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), Some(p.parse().ok()?)),
+            None => (authority.to_string(), None),
+        }
+    };
+    if host.is_empty() {
+        return None;
+    }
+    Some(Url {
+        https,
+        host,
+        port: port.unwrap_or(if https { 443 } else { 80 }),
+        path: path.to_string(),
+    })
+}
+
+trait Stream: AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
+
+#[cfg(test)]
+thread_local! {
+    /// Trusted roots for HTTPS in this module's tests.
+    static TEST_ROOTS: std::cell::RefCell<Option<PathBuf>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The PEM file of trusted roots: `SSL_CERT_FILE`, else Debian's bundle.
+fn roots_file() -> PathBuf {
+    #[cfg(test)]
+    if let Some(p) = TEST_ROOTS.with(|r| r.borrow().clone()) {
+        return p;
+    }
+    std::env::var_os("SSL_CERT_FILE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/etc/ssl/certs/ca-certificates.crt"))
+}
+
+fn tls_config() -> Result<std::sync::Arc<rustls::ClientConfig>, String> {
+    use rustls_pki_types::pem::PemObject;
+    let file = roots_file();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_file_iter(&file).map_err(|e| format!("{}: {e}", file.display()))? {
+        let cert = cert.map_err(|e| format!("{}: {e}", file.display()))?;
+        let _ = roots.add(cert);
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(std::sync::Arc::new(cfg))
+}
+
+async fn open(u: &Url) -> Result<Box<dyn Stream>, String> {
+    let tcp = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::net::TcpStream::connect((u.host.as_str(), u.port)),
+    )
+    .await
+    .map_err(|_| "connection timed out".to_string())?
+    .map_err(|e| e.to_string())?;
+    if !u.https {
+        return Ok(Box::new(tcp));
+    }
+    let name = rustls_pki_types::ServerName::try_from(u.host.clone()).map_err(|e| e.to_string())?;
+    let tls = tokio_rustls::TlsConnector::from(tls_config()?)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Box::new(tls))
+}
+
+/// GET `url` (following redirects) into `dest`; returns the body's SHA-256.
+async fn fetch_to(url: &str, dest: &Path, progress: Progress<'_>) -> Result<String, ImageError> {
+    let fail = |reason: String| ImageError::Download {
+        url: url.to_string(),
+        reason,
+    };
+    let mut current = url.to_string();
+    for _ in 0..8 {
+        let u = parse_url(&current).ok_or_else(|| fail(format!("cannot parse URL {current}")))?;
+        let stream = open(&u).await.map_err(fail)?;
+        let mut r = BufReader::new(stream);
+        let host_header = if (u.https && u.port == 443) || (!u.https && u.port == 80) {
+            u.host.clone()
+        } else if u.host.contains(':') {
+            format!("[{}]:{}", u.host, u.port)
+        } else {
+            format!("{}:{}", u.host, u.port)
+        };
+        let req = format!(
+            "GET {} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: machine/{}\r\nAccept: */*\r\nConnection: close\r\n\r\n",
+            u.path,
+            env!("CARGO_PKG_VERSION")
+        );
+        r.get_mut().write_all(req.as_bytes()).await.map_err(|e| fail(e.to_string()))?;
+        let mut status_line = String::new();
+        r.read_line(&mut status_line).await.map_err(|e| fail(e.to_string()))?;
+        let code: u16 = status_line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| fail(format!("bad status line {:?}", status_line.trim())))?;
+        let mut length: Option<u64> = None;
+        let mut chunked = false;
+        let mut location = None;
+        loop {
+            let mut line = String::new();
+            if r.read_line(&mut line).await.map_err(|e| fail(e.to_string()))? == 0 {
+                return Err(fail("connection closed in the headers".into()));
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = line.split_once(':') {
+                let v = v.trim();
+                match k.trim().to_ascii_lowercase().as_str() {
+                    "content-length" => length = v.parse().ok(),
+                    "transfer-encoding" => chunked = v.to_ascii_lowercase().contains("chunked"),
+                    "location" => location = Some(v.to_string()),
+                    _ => {}
+                }
+            }
+        }
+        if (300..400).contains(&code) {
+            let loc = location.ok_or_else(|| fail(format!("HTTP {code} without a Location")))?;
+            current = if loc.starts_with("http://") || loc.starts_with("https://") {
+                loc
+            } else {
+                let scheme = if u.https { "https" } else { "http" };
+                let base = format!("{scheme}://{host_header}");
+                if loc.starts_with('/') {
+                    format!("{base}{loc}")
+                } else {
+                    let dir = u.path.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+                    format!("{base}{dir}/{loc}")
+                }
+            };
+            continue;
+        }
+        if code != 200 {
+            return Err(fail(format!("HTTP {}", status_line.trim())));
+        }
+        return save_body(&mut r, chunked, length, dest, url, progress).await;
+    }
+    Err(fail("too many redirects".into()))
+}
+
+async fn save_body<R: AsyncRead + Unpin>(
+    r: &mut BufReader<R>,
+    chunked: bool,
+    length: Option<u64>,
+    dest: &Path,
+    url: &str,
+    progress: Progress<'_>,
+) -> Result<String, ImageError> {
+    let fail = |reason: String| ImageError::Download {
+        url: url.to_string(),
+        reason,
+    };
+    let mut file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(dest).map_err(io_err(dest))?);
+    let mut hasher = sha2::Sha256::new();
+    let mut got: u64 = 0;
+    let mut last = Instant::now();
+    let mut last_pct = 0u64;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mib = |b: u64| b / (1024 * 1024);
+    let mut report = |got: u64, force: bool| {
+        let pct = length.map(|l| (got * 100).checked_div(l).unwrap_or(100));
+        let due = force || last.elapsed() >= Duration::from_secs(1) || pct.is_some_and(|p| p >= last_pct + 10);
+        if due {
+            last = Instant::now();
+            match (pct, length) {
+                (Some(p), Some(l)) => {
+                    last_pct = p;
+                    progress(&format!("Downloading {url}: {p}% ({} of {} MiB)", mib(got), mib(l)));
+                }
+                _ => progress(&format!("Downloading {url}: {} MiB", mib(got))),
+            }
+        }
+    };
+    let mut remaining_chunk: u64 = 0;
+    loop {
+        let want: usize = if chunked {
+            if remaining_chunk == 0 {
+                let mut line = String::new();
+                r.read_line(&mut line).await.map_err(|e| fail(e.to_string()))?;
+                if line.trim().is_empty() {
+                    // the CRLF after the previous chunk
+                    line.clear();
+                    r.read_line(&mut line).await.map_err(|e| fail(e.to_string()))?;
+                }
+                let size_hex = line.trim().split(';').next().unwrap_or("").trim();
+                remaining_chunk = u64::from_str_radix(size_hex, 16).map_err(|_| fail(format!("bad chunk size {size_hex:?}")))?;
+                if remaining_chunk == 0 {
+                    break;
+                }
+            }
+            usize::try_from(remaining_chunk.min(buf.len() as u64)).unwrap_or(buf.len())
+        } else if let Some(l) = length {
+            if got >= l {
+                break;
+            }
+            usize::try_from((l - got).min(buf.len() as u64)).unwrap_or(buf.len())
+        } else {
+            buf.len()
+        };
+        let n = r.read(&mut buf[..want]).await.map_err(|e| fail(e.to_string()))?;
+        if n == 0 {
+            if chunked || length.is_some() {
+                return Err(fail(format!("connection closed after {got} bytes")));
+            }
+            break;
+        }
+        if chunked {
+            remaining_chunk -= n as u64;
+        }
+        hasher.update(&buf[..n]);
+        file.write_all(&buf[..n]).map_err(io_err(dest))?;
+        got += n as u64;
+        report(got, false);
+    }
+    file.flush().map_err(io_err(dest))?;
+    report(got, true);
+    Ok(hex::encode(hasher.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs() {
+        assert_eq!(ImageSpec::parse("", "").expect("default"), ImageSpec::Builtin(Variant::Docker));
+        assert_eq!(
+            ImageSpec::parse(IMAGE_NAME_NODOCKER, "").expect("nodocker"),
+            ImageSpec::Builtin(Variant::NoDocker)
+        );
+        let h = "A".repeat(64);
+        assert_eq!(
+            ImageSpec::parse(&format!("http://127.0.0.1:8000/d.qcow2#sha256={h}"), "").expect("url"),
+            ImageSpec::Url {
+                url: "http://127.0.0.1:8000/d.qcow2".into(),
+                sha256: "a".repeat(64)
+            }
+        );
+        assert!(matches!(
+            ImageSpec::parse("https://x/d.img", &format!("sha256:{h}")).expect("flag"),
+            ImageSpec::Url { .. }
+        ));
+        let e = ImageSpec::parse("https://x/d.img", "").expect_err("no checksum");
+        assert!(e.to_string().contains("checksum"), "{e}");
+        assert!(ImageSpec::parse("https://x/d.img#sha256=abc", "").is_err());
+        assert!(ImageSpec::parse("ftp://x/d.img", "").is_err());
+        assert!(ImageSpec::parse("/nonexistent/disk.qcow2", "").is_err());
+    }
+
+    #[test]
+    fn urls_and_versions() {
+        let u = parse_url("http://127.0.0.1:8080/a/b.qcow2").expect("url");
+        assert_eq!((u.host.as_str(), u.port, u.path.as_str(), u.https), ("127.0.0.1", 8080, "/a/b.qcow2", false));
+        let u = parse_url("https://[::1]/x").expect("url");
+        assert_eq!((u.host.as_str(), u.port, u.https), ("::1", 443, true));
+        assert!(parse_url("http://").is_none());
+        assert_eq!(version_cmp("6.1.0-10-amd64", "6.1.0-9-amd64"), std::cmp::Ordering::Greater);
+    }
+
+    #[tokio::test]
+    async fn https_download_checks_the_server_certificate() {
+        use machine_core::cert::{CertificateAuthority, KeyAlgorithm};
+        use rustls_pki_types::pem::PemObject;
+        let d = tempfile::tempdir().expect("tmp");
+        let ca = CertificateAuthority::generate("test", KeyAlgorithm::default()).expect("ca");
+        let server = ca.issue_server("test", &["127.0.0.1".to_string()], KeyAlgorithm::default()).expect("server");
+        let cert = rustls_pki_types::CertificateDer::from_pem_slice(server.cert_pem.as_bytes()).expect("cert");
+        let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(server.key_pem.as_bytes()).expect("key");
+        let cfg = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], key)
+            .expect("server config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(cfg));
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                    let mut buf = [0u8; 1024];
+                    let _ = tls.read(&mut buf).await;
+                    let _ = tls.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello").await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        let url = format!("https://127.0.0.1:{port}/disk.img");
+        let dest = d.path().join("out");
+        // trusted CA: downloaded and hashed
+        let ca_file = d.path().join("ca.pem");
+        std::fs::write(&ca_file, ca.cert_pem()).expect("ca file");
+        TEST_ROOTS.with(|r| *r.borrow_mut() = Some(ca_file));
+        let h = fetch_to(&url, &dest, &|_: &str| {}).await.expect("https download");
+        assert_eq!(h, hex::encode(sha2::Sha256::digest(b"hello")));
+        // another CA: refused
+        let other = CertificateAuthority::generate("other", KeyAlgorithm::default()).expect("ca");
+        let other_file = d.path().join("other.pem");
+        std::fs::write(&other_file, other.cert_pem()).expect("ca file");
+        TEST_ROOTS.with(|r| *r.borrow_mut() = Some(other_file));
+        let e = fetch_to(&url, &dest, &|_: &str| {}).await.expect_err("untrusted");
+        assert!(e.to_string().contains("certificate") || e.to_string().contains("Unknown"), "{e}");
+        TEST_ROOTS.with(|r| *r.borrow_mut() = None);
+    }
+
+    #[tokio::test]
+    async fn chunked_body_is_decoded_and_hashed() {
+        let d = tempfile::tempdir().expect("tmp");
+        let body = b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n".to_vec();
+        let mut r = BufReader::new(std::io::Cursor::new(body));
+        let dest = d.path().join("out");
+        let h = save_body(&mut r, true, None, &dest, "http://x/", &|_: &str| {}).await.expect("body");
+        assert_eq!(std::fs::read(&dest).expect("read"), b"hello world");
+        assert_eq!(h, hex::encode(sha2::Sha256::digest(b"hello world")));
+    }
+}
