@@ -729,7 +729,7 @@ fn create_help_lists_driver_flags_with_env_vars() {
     for needle in [
         "--driver <DRIVER>",
         "MACHINE_DRIVER",
-        "[default: generic]",
+        "[default: qemu]",
         "--engine-install-url",
         "MACHINE_DOCKER_INSTALL_URL",
         "--engine-opt",
@@ -738,6 +738,8 @@ fn create_help_lists_driver_flags_with_env_vars() {
         "--engine-label",
         "--engine-storage-driver",
         "--engine-env",
+        "--qemu-memory",
+        "QEMU_MEMORY",
         "--tls-san",
         "Driver generic:",
         "--generic-ip-address",

@@ -111,7 +111,9 @@ fn qemu_options(cache: &Path) -> CreateOptions {
     o.use_environment = false;
     o.driver_option("qemu-cache-dir", OptionValue::String(cache.display().to_string()))
         .driver_option("qemu-accel", OptionValue::String(accel()))
-        .driver_option("qemu-boot-timeout", OptionValue::Int(600));
+        .driver_option("qemu-boot-timeout", OptionValue::Int(600))
+        // the VMs of the tests reach nothing but their forwarded ports
+        .driver_option("qemu-network", OptionValue::String("restricted".into()));
     o
 }
 
@@ -437,6 +439,7 @@ async fn generic_installs_docker_from_distro_package_in_vm() {
         ("qemu-cache-dir", OptionValue::String(cache.display().to_string())),
         ("qemu-accel", OptionValue::String(accel())),
         ("qemu-boot-timeout", OptionValue::Int(600)),
+        ("qemu-network", OptionValue::String("restricted".into())),
         ("qemu-share", OptionValue::String(format!("{}:/srv/machine-apt:ro", repo_dir.display()))),
         ("qemu-forward", OptionValue::String(format!("{engine_port}:{engine_port}"))),
     ];

@@ -72,7 +72,8 @@ async fn main() {
         o.use_environment = false;
         o.driver_option("qemu-cache-dir", OptionValue::String(cache.display().to_string()))
             .driver_option("qemu-accel", OptionValue::String(accel.clone()))
-            .driver_option("qemu-boot-timeout", OptionValue::Int(900));
+            .driver_option("qemu-boot-timeout", OptionValue::Int(900))
+            .driver_option("qemu-network", OptionValue::String("restricted".into()));
         let marks: Mutex<Vec<(Instant, String)>> = Mutex::new(Vec::new());
         let started = Instant::now();
         let created = s

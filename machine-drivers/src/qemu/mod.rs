@@ -8,14 +8,14 @@
 //! `qmp.sock` and the serial console log `serial.log`.
 //!
 //! QEMU runs daemonized, so the machine outlives the program that started it.
-//! Networking is QEMU's user mode with `restrict=on`: the guest reaches nothing
-//! outside; SSH and the Docker port are forwarded from free ports on 127.0.0.1
+//! Networking is QEMU's user mode (NAT, so the guest can pull images); SSH and
+//! the Docker port are forwarded from free ports on 127.0.0.1
 //! (picked again, with retries, whenever a port is taken). The machine's address
 //! is therefore `127.0.0.1` and its URL `tcp://127.0.0.1:<forwarded port>`; the
 //! server certificate covers 127.0.0.1 and `localhost`.
 //!
-//! `--qemu-network user` lifts the restriction (the guest then reaches outside
-//! networks through QEMU's NAT, which pulling from registries needs).
+//! `--qemu-network restricted` adds `restrict=on`: the guest then reaches nothing
+//! but its forwarded ports (tests and isolated demos use it).
 //!
 //! The SSH public key and the host name reach the guest through QEMU's fw_cfg
 //! (`opt/machine/ssh-key`, `opt/machine/hostname`), read by the image's
@@ -229,7 +229,7 @@ impl DriverFactory for QemuFactory {
                  outside networks through QEMU's NAT",
             )
             .env("QEMU_NETWORK")
-            .default_value("restricted"),
+            .default_value("user"),
         ]
     }
 
