@@ -118,6 +118,7 @@ fn init_tracing(debug: bool) {
         .with_target("machine_cli", ours);
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(debug);
     if debug {
         tracing_subscriber::registry().with(fmt).with(filter).init();
