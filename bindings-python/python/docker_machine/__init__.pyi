@@ -57,7 +57,7 @@ _StrPath = Union[str, os.PathLike[str]]
 class Store:
     """The machines of one store directory, with the drivers that serve them.
 
-    Each store has its own drivers: the built-in ``none`` and ``generic``, and
+    Each store has its own drivers: the built-in ``none``, ``generic`` and ``qemu``, and
     any registered with :meth:`register_driver`.
     """
 
