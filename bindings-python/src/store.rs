@@ -47,7 +47,7 @@ fn items<'py>(m: Option<&Bound<'py, PyMapping>>) -> PyResult<Vec<(String, Bound<
 #[pymethods]
 impl PyStore {
     /// The store at `path`, or at `MACHINE_STORAGE_PATH`, or at `~/.docker/machine`,
-    /// with the built-in drivers (`none`, `generic`).
+    /// with the built-in drivers (`none`, `generic`, `qemu`).
     #[new]
     #[pyo3(signature = (path = None))]
     fn new(path: Option<PathBuf>) -> Self {
