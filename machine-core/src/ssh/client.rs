@@ -136,14 +136,10 @@ pub fn generate_key(path: &Path) -> Result<String, SshError> {
         .map_err(bad)?;
     let public = key.public_key().to_openssh().map_err(bad)?;
     crate::fsutil::write_atomic(path, private.as_bytes(), 0o600).map_err(|e| io(path, e))?;
-    let pub_path = path.with_extension("pub");
-    let pub_path = if path.extension().is_some() {
-        pub_path
-    } else {
-        let mut p = path.as_os_str().to_owned();
-        p.push(".pub");
-        p.into()
-    };
+    // OpenSSH's convention: the public key is `<private key path>.pub`.
+    let mut pub_path = path.as_os_str().to_owned();
+    pub_path.push(".pub");
+    let pub_path = std::path::PathBuf::from(pub_path);
     crate::fsutil::write_atomic(&pub_path, format!("{public}\n").as_bytes(), 0o644)
         .map_err(|e| io(&pub_path, e))?;
     Ok(public)
