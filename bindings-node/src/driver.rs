@@ -18,7 +18,7 @@
 //! free to run the job.
 
 use crate::error::invalid;
-use machine_core::config::{BaseDriver, BASE_DRIVER_FIELDS};
+use machine_core::config::BaseDriver;
 use machine_core::driver::{
     engine_url, Driver, DriverContext, DriverError, DriverFactory, DriverOption, DriverOptions,
     OptionKind, SshTarget,
@@ -447,10 +447,7 @@ impl DriverFactory for JsDriverClass {
         ctx: &DriverContext,
         options: &DriverOptions,
     ) -> Result<Box<dyn Driver>, DriverError> {
-        let own = options
-            .iter()
-            .map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or(Value::Null)))
-            .collect();
+        let own = options.to_json_map();
         self.make(ctx, ctx.base(), own)
     }
 
@@ -459,16 +456,12 @@ impl DriverFactory for JsDriverClass {
         ctx: &DriverContext,
         saved: &Map<String, Value>,
     ) -> Result<Box<dyn Driver>, DriverError> {
-        let base =
-            BaseDriver::from_driver_object(saved).map_err(|source| DriverError::BadSavedState {
+        let (base, own) = BaseDriver::split_driver_object(saved).map_err(|source| {
+            DriverError::BadSavedState {
                 driver: self.name.clone(),
                 source,
-            })?;
-        let own = saved
-            .iter()
-            .filter(|(k, _)| !BASE_DRIVER_FIELDS.contains(&k.as_str()))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+            }
+        })?;
         self.make(ctx, base, own)
     }
 }

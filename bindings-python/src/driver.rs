@@ -23,7 +23,7 @@
 //! the attributes) on the thread that needs them.
 
 use async_trait::async_trait;
-use machine_core::config::{BaseDriver, BASE_DRIVER_FIELDS, DEFAULT_ENGINE_PORT};
+use machine_core::config::{BaseDriver, DEFAULT_ENGINE_PORT};
 use machine_core::driver::{
     engine_url, not_supported, Driver, DriverContext, DriverError, DriverFactory, DriverOption,
     DriverOptions, OptionKind, OptionValue, SshTarget,
@@ -295,10 +295,7 @@ impl DriverFactory for PyFactory {
         ctx: &DriverContext,
         options: &DriverOptions,
     ) -> Result<Box<dyn Driver>, DriverError> {
-        let own: Map<String, Value> = options
-            .iter()
-            .map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or(Value::Null)))
-            .collect();
+        let own = options.to_json_map();
         self.build(ctx, ctx.base(), own)
     }
 
@@ -307,16 +304,12 @@ impl DriverFactory for PyFactory {
         ctx: &DriverContext,
         saved: &Map<String, Value>,
     ) -> Result<Box<dyn Driver>, DriverError> {
-        let base =
-            BaseDriver::from_driver_object(saved).map_err(|source| DriverError::BadSavedState {
+        let (base, own) = BaseDriver::split_driver_object(saved).map_err(|source| {
+            DriverError::BadSavedState {
                 driver: self.name.clone(),
                 source,
-            })?;
-        let own = saved
-            .iter()
-            .filter(|(k, _)| !BASE_DRIVER_FIELDS.contains(&k.as_str()))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+            }
+        })?;
         self.build(ctx, base, own)
     }
 }

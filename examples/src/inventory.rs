@@ -120,12 +120,7 @@ impl DriverFactory for InventoryFactory {
         _ctx: &DriverContext,
         saved: &Map<String, Value>,
     ) -> Result<Box<dyn Driver>, DriverError> {
-        let bad = |source| DriverError::BadSavedState {
-            driver: NAME.into(),
-            source,
-        };
-        let base = BaseDriver::from_driver_object(saved).map_err(bad)?;
-        let own: Own = serde_json::from_value(Value::Object(saved.clone())).map_err(bad)?;
+        let (base, own): (BaseDriver, Own) = machine_core::driver::load_driver_object(NAME, saved)?;
         Ok(Box::new(InventoryDriver {
             base,
             inventory_file: own.inventory_file,
@@ -155,18 +150,9 @@ impl Driver for InventoryDriver {
         Some(self.base.ssh_target())
     }
     fn saved_state(&self) -> Result<Map<String, Value>, DriverError> {
-        let bad = |source| DriverError::BadSavedState {
-            driver: NAME.into(),
-            source,
-        };
-        let own = match serde_json::to_value(Own {
+        let own = Own {
             inventory_file: self.inventory_file.clone(),
-        })
-        .map_err(bad)?
-        {
-            Value::Object(m) => m,
-            _ => Map::new(),
         };
-        self.base.merge_driver_object(own, &Map::new()).map_err(bad)
+        machine_core::driver::save_driver_object(NAME, &self.base, &own)
     }
 }

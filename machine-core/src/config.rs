@@ -281,6 +281,20 @@ impl BaseDriver {
         serde_json::from_value(Value::Object(base))
     }
 
+    /// Split a saved driver object into its base fields and the driver's own
+    /// fields (every other key, in file order).
+    pub fn split_driver_object(
+        obj: &Map<String, Value>,
+    ) -> Result<(Self, Map<String, Value>), serde_json::Error> {
+        let base = Self::from_driver_object(obj)?;
+        let own = obj
+            .iter()
+            .filter(|(k, _)| !BASE_DRIVER_FIELDS.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Ok((base, own))
+    }
+
     /// Build a driver object: the base fields first, then `own` (the driver's
     /// fields), then whatever else `previous` held that neither names, in its order.
     pub fn merge_driver_object(
@@ -295,12 +309,18 @@ impl BaseDriver {
         for (k, v) in own {
             out.insert(k, v);
         }
-        for (k, v) in previous {
-            if !out.contains_key(k) {
-                out.insert(k.clone(), v.clone());
-            }
-        }
+        keep_unknown_fields(&mut out, previous);
         Ok(out)
+    }
+}
+
+/// Append to `target` the keys of `previous` it lacks, in `previous`'s order, so
+/// fields written by another version survive a rewrite.
+pub fn keep_unknown_fields(target: &mut Map<String, Value>, previous: &Map<String, Value>) {
+    for (k, v) in previous {
+        if !target.contains_key(k) {
+            target.insert(k.clone(), v.clone());
+        }
     }
 }
 
@@ -484,5 +504,9 @@ mod tests {
         assert_eq!(&keys[..9], &BASE_DRIVER_FIELDS[..]);
         assert_eq!(keys[9..], ["EnginePort", "Future"]);
         assert_eq!(merged["EnginePort"], Value::from(2377));
+        let (base2, own2) = BaseDriver::split_driver_object(&merged).expect("split");
+        assert_eq!(base2, base);
+        let own_keys: Vec<&str> = own2.keys().map(String::as_str).collect();
+        assert_eq!(own_keys, ["EnginePort", "Future"]);
     }
 }

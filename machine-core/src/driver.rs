@@ -295,6 +295,15 @@ impl DriverOptions {
                 }),
         }
     }
+    /// The values as a JSON object keyed by flag name (what drivers written in
+    /// other languages receive).
+    pub fn to_json_map(&self) -> Map<String, Value> {
+        self.values
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or(Value::Null)))
+            .collect()
+    }
+
     /// Iterate over (flag, value).
     pub fn iter(&self) -> impl Iterator<Item = (&String, &OptionValue)> {
         self.values.iter()
@@ -414,6 +423,39 @@ impl BaseDriver {
             key_path: (!self.ssh_key_path.is_empty()).then(|| PathBuf::from(&self.ssh_key_path)),
         }
     }
+}
+
+/// The driver object for config.json: the base fields, then the fields of `own`
+/// (a struct serializing to a JSON object). Drivers call it in `saved_state`.
+pub fn save_driver_object<T: serde::Serialize>(
+    driver: &str,
+    base: &BaseDriver,
+    own: &T,
+) -> Result<Map<String, Value>, DriverError> {
+    let bad = |source| DriverError::BadSavedState {
+        driver: driver.to_string(),
+        source,
+    };
+    let own = match serde_json::to_value(own).map_err(bad)? {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
+    base.merge_driver_object(own, &Map::new()).map_err(bad)
+}
+
+/// Read a saved driver object back: the base fields and the driver's own
+/// fields (`T` ignores keys it does not name). Drivers call it in `load_driver`.
+pub fn load_driver_object<T: serde::de::DeserializeOwned>(
+    driver: &str,
+    saved: &Map<String, Value>,
+) -> Result<(BaseDriver, T), DriverError> {
+    let bad = |source| DriverError::BadSavedState {
+        driver: driver.to_string(),
+        source,
+    };
+    let base = BaseDriver::from_driver_object(saved).map_err(bad)?;
+    let own = serde_json::from_value(Value::Object(saved.clone())).map_err(bad)?;
+    Ok((base, own))
 }
 
 /// `tcp://host:port`, with brackets around IPv6 literals.

@@ -551,7 +551,6 @@ impl Store {
                     tracing::warn!(machine = name, error = %source, "driver failed to remove the machine; removing it from the store anyway");
                 }
             }
-            Err(e) if !force && !self.files.exists(name) => return Err(e),
             Err(e) if !force => return Err(e),
             Err(_) => {}
         }
@@ -731,14 +730,9 @@ impl Host {
 
     /// Save the configuration (the driver's state included).
     pub fn save(&mut self) -> Result<(), HostError> {
-        let fresh = self.driver.saved_state().map_err(|e| self.drv(e))?;
-        let mut merged = fresh;
-        for (k, v) in &self.config.driver {
-            if !merged.contains_key(k) {
-                merged.insert(k.clone(), v.clone());
-            }
-        }
-        self.config.driver = merged;
+        let mut fresh = self.driver.saved_state().map_err(|e| self.drv(e))?;
+        crate::config::keep_unknown_fields(&mut fresh, &self.config.driver);
+        self.config.driver = fresh;
         self.store.files.save(&self.config)?;
         Ok(())
     }

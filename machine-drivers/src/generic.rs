@@ -129,7 +129,7 @@ impl DriverFactory for GenericFactory {
         ctx: &DriverContext,
         saved: &Map<String, Value>,
     ) -> Result<Box<dyn Driver>, DriverError> {
-        let (base, own) = crate::load_own(NAME, saved)?;
+        let (base, own) = machine_core::driver::load_driver_object(NAME, saved)?;
         Ok(Box::new(GenericDriver {
             base,
             own,
@@ -214,7 +214,7 @@ impl Driver for GenericDriver {
     }
 
     fn saved_state(&self) -> Result<Map<String, Value>, DriverError> {
-        crate::saved(NAME, &self.base, &self.own)
+        machine_core::driver::save_driver_object(NAME, &self.base, &self.own)
     }
 
     fn engine_port(&self) -> u16 {

@@ -96,7 +96,7 @@ impl DriverFactory for NoneFactory {
         _ctx: &DriverContext,
         saved: &Map<String, Value>,
     ) -> Result<Box<dyn Driver>, DriverError> {
-        let (base, own) = crate::load_own(NAME, saved)?;
+        let (base, own) = machine_core::driver::load_driver_object(NAME, saved)?;
         Ok(Box::new(NoneDriver { base, own }))
     }
 }
@@ -126,7 +126,7 @@ impl Driver for NoneDriver {
         None
     }
     fn saved_state(&self) -> Result<Map<String, Value>, DriverError> {
-        crate::saved(NAME, &self.base, &self.own)
+        machine_core::driver::save_driver_object(NAME, &self.base, &self.own)
     }
     async fn url(&self) -> Result<String, DriverError> {
         Ok(self.own.url.clone())

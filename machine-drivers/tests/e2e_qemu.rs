@@ -45,10 +45,15 @@ fn qemu_env(need_docker_cli: bool) -> Option<PathBuf> {
     let cache = cache_dir();
     let built = image::manifest(&image::image_dir(&cache, image::Variant::Docker)).is_some();
     if !built && !image::missing_build_tools().is_empty() {
-        require(&format!("the image build tools ({})", image::missing_build_tools().join(", ")));
+        require(&format!(
+            "the image build tools ({})",
+            image::missing_build_tools().join(", ")
+        ));
         return None;
     }
-    if need_docker_cli && (image::find_program("docker").is_none() || !Path::new("/bin/busybox").exists()) {
+    if need_docker_cli
+        && (image::find_program("docker").is_none() || !Path::new("/bin/busybox").exists())
+    {
         require("the docker CLI and busybox-static");
         return None;
     }
@@ -58,7 +63,11 @@ fn qemu_env(need_docker_cli: bool) -> Option<PathBuf> {
 fn nix_is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
         .unwrap_or(false)
 }
 
@@ -69,7 +78,10 @@ fn cache_dir() -> PathBuf {
 }
 
 fn accel() -> String {
-    std::env::var("MACHINE_QEMU_ACCEL").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| "tcg".into())
+    std::env::var("MACHINE_QEMU_ACCEL")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "tcg".into())
 }
 
 fn repo() -> PathBuf {
@@ -79,7 +91,10 @@ fn repo() -> PathBuf {
 static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
 
 fn say(msg: &str) {
-    eprintln!("[{:>6.1}s] {msg}", START.get_or_init(Instant::now).elapsed().as_secs_f64());
+    eprintln!(
+        "[{:>6.1}s] {msg}",
+        START.get_or_init(Instant::now).elapsed().as_secs_f64()
+    );
 }
 
 /// Ends the QEMU process of a machine directory when dropped (test failures included).
@@ -88,7 +103,10 @@ struct VmGuard(PathBuf);
 impl Drop for VmGuard {
     fn drop(&mut self) {
         let pid_file = self.0.join("qemu.pid");
-        if let Some(pid) = std::fs::read_to_string(&pid_file).ok().and_then(|p| p.trim().parse::<i32>().ok()) {
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+        {
             let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             if String::from_utf8_lossy(&cmdline).contains(&*self.0.to_string_lossy()) {
                 let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
@@ -109,22 +127,29 @@ fn store(dir: &Path) -> Store {
 fn qemu_options(cache: &Path) -> CreateOptions {
     let mut o = CreateOptions::new("qemu");
     o.use_environment = false;
-    o.driver_option("qemu-cache-dir", OptionValue::String(cache.display().to_string()))
-        .driver_option("qemu-accel", OptionValue::String(accel()))
-        .driver_option("qemu-boot-timeout", OptionValue::Int(600))
-        // the VMs of the tests reach nothing but their forwarded ports
-        .driver_option("qemu-network", OptionValue::String("restricted".into()));
+    o.driver_option(
+        "qemu-cache-dir",
+        OptionValue::String(cache.display().to_string()),
+    )
+    .driver_option("qemu-accel", OptionValue::String(accel()))
+    .driver_option("qemu-boot-timeout", OptionValue::Int(600))
+    // the VMs of the tests reach nothing but their forwarded ports
+    .driver_option("qemu-network", OptionValue::String("restricted".into()));
     o
 }
 
 /// Run the real `docker` CLI with the machine's environment rendered for bash.
 fn docker(host_env: &machine_core::env::MachineEnv, tmp: &Path, args: &str) -> String {
-    let text = machine_core::env::render(host_env, machine_core::env::Shell::Bash, None).expect("render");
+    let text =
+        machine_core::env::render(host_env, machine_core::env::Shell::Bash, None).expect("render");
     let envfile = tmp.join("env.sh");
     std::fs::write(&envfile, text).expect("env file");
     let out = Command::new("bash")
         .arg("-c")
-        .arg(format!("eval \"$(cat {})\" && docker {args}", envfile.display()))
+        .arg(format!(
+            "eval \"$(cat {})\" && docker {args}",
+            envfile.display()
+        ))
         .env("DOCKER_CONFIG", tmp.join("docker-config"))
         .env_remove("DOCKER_HOST")
         .output()
@@ -152,8 +177,14 @@ fn test_image(tmp: &Path) -> PathBuf {
 async fn ensure_image(cache: &Path, v: image::Variant) {
     let t = Instant::now();
     let progress = |s: &str| say(&format!("image: {s}"));
-    image::ensure_built(cache, v, &progress).await.unwrap_or_else(|e| panic!("image: {}", error_chain(&e)));
-    say(&format!("image {} ready after {:.0} s", v.name(), t.elapsed().as_secs_f64()));
+    image::ensure_built(cache, v, &progress)
+        .await
+        .unwrap_or_else(|e| panic!("image: {}", error_chain(&e)));
+    say(&format!(
+        "image {} ready after {:.0} s",
+        v.name(),
+        t.elapsed().as_secs_f64()
+    ));
 }
 
 fn qemu_processes_of(dir: &Path) -> usize {
@@ -161,7 +192,12 @@ fn qemu_processes_of(dir: &Path) -> usize {
     std::fs::read_dir("/proc")
         .map(|rd| {
             rd.filter_map(Result::ok)
-                .filter(|e| e.file_name().to_string_lossy().chars().all(|c| c.is_ascii_digit()))
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .chars()
+                        .all(|c| c.is_ascii_digit())
+                })
                 .filter(|e| {
                     let c = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
                     let c = String::from_utf8_lossy(&c);
@@ -185,12 +221,20 @@ async fn qemu_vm_lifecycle() {
     let _guard = VmGuard(s.files().machine_dir(name));
 
     let t = Instant::now();
-    let host: Host = match s.create(name, qemu_options(&cache), &|step: &str| say(step)).await {
+    let host: Host = match s
+        .create(name, qemu_options(&cache), &|step: &str| say(step))
+        .await
+    {
         Ok(h) => h,
         Err(e) => {
-            let serial = std::fs::read_to_string(s.files().machine_dir(name).join("serial.log")).unwrap_or_default();
+            let serial = std::fs::read_to_string(s.files().machine_dir(name).join("serial.log"))
+                .unwrap_or_default();
             let tail: Vec<&str> = serial.lines().rev().take(30).collect();
-            panic!("create: {}\nserial (last lines, newest first):\n{}", error_chain(&e), tail.join("\n"));
+            panic!(
+                "create: {}\nserial (last lines, newest first):\n{}",
+                error_chain(&e),
+                tail.join("\n")
+            );
         }
     };
     say(&format!("create took {:.1} s", t.elapsed().as_secs_f64()));
@@ -199,15 +243,32 @@ async fn qemu_vm_lifecycle() {
     assert!(url.starts_with("tcp://127.0.0.1:"), "{url}");
     assert_eq!(host.config().driver["IPAddress"], "127.0.0.1");
     let dir = host.dir();
-    for f in ["id_rsa", "id_rsa.pub", "disk.qcow2", "base.qcow2", "vmlinuz", "initrd.img", "qemu.pid", "serial.log"] {
+    for f in [
+        "id_rsa",
+        "id_rsa.pub",
+        "disk.qcow2",
+        "base.qcow2",
+        "vmlinuz",
+        "initrd.img",
+        "qemu.pid",
+        "serial.log",
+    ] {
         assert!(dir.join(f).exists(), "{f} missing in the machine directory");
     }
 
     // docker over TLS through the real CLI
     let e = host.env().await.expect("env");
     let image = test_image(tmp.path());
-    docker(&e, tmp.path(), &format!("import {} mt-busybox:latest", image.display()));
-    let said = docker(&e, tmp.path(), "run --rm mt-busybox:latest echo hello-from-qemu");
+    docker(
+        &e,
+        tmp.path(),
+        &format!("import {} mt-busybox:latest", image.display()),
+    );
+    let said = docker(
+        &e,
+        tmp.path(),
+        "run --rm mt-busybox:latest echo hello-from-qemu",
+    );
     assert_eq!(said.trim(), "hello-from-qemu");
     let info = docker(&e, tmp.path(), "info --format '{{json .Labels}}'");
     assert!(info.contains("provider=qemu"), "{info}");
@@ -218,7 +279,10 @@ async fn qemu_vm_lifecycle() {
         .await
         .expect("ssh");
     let text = out.stdout_text();
-    assert!(text.contains("ExecStart=") && text.contains("--tlsverify"), "{text}");
+    assert!(
+        text.contains("ExecStart=") && text.contains("--tlsverify"),
+        "{text}"
+    );
     assert!(text.contains("\nactive\n"), "{text}");
     assert!(text.trim_end().ends_with(name), "hostname: {text}");
 
@@ -233,7 +297,10 @@ async fn qemu_vm_lifecycle() {
     // start again: the URL may change, the certificate check still passes
     let t = Instant::now();
     host.start().await.expect("start");
-    say(&format!("start took {:.1} s (to SSH)", t.elapsed().as_secs_f64()));
+    say(&format!(
+        "start took {:.1} s (to SSH)",
+        t.elapsed().as_secs_f64()
+    ));
     let host = s.get(name).expect("get");
     assert_eq!(host.state().await.expect("state"), State::Running);
     let e = host.env().await.expect("env after start");
@@ -249,7 +316,10 @@ async fn qemu_vm_lifecycle() {
             Err(err) => panic!("docker after start: {}", error_chain(&err)),
         }
     }
-    say(&format!("docker answers {:.1} s after start began", t.elapsed().as_secs_f64()));
+    say(&format!(
+        "docker answers {:.1} s after start began",
+        t.elapsed().as_secs_f64()
+    ));
     let said = docker(&e, tmp.path(), "run --rm mt-busybox:latest cat /etc/passwd");
     assert!(said.contains("root:x:0:0"), "{said}");
 
@@ -259,18 +329,28 @@ async fn qemu_vm_lifecycle() {
     let local = tmp.path().join("payload.bin");
     let payload: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
     std::fs::write(&local, &payload).expect("payload");
-    host.copy_to(&local, "/root/payload.bin").await.expect("copy_to");
+    host.copy_to(&local, "/root/payload.bin")
+        .await
+        .expect("copy_to");
     let back = tmp.path().join("back.bin");
-    host.copy_from("/root/payload.bin", &back).await.expect("copy_from");
+    host.copy_from("/root/payload.bin", &back)
+        .await
+        .expect("copy_from");
     assert_eq!(std::fs::read(&back).expect("back"), payload);
 
     // restart: power-down and boot again; the disk keeps what was written
     let mut host = s.get(name).expect("get");
     let t = Instant::now();
     host.restart().await.expect("restart");
-    say(&format!("restart took {:.1} s (to SSH)", t.elapsed().as_secs_f64()));
+    say(&format!(
+        "restart took {:.1} s (to SSH)",
+        t.elapsed().as_secs_f64()
+    ));
     assert_eq!(host.state().await.expect("state"), State::Running);
-    let out = host.ssh("wc -c < /root/payload.bin").await.expect("ssh after restart");
+    let out = host
+        .ssh("wc -c < /root/payload.bin")
+        .await
+        .expect("ssh after restart");
     assert_eq!(out.stdout_text().trim(), "200000");
 
     // kill: the process is gone and the state says so
@@ -283,7 +363,12 @@ async fn qemu_vm_lifecycle() {
     host.start().await.expect("start after kill");
     assert_eq!(host.state().await.expect("state"), State::Running);
     let pid = std::fs::read_to_string(dir.join("qemu.pid")).expect("pid");
-    assert!(Command::new("kill").arg("-9").arg(pid.trim()).status().expect("kill").success());
+    assert!(Command::new("kill")
+        .arg("-9")
+        .arg(pid.trim())
+        .status()
+        .expect("kill")
+        .success());
     let deadline = Instant::now() + Duration::from_secs(10);
     while host.state().await.expect("state") != State::Stopped && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -299,7 +384,9 @@ async fn qemu_vm_lifecycle() {
 /// paths get 404. Stops when the returned sender is dropped.
 async fn serve_file(path: PathBuf) -> (u16, tokio::sync::oneshot::Sender<()>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
@@ -319,13 +406,19 @@ async fn serve_file(path: PathBuf) -> (u16, tokio::sync::oneshot::Sender<()>) {
                         Ok(n) => req.extend_from_slice(&buf[..n]),
                     }
                 }
-                let line = String::from_utf8_lossy(&req).lines().next().unwrap_or_default().to_string();
+                let line = String::from_utf8_lossy(&req)
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
                 if line.starts_with("GET /moved ") {
                     let _ = sock.write_all(b"HTTP/1.1 302 Found\r\nLocation: /disk.qcow2\r\nContent-Length: 0\r\n\r\n").await;
                     return;
                 }
                 if !line.starts_with("GET /disk.qcow2 ") {
-                    let _ = sock.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n").await;
+                    let _ = sock
+                        .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+                        .await;
                     return;
                 }
                 let mut f = tokio::fs::File::open(&path).await.expect("open");
@@ -358,36 +451,60 @@ async fn qemu_image_download_with_checksum() {
     // wrong checksum: refused, nothing kept
     let wrong = "0".repeat(64);
     let url = format!("http://127.0.0.1:{port}/disk.qcow2");
-    let e = image::download(&cache2, &url, &wrong, &|_: &str| {}).await.expect_err("wrong checksum");
+    let e = image::download(&cache2, &url, &wrong, &|_: &str| {})
+        .await
+        .expect_err("wrong checksum");
     assert!(matches!(e, image::ImageError::Checksum { .. }), "{e}");
     assert!(e.to_string().contains(&sum), "{e}");
-    assert!(!cache2.join("images").join(&wrong).exists(), "a refused download was kept");
+    assert!(
+        !cache2.join("images").join(&wrong).exists(),
+        "a refused download was kept"
+    );
 
     // 404 is an error naming the URL
-    let e = image::download(&cache2, &format!("http://127.0.0.1:{port}/nope"), &sum, &|_: &str| {})
-        .await
-        .expect_err("404");
+    let e = image::download(
+        &cache2,
+        &format!("http://127.0.0.1:{port}/nope"),
+        &sum,
+        &|_: &str| {},
+    )
+    .await
+    .expect_err("404");
     assert!(e.to_string().contains("404"), "{e}");
 
     // the real thing, through a redirect, with progress lines
     let lines = std::sync::Mutex::new(Vec::<String>::new());
     let progress = |s: &str| lines.lock().expect("lock").push(s.to_string());
-    let spec = image::ImageSpec::parse(&format!("http://127.0.0.1:{port}/moved#sha256={sum}"), "").expect("spec");
+    let spec = image::ImageSpec::parse(&format!("http://127.0.0.1:{port}/moved#sha256={sum}"), "")
+        .expect("spec");
     let t = Instant::now();
-    let boot = image::resolve(&cache2, &spec, &progress).await.unwrap_or_else(|e| panic!("{}", error_chain(&e)));
-    say(&format!("download and kernel extraction took {:.1} s", t.elapsed().as_secs_f64()));
+    let boot = image::resolve(&cache2, &spec, &progress)
+        .await
+        .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
+    say(&format!(
+        "download and kernel extraction took {:.1} s",
+        t.elapsed().as_secs_f64()
+    ));
     let lines = lines.into_inner().expect("lines");
     assert!(lines.iter().any(|l| l.contains("100%")), "{lines:?}");
     assert_eq!(boot.format, "qcow2");
     assert_eq!(image::sha256_file(&boot.disk).expect("sum"), sum);
     let kernel = boot.kernel.expect("kernel found in the image");
-    assert_eq!(std::fs::read(&kernel).expect("kernel"), std::fs::read(built.join("vmlinuz")).expect("vmlinuz"));
+    assert_eq!(
+        std::fs::read(&kernel).expect("kernel"),
+        std::fs::read(built.join("vmlinuz")).expect("vmlinuz")
+    );
     let initrd = boot.initrd.expect("initrd");
-    assert_eq!(std::fs::read(&initrd).expect("initrd"), std::fs::read(built.join("initrd.img")).expect("initrd"));
+    assert_eq!(
+        std::fs::read(&initrd).expect("initrd"),
+        std::fs::read(built.join("initrd.img")).expect("initrd")
+    );
 
     // a second resolve is served from the cache (no server needed)
     drop(_stop);
-    let again = image::resolve(&cache2, &spec, &|_: &str| {}).await.expect("cached");
+    let again = image::resolve(&cache2, &spec, &|_: &str| {})
+        .await
+        .expect("cached");
     assert_eq!(again.disk, boot.disk);
 
     // the driver takes the same spec as a flag; a URL without checksum is refused
@@ -406,8 +523,14 @@ async fn qemu_image_download_with_checksum() {
         .expect("options")
     };
     let f = qemu::QemuFactory;
-    assert!(machine_core::driver::DriverFactory::new_driver(&f, &ctx, &opts(&format!("{url}#sha256={sum}"))).is_ok());
-    let e = machine_core::driver::DriverFactory::new_driver(&f, &ctx, &opts(&url)).expect_err("no checksum");
+    assert!(machine_core::driver::DriverFactory::new_driver(
+        &f,
+        &ctx,
+        &opts(&format!("{url}#sha256={sum}"))
+    )
+    .is_ok());
+    let e = machine_core::driver::DriverFactory::new_driver(&f, &ctx, &opts(&url))
+        .expect_err("no checksum");
     assert!(e.to_string().contains("checksum"), "{e}");
 }
 
@@ -421,11 +544,18 @@ async fn generic_installs_docker_from_distro_package_in_vm() {
     let Some(cache) = qemu_env(true) else { return };
     ensure_image(&cache, image::Variant::NoDocker).await;
     let repo_dir = image::image_dir(&cache, image::Variant::NoDocker).join("apt-repo");
-    assert!(repo_dir.join("Packages").is_file(), "the image build made no apt-repo");
+    assert!(
+        repo_dir.join("Packages").is_file(),
+        "the image build made no apt-repo"
+    );
     let tmp = tempfile::tempdir().expect("tmp");
 
     // the VM, driven by the qemu driver directly (no provisioning)
-    let engine_port = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind").local_addr().expect("addr").port();
+    let engine_port = std::net::TcpListener::bind(("127.0.0.1", 0))
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
     let vm_dir = tmp.path().join("vm/machines/vm");
     std::fs::create_dir_all(&vm_dir).expect("vm dir");
     let _guard = VmGuard(vm_dir.clone());
@@ -435,13 +565,25 @@ async fn generic_installs_docker_from_distro_package_in_vm() {
         machine_dir: vm_dir.clone(),
     };
     let given = [
-        ("qemu-image", OptionValue::String(image::IMAGE_NAME_NODOCKER.into())),
-        ("qemu-cache-dir", OptionValue::String(cache.display().to_string())),
+        (
+            "qemu-image",
+            OptionValue::String(image::IMAGE_NAME_NODOCKER.into()),
+        ),
+        (
+            "qemu-cache-dir",
+            OptionValue::String(cache.display().to_string()),
+        ),
         ("qemu-accel", OptionValue::String(accel())),
         ("qemu-boot-timeout", OptionValue::Int(600)),
         ("qemu-network", OptionValue::String("restricted".into())),
-        ("qemu-share", OptionValue::String(format!("{}:/srv/machine-apt:ro", repo_dir.display()))),
-        ("qemu-forward", OptionValue::String(format!("{engine_port}:{engine_port}"))),
+        (
+            "qemu-share",
+            OptionValue::String(format!("{}:/srv/machine-apt:ro", repo_dir.display())),
+        ),
+        (
+            "qemu-forward",
+            OptionValue::String(format!("{engine_port}:{engine_port}")),
+        ),
     ];
     let f = qemu::QemuFactory;
     let o = DriverOptions::resolve(
@@ -454,14 +596,20 @@ async fn generic_installs_docker_from_distro_package_in_vm() {
     let mut vm = machine_core::driver::DriverFactory::new_driver(&f, &ctx, &o).expect("driver");
     vm.pre_create_check().await.expect("pre-create check");
     let t = Instant::now();
-    vm.create().await.unwrap_or_else(|e| panic!("boot: {}", error_chain(&e)));
+    vm.create()
+        .await
+        .unwrap_or_else(|e| panic!("boot: {}", error_chain(&e)));
     say(&format!("VM booted in {:.1} s", t.elapsed().as_secs_f64()));
     let target = vm.ssh_target().expect("ssh target");
 
     // point apt at the shared repository only; Docker is not there yet
-    let c = SshClient::connect(&target, &HostKeyCheck::TrustOnFirstUse, &SshConfig::default())
-        .await
-        .expect("ssh");
+    let c = SshClient::connect(
+        &target,
+        &HostKeyCheck::TrustOnFirstUse,
+        &SshConfig::default(),
+    )
+    .await
+    .expect("ssh");
     let out = c
         .run(
             "set -e; test -f /srv/machine-apt/Packages; command -v dockerd && exit 3; \
@@ -470,18 +618,33 @@ async fn generic_installs_docker_from_distro_package_in_vm() {
         )
         .await
         .expect("run");
-    assert!(out.success(), "preparing apt: {}{}", out.stdout_text(), out.stderr_text());
+    assert!(
+        out.success(),
+        "preparing apt: {}{}",
+        out.stdout_text(),
+        out.stderr_text()
+    );
     c.close().await;
 
     // the generic driver creates the machine: apt-get install docker.io, drop-in, restart
     let s = store(&tmp.path().join("store"));
     let mut o = CreateOptions::new("generic");
     o.use_environment = false;
-    o.driver_option("generic-ip-address", OptionValue::String("127.0.0.1".into()))
-        .driver_option("generic-ssh-port", OptionValue::Int(i64::from(target.port)))
-        .driver_option("generic-ssh-key", OptionValue::String(vm_dir.join("id_rsa").display().to_string()))
-        .driver_option("generic-engine-port", OptionValue::Int(i64::from(engine_port)));
-    o.engine_flag("engine-install-url", OptionValue::String("distro".into())).expect("install url");
+    o.driver_option(
+        "generic-ip-address",
+        OptionValue::String("127.0.0.1".into()),
+    )
+    .driver_option("generic-ssh-port", OptionValue::Int(i64::from(target.port)))
+    .driver_option(
+        "generic-ssh-key",
+        OptionValue::String(vm_dir.join("id_rsa").display().to_string()),
+    )
+    .driver_option(
+        "generic-engine-port",
+        OptionValue::Int(i64::from(engine_port)),
+    );
+    o.engine_flag("engine-install-url", OptionValue::String("distro".into()))
+        .expect("install url");
     let steps = std::sync::Mutex::new(Vec::<String>::new());
     let t = Instant::now();
     let host = s
@@ -491,9 +654,17 @@ async fn generic_installs_docker_from_distro_package_in_vm() {
         })
         .await
         .unwrap_or_else(|e| panic!("create: {}", error_chain(&e)));
-    say(&format!("generic create (install included) took {:.1} s", t.elapsed().as_secs_f64()));
+    say(&format!(
+        "generic create (install included) took {:.1} s",
+        t.elapsed().as_secs_f64()
+    ));
     let steps = steps.into_inner().expect("steps");
-    assert!(steps.iter().any(|s| s == "Installing Docker from debian packages"), "{steps:?}");
+    assert!(
+        steps
+            .iter()
+            .any(|s| s == "Installing Docker from debian packages"),
+        "{steps:?}"
+    );
 
     let out = host
         .ssh("dpkg-query -W -f='${Status}' docker.io; echo; cat /etc/systemd/system/docker.service.d/10-machine.conf; systemctl is-active docker.service")
@@ -501,12 +672,23 @@ async fn generic_installs_docker_from_distro_package_in_vm() {
         .expect("ssh");
     let text = out.stdout_text();
     assert!(text.starts_with("install ok installed"), "{text}");
-    assert!(text.contains(&format!("tcp://0.0.0.0:{engine_port}")), "{text}");
+    assert!(
+        text.contains(&format!("tcp://0.0.0.0:{engine_port}")),
+        "{text}"
+    );
     assert!(text.trim_end().ends_with("active"), "{text}");
     let e = host.env().await.expect("env");
     let image = test_image(tmp.path());
-    docker(&e, tmp.path(), &format!("import {} mt-busybox:latest", image.display()));
-    let said = docker(&e, tmp.path(), "run --rm mt-busybox:latest echo installed-from-distro");
+    docker(
+        &e,
+        tmp.path(),
+        &format!("import {} mt-busybox:latest", image.display()),
+    );
+    let said = docker(
+        &e,
+        tmp.path(),
+        "run --rm mt-busybox:latest echo installed-from-distro",
+    );
     assert_eq!(said.trim(), "installed-from-distro");
 
     s.remove("from-distro", false).await.expect("rm");
@@ -541,10 +723,17 @@ async fn qemu_accel_auto() {
         .create("auto", o, &|step: &str| say(step))
         .await
         .unwrap_or_else(|e| panic!("create: {}", error_chain(&e)));
-    let used = host.config().driver["AccelUsed"].as_str().unwrap_or_default().to_string();
-    say(&format!("create under auto took {:.1} s, running under {used}", t.elapsed().as_secs_f64()));
+    let used = host.config().driver["AccelUsed"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    say(&format!(
+        "create under auto took {:.1} s, running under {used}",
+        t.elapsed().as_secs_f64()
+    ));
     let memo: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(own_cache.join("accel.json")).unwrap_or_default()).unwrap_or_default();
+        serde_json::from_slice(&std::fs::read(own_cache.join("accel.json")).unwrap_or_default())
+            .unwrap_or_default();
     if qemu::kvm_usable() {
         let outcome = memo["kvm"].as_str().unwrap_or_default();
         assert!(matches!(outcome, "works" | "fails"), "{memo}");

@@ -40,20 +40,32 @@ fn rss_and_cpu(pid: i32) -> Option<(f64, f64)> {
 }
 
 fn pid_of(dir: &Path) -> Option<i32> {
-    std::fs::read_to_string(dir.join("qemu.pid")).ok()?.trim().parse().ok()
+    std::fs::read_to_string(dir.join("qemu.pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let rounds: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1);
+    let rounds: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1);
     let cache = std::env::var_os("MACHINE_QEMU_CACHE")
         .map(PathBuf::from)
         .unwrap_or_else(|| std::env::temp_dir().join("machine-qemu-cache"));
-    let accel = std::env::var("MACHINE_QEMU_ACCEL").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| "tcg".into());
+    let accel = std::env::var("MACHINE_QEMU_ACCEL")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "tcg".into());
     let t = Instant::now();
-    let dir = image::ensure_built(&cache, image::Variant::Docker, &|s: &str| eprintln!("image: {s}"))
-        .await
-        .unwrap_or_else(|e| panic!("image: {}", error_chain(&e)));
+    let dir = image::ensure_built(&cache, image::Variant::Docker, &|s: &str| {
+        eprintln!("image: {s}")
+    })
+    .await
+    .unwrap_or_else(|e| panic!("image: {}", error_chain(&e)));
     let manifest = image::manifest(&dir).unwrap_or_default();
     println!(
         "image: {} ({} MiB compressed, built in {} s; ready after {:.1} s)",
@@ -66,19 +78,28 @@ async fn main() {
     let mut results = Vec::new();
     for round in 0..rounds {
         let tmp = tempfile::tempdir().expect("tmp");
-        let s = Store::new(FileStore::new(tmp.path().join("store")), machine_drivers::builtin_registry());
+        let s = Store::new(
+            FileStore::new(tmp.path().join("store")),
+            machine_drivers::builtin_registry(),
+        );
         let name = format!("bench{round}");
         let mut o = CreateOptions::new("qemu");
         o.use_environment = false;
-        o.driver_option("qemu-cache-dir", OptionValue::String(cache.display().to_string()))
-            .driver_option("qemu-accel", OptionValue::String(accel.clone()))
-            .driver_option("qemu-boot-timeout", OptionValue::Int(900))
-            .driver_option("qemu-network", OptionValue::String("restricted".into()));
+        o.driver_option(
+            "qemu-cache-dir",
+            OptionValue::String(cache.display().to_string()),
+        )
+        .driver_option("qemu-accel", OptionValue::String(accel.clone()))
+        .driver_option("qemu-boot-timeout", OptionValue::Int(900))
+        .driver_option("qemu-network", OptionValue::String("restricted".into()));
         let marks: Mutex<Vec<(Instant, String)>> = Mutex::new(Vec::new());
         let started = Instant::now();
         let created = s
             .create(&name, o, &|step: &str| {
-                marks.lock().expect("marks").push((Instant::now(), step.to_string()));
+                marks
+                    .lock()
+                    .expect("marks")
+                    .push((Instant::now(), step.to_string()));
             })
             .await;
         let total = started.elapsed();
@@ -87,13 +108,21 @@ async fn main() {
             Ok(h) => h,
             Err(e) => {
                 if let Some(pid) = pid_of(&mdir) {
-                    let _ = std::process::Command::new("kill").arg("-9").arg(pid.to_string()).status();
+                    let _ = std::process::Command::new("kill")
+                        .arg("-9")
+                        .arg(pid.to_string())
+                        .status();
                 }
                 panic!("create: {}", error_chain(&e));
             }
         };
         let marks = marks.into_inner().expect("marks");
-        let at = |step: &str| marks.iter().find(|(_, s)| s.starts_with(step)).map(|(t, _)| *t);
+        let at = |step: &str| {
+            marks
+                .iter()
+                .find(|(_, s)| s.starts_with(step))
+                .map(|(t, _)| *t)
+        };
         let boot_end = at("Waiting for the machine to be running").unwrap_or(started);
         let boot_start = at("Creating machine").unwrap_or(started);
         let docker_start = at("Starting Docker");
@@ -135,7 +164,10 @@ async fn main() {
             if host.docker_version(Duration::from_secs(10)).await.is_ok() {
                 break;
             }
-            assert!(t.elapsed() < Duration::from_secs(600), "docker did not answer after start");
+            assert!(
+                t.elapsed() < Duration::from_secs(600),
+                "docker did not answer after start"
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         let start_docker = t.elapsed();
@@ -160,5 +192,8 @@ async fn main() {
             "start_to_docker_s": secs(start_docker),
         }));
     }
-    println!("{}", serde_json::to_string_pretty(&results).unwrap_or_default());
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&results).unwrap_or_default()
+    );
 }

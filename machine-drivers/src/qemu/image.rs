@@ -25,7 +25,8 @@ pub const IMAGE_NAME: &str = "machine-debian-12";
 /// Name of the image without Docker (Docker is installed by provisioning).
 pub const IMAGE_NAME_NODOCKER: &str = "machine-debian-12-nodocker";
 /// Kernel command line for images booted directly (root file system on `/dev/vda`).
-pub const DEFAULT_CMDLINE: &str = "root=/dev/vda rw console=ttyS0,115200 loglevel=4 mitigations=off";
+pub const DEFAULT_CMDLINE: &str =
+    "root=/dev/vda rw console=ttyS0,115200 loglevel=4 mitigations=off";
 
 const BUILD_SCRIPT: &str = include_str!("build-image.sh");
 
@@ -130,10 +131,17 @@ pub fn manifest(dir: &Path) -> Option<Value> {
 
 /// The tools the build needs that are missing (empty when it can run).
 pub fn missing_build_tools() -> Vec<&'static str> {
-    ["debootstrap", "mkfs.ext4", "debugfs", "qemu-img", "chroot", "bash"]
-        .into_iter()
-        .filter(|t| find_program(t).is_none())
-        .collect()
+    [
+        "debootstrap",
+        "mkfs.ext4",
+        "debugfs",
+        "qemu-img",
+        "chroot",
+        "bash",
+    ]
+    .into_iter()
+    .filter(|t| find_program(t).is_none())
+    .collect()
 }
 
 /// `name` in `PATH` (or the path itself when it contains a slash).
@@ -142,7 +150,8 @@ pub fn find_program(name: &str) -> Option<PathBuf> {
         let p = PathBuf::from(name);
         return p.is_file().then_some(p);
     }
-    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    let path = std::env::var_os("PATH")
+        .unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
     std::env::split_paths(&path)
         .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
         .map(|d| d.join(name))
@@ -171,12 +180,20 @@ async fn lock(cache_dir: &Path, name: &str) -> Result<std::fs::File, ImageError>
 /// Build (or rebuild) `variant` into `<cache_dir>/<name>/`, telling `progress`
 /// each step. Runs debootstrap as root and takes a few minutes. Machines made
 /// earlier keep working: each holds a hard link to the disk it was made from.
-pub async fn build(cache_dir: &Path, variant: Variant, progress: Progress<'_>) -> Result<BuildReport, ImageError> {
+pub async fn build(
+    cache_dir: &Path,
+    variant: Variant,
+    progress: Progress<'_>,
+) -> Result<BuildReport, ImageError> {
     let _lock = lock(cache_dir, variant.name()).await?;
     build_locked(cache_dir, variant, progress).await
 }
 
-async fn build_locked(cache_dir: &Path, variant: Variant, progress: Progress<'_>) -> Result<BuildReport, ImageError> {
+async fn build_locked(
+    cache_dir: &Path,
+    variant: Variant,
+    progress: Progress<'_>,
+) -> Result<BuildReport, ImageError> {
     let missing = missing_build_tools();
     if !missing.is_empty() {
         return Err(ImageError::Tool {
@@ -186,7 +203,11 @@ async fn build_locked(cache_dir: &Path, variant: Variant, progress: Progress<'_>
     }
     let dir = image_dir(cache_dir, variant);
     let started = Instant::now();
-    progress(&format!("Building image {} in {}", variant.name(), dir.display()));
+    progress(&format!(
+        "Building image {} in {}",
+        variant.name(),
+        dir.display()
+    ));
     let mut child = tokio::process::Command::new("bash")
         .arg("-c")
         .arg(BUILD_SCRIPT)
@@ -227,7 +248,11 @@ async fn build_locked(cache_dir: &Path, variant: Variant, progress: Progress<'_>
     })?;
     let stderr = err_task.await.unwrap_or_default();
     if !status.success() {
-        let mut tail: Vec<&str> = log.iter().map(String::as_str).chain(stderr.lines()).collect();
+        let mut tail: Vec<&str> = log
+            .iter()
+            .map(String::as_str)
+            .chain(stderr.lines())
+            .collect();
         let n = tail.len().saturating_sub(30);
         tail.drain(..n);
         return Err(ImageError::Build {
@@ -241,7 +266,9 @@ async fn build_locked(cache_dir: &Path, variant: Variant, progress: Progress<'_>
         status: status.to_string(),
         log_tail: "the build finished but the image is incomplete".into(),
     })?;
-    let disk_bytes = std::fs::metadata(dir.join("disk.qcow2")).map(|m| m.len()).unwrap_or(0);
+    let disk_bytes = std::fs::metadata(dir.join("disk.qcow2"))
+        .map(|m| m.len())
+        .unwrap_or(0);
     Ok(BuildReport {
         dir,
         elapsed: started.elapsed(),
@@ -251,7 +278,11 @@ async fn build_locked(cache_dir: &Path, variant: Variant, progress: Progress<'_>
 }
 
 /// The image directory of `variant`, built first if it is not in the cache.
-pub async fn ensure_built(cache_dir: &Path, variant: Variant, progress: Progress<'_>) -> Result<PathBuf, ImageError> {
+pub async fn ensure_built(
+    cache_dir: &Path,
+    variant: Variant,
+    progress: Progress<'_>,
+) -> Result<PathBuf, ImageError> {
     let dir = image_dir(cache_dir, variant);
     if manifest(&dir).is_some() {
         return Ok(dir);
@@ -284,13 +315,18 @@ pub enum ImageSpec {
 
 fn normalize_sha256(spec: &str, raw: &str) -> Result<String, ImageError> {
     let h = raw.trim();
-    let h = h.strip_prefix("sha256:").or_else(|| h.strip_prefix("sha256=")).unwrap_or(h);
+    let h = h
+        .strip_prefix("sha256:")
+        .or_else(|| h.strip_prefix("sha256="))
+        .unwrap_or(h);
     if h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit()) {
         Ok(h.to_ascii_lowercase())
     } else {
         Err(ImageError::BadSpec {
             spec: spec.into(),
-            reason: format!("{raw:?} is not a SHA-256 checksum (64 hex digits, optionally prefixed sha256:)"),
+            reason: format!(
+                "{raw:?} is not a SHA-256 checksum (64 hex digits, optionally prefixed sha256:)"
+            ),
         })
     }
 }
@@ -362,7 +398,11 @@ pub struct BootImage {
 }
 
 /// Find (building or downloading if needed) what `spec` names.
-pub async fn resolve(cache_dir: &Path, spec: &ImageSpec, progress: Progress<'_>) -> Result<BootImage, ImageError> {
+pub async fn resolve(
+    cache_dir: &Path,
+    spec: &ImageSpec,
+    progress: Progress<'_>,
+) -> Result<BootImage, ImageError> {
     match spec {
         ImageSpec::Builtin(v) => {
             let dir = ensure_built(cache_dir, *v, progress).await?;
@@ -378,13 +418,22 @@ pub async fn resolve(cache_dir: &Path, spec: &ImageSpec, progress: Progress<'_>)
                 .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                 .map(|d| d.as_secs())
                 .unwrap_or(0);
-            let key = hex::encode(sha2::Sha256::digest(format!("{}\0{}\0{mtime}", f.display(), meta.len())));
-            let work = cache_dir.join("images").join(format!("file-{}", &key[..16]));
+            let key = hex::encode(sha2::Sha256::digest(format!(
+                "{}\0{}\0{mtime}",
+                f.display(),
+                meta.len()
+            )));
+            let work = cache_dir
+                .join("images")
+                .join(format!("file-{}", &key[..16]));
             disk_image(&f, &work, progress).await
         }
         ImageSpec::Url { url, sha256 } => {
             let disk = download(cache_dir, url, sha256, progress).await?;
-            let work = disk.parent().map(Path::to_path_buf).unwrap_or_else(|| cache_dir.to_path_buf());
+            let work = disk
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| cache_dir.to_path_buf());
             disk_image(&disk, &work, progress).await
         }
     }
@@ -394,7 +443,8 @@ pub async fn resolve(cache_dir: &Path, spec: &ImageSpec, progress: Progress<'_>)
 pub fn dir_image(dir: &Path) -> Result<BootImage, ImageError> {
     let m = manifest(dir).ok_or_else(|| ImageError::BadSpec {
         spec: dir.display().to_string(),
-        reason: "not a complete image directory (disk.qcow2, vmlinuz, initrd.img, manifest.json)".into(),
+        reason: "not a complete image directory (disk.qcow2, vmlinuz, initrd.img, manifest.json)"
+            .into(),
     })?;
     let cmdline = m
         .get("cmdline")
@@ -416,10 +466,18 @@ pub fn detect_format(path: &Path) -> Result<String, ImageError> {
     let mut magic = [0u8; 4];
     let mut f = std::fs::File::open(path).map_err(io_err(path))?;
     let n = std::io::Read::read(&mut f, &mut magic).map_err(io_err(path))?;
-    Ok(if n == 4 && magic == *b"QFI\xfb" { "qcow2" } else { "raw" }.to_string())
+    Ok(if n == 4 && magic == *b"QFI\xfb" {
+        "qcow2"
+    } else {
+        "raw"
+    }
+    .to_string())
 }
 
-async fn run_tool(tool: &str, args: &[&std::ffi::OsStr]) -> Result<std::process::Output, ImageError> {
+async fn run_tool(
+    tool: &str,
+    args: &[&std::ffi::OsStr],
+) -> Result<std::process::Output, ImageError> {
     let out = tokio::process::Command::new(tool)
         .args(args)
         .stdin(std::process::Stdio::null())
@@ -434,19 +492,30 @@ async fn run_tool(tool: &str, args: &[&std::ffi::OsStr]) -> Result<std::process:
 
 /// A disk image file: find a kernel in it for direct boot (remembered in
 /// `work/boot.json`), else boot through the firmware.
-async fn disk_image(disk: &Path, work: &Path, progress: Progress<'_>) -> Result<BootImage, ImageError> {
+async fn disk_image(
+    disk: &Path,
+    work: &Path,
+    progress: Progress<'_>,
+) -> Result<BootImage, ImageError> {
     let format = detect_format(disk)?;
     let marker = work.join("boot.json");
     let (kernel, initrd) = (work.join("vmlinuz"), work.join("initrd.img"));
-    let known: Option<Value> = std::fs::read(&marker).ok().and_then(|b| serde_json::from_slice(&b).ok());
-    let direct = match known.as_ref().and_then(|v| v.get("direct")).and_then(Value::as_bool) {
+    let known: Option<Value> = std::fs::read(&marker)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let direct = match known
+        .as_ref()
+        .and_then(|v| v.get("direct"))
+        .and_then(Value::as_bool)
+    {
         Some(d) => d && kernel.is_file() && initrd.is_file(),
         None => {
             std::fs::create_dir_all(work).map_err(io_err(work))?;
             progress("Looking for a kernel in the image");
             let found = extract_kernel(disk, &format, work).await.unwrap_or(false);
             let text = serde_json::json!({ "direct": found, "format": format }).to_string();
-            machine_core::fsutil::write_atomic(&marker, text.as_bytes(), 0o644).map_err(io_err(&marker))?;
+            machine_core::fsutil::write_atomic(&marker, text.as_bytes(), 0o644)
+                .map_err(io_err(&marker))?;
             found
         }
     };
@@ -467,7 +536,17 @@ async fn extract_kernel(disk: &Path, format: &str, work: &Path) -> Result<bool, 
     }
     let raw = if format == "qcow2" {
         let tmp = work.join("disk.raw.tmp");
-        let out = run_tool("qemu-img", &["convert".as_ref(), "-O".as_ref(), "raw".as_ref(), disk.as_os_str(), tmp.as_os_str()]).await?;
+        let out = run_tool(
+            "qemu-img",
+            &[
+                "convert".as_ref(),
+                "-O".as_ref(),
+                "raw".as_ref(),
+                disk.as_os_str(),
+                tmp.as_os_str(),
+            ],
+        )
+        .await?;
         if !out.status.success() {
             let _ = std::fs::remove_file(&tmp);
             return Ok(false);
@@ -478,25 +557,48 @@ async fn extract_kernel(disk: &Path, format: &str, work: &Path) -> Result<bool, 
     };
     let fs = raw.as_deref().unwrap_or(disk);
     let result = async {
-        let out = run_tool("debugfs", &["-R".as_ref(), "ls -p /boot".as_ref(), fs.as_os_str()]).await?;
+        let out = run_tool(
+            "debugfs",
+            &["-R".as_ref(), "ls -p /boot".as_ref(), fs.as_os_str()],
+        )
+        .await?;
         if !out.status.success() {
             return Ok(false);
         }
         // `ls -p` lines: /inode/mode/uid/gid/name/size/
         let names: Vec<String> = String::from_utf8_lossy(&out.stdout)
             .lines()
-            .filter_map(|l| l.trim().trim_matches('/').split('/').nth(4).map(str::to_string))
+            .filter_map(|l| {
+                l.trim()
+                    .trim_matches('/')
+                    .split('/')
+                    .nth(4)
+                    .map(str::to_string)
+            })
             .collect();
-        let mut versions: Vec<&str> = names.iter().filter_map(|n| n.strip_prefix("vmlinuz-")).collect();
+        let mut versions: Vec<&str> = names
+            .iter()
+            .filter_map(|n| n.strip_prefix("vmlinuz-"))
+            .collect();
         versions.sort_by(|a, b| version_cmp(a, b));
-        let Some(v) = versions.into_iter().rev().find(|v| names.iter().any(|n| *n == format!("initrd.img-{v}"))) else {
+        let Some(v) = versions
+            .into_iter()
+            .rev()
+            .find(|v| names.iter().any(|n| *n == format!("initrd.img-{v}")))
+        else {
             return Ok(false);
         };
-        for (src, dst) in [(format!("/boot/vmlinuz-{v}"), "vmlinuz"), (format!("/boot/initrd.img-{v}"), "initrd.img")] {
+        for (src, dst) in [
+            (format!("/boot/vmlinuz-{v}"), "vmlinuz"),
+            (format!("/boot/initrd.img-{v}"), "initrd.img"),
+        ] {
             let target = work.join(dst);
             let cmd = format!("dump {src} {}", target.display());
             let out = run_tool("debugfs", &["-R".as_ref(), cmd.as_ref(), fs.as_os_str()]).await?;
-            let ok = out.status.success() && std::fs::metadata(&target).map(|m| m.len() > 0).unwrap_or(false);
+            let ok = out.status.success()
+                && std::fs::metadata(&target)
+                    .map(|m| m.len() > 0)
+                    .unwrap_or(false);
             if !ok {
                 return Ok(false);
             }
@@ -529,7 +631,12 @@ fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {
 /// Download `url` into `<cache>/images/<sha256>/disk` (reused when already
 /// there and verified), checking its SHA-256. A wrong checksum leaves nothing
 /// behind.
-pub async fn download(cache_dir: &Path, url: &str, sha256: &str, progress: Progress<'_>) -> Result<PathBuf, ImageError> {
+pub async fn download(
+    cache_dir: &Path,
+    url: &str,
+    sha256: &str,
+    progress: Progress<'_>,
+) -> Result<PathBuf, ImageError> {
     let dir = cache_dir.join("images").join(sha256);
     let disk = dir.join("disk");
     let verified = dir.join("verified");
@@ -559,7 +666,8 @@ pub async fn download(cache_dir: &Path, url: &str, sha256: &str, progress: Progr
         });
     }
     std::fs::rename(&part, &disk).map_err(io_err(&disk))?;
-    machine_core::fsutil::write_atomic(&verified, url.as_bytes(), 0o644).map_err(io_err(&verified))?;
+    machine_core::fsutil::write_atomic(&verified, url.as_bytes(), 0o644)
+        .map_err(io_err(&verified))?;
     Ok(disk)
 }
 
@@ -598,7 +706,10 @@ fn parse_url(url: &str) -> Option<Url> {
     let authority = authority.rsplit('@').next()?;
     let (host, port) = if let Some(h) = authority.strip_prefix('[') {
         let (h, p) = h.split_once(']')?;
-        (h.to_string(), p.strip_prefix(':').map(str::parse).transpose().ok()?)
+        (
+            h.to_string(),
+            p.strip_prefix(':').map(str::parse).transpose().ok()?,
+        )
     } else {
         match authority.rsplit_once(':') {
             Some((h, p)) => (h.to_string(), Some(p.parse().ok()?)),
@@ -640,7 +751,9 @@ fn tls_config() -> Result<std::sync::Arc<rustls::ClientConfig>, String> {
     use rustls_pki_types::pem::PemObject;
     let file = roots_file();
     let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pki_types::CertificateDer::pem_file_iter(&file).map_err(|e| format!("{}: {e}", file.display()))? {
+    for cert in rustls_pki_types::CertificateDer::pem_file_iter(&file)
+        .map_err(|e| format!("{}: {e}", file.display()))?
+    {
         let cert = cert.map_err(|e| format!("{}: {e}", file.display()))?;
         let _ = roots.add(cert);
     }
@@ -695,9 +808,14 @@ async fn fetch_to(url: &str, dest: &Path, progress: Progress<'_>) -> Result<Stri
             u.path,
             env!("CARGO_PKG_VERSION")
         );
-        r.get_mut().write_all(req.as_bytes()).await.map_err(|e| fail(e.to_string()))?;
+        r.get_mut()
+            .write_all(req.as_bytes())
+            .await
+            .map_err(|e| fail(e.to_string()))?;
         let mut status_line = String::new();
-        r.read_line(&mut status_line).await.map_err(|e| fail(e.to_string()))?;
+        r.read_line(&mut status_line)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
         let code: u16 = status_line
             .split_whitespace()
             .nth(1)
@@ -708,7 +826,11 @@ async fn fetch_to(url: &str, dest: &Path, progress: Progress<'_>) -> Result<Stri
         let mut location = None;
         loop {
             let mut line = String::new();
-            if r.read_line(&mut line).await.map_err(|e| fail(e.to_string()))? == 0 {
+            if r.read_line(&mut line)
+                .await
+                .map_err(|e| fail(e.to_string()))?
+                == 0
+            {
                 return Err(fail("connection closed in the headers".into()));
             }
             let line = line.trim_end();
@@ -761,7 +883,10 @@ async fn save_body<R: AsyncRead + Unpin>(
         url: url.to_string(),
         reason,
     };
-    let mut file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(dest).map_err(io_err(dest))?);
+    let mut file = std::io::BufWriter::with_capacity(
+        1 << 20,
+        std::fs::File::create(dest).map_err(io_err(dest))?,
+    );
     let mut hasher = sha2::Sha256::new();
     let mut got: u64 = 0;
     let mut last = Instant::now();
@@ -770,13 +895,19 @@ async fn save_body<R: AsyncRead + Unpin>(
     let mib = |b: u64| b / (1024 * 1024);
     let mut report = |got: u64, force: bool| {
         let pct = length.map(|l| (got * 100).checked_div(l).unwrap_or(100));
-        let due = force || last.elapsed() >= Duration::from_secs(1) || pct.is_some_and(|p| p >= last_pct + 10);
+        let due = force
+            || last.elapsed() >= Duration::from_secs(1)
+            || pct.is_some_and(|p| p >= last_pct + 10);
         if due {
             last = Instant::now();
             match (pct, length) {
                 (Some(p), Some(l)) => {
                     last_pct = p;
-                    progress(&format!("Downloading {url}: {p}% ({} of {} MiB)", mib(got), mib(l)));
+                    progress(&format!(
+                        "Downloading {url}: {p}% ({} of {} MiB)",
+                        mib(got),
+                        mib(l)
+                    ));
                 }
                 _ => progress(&format!("Downloading {url}: {} MiB", mib(got))),
             }
@@ -787,14 +918,19 @@ async fn save_body<R: AsyncRead + Unpin>(
         let want: usize = if chunked {
             if remaining_chunk == 0 {
                 let mut line = String::new();
-                r.read_line(&mut line).await.map_err(|e| fail(e.to_string()))?;
+                r.read_line(&mut line)
+                    .await
+                    .map_err(|e| fail(e.to_string()))?;
                 if line.trim().is_empty() {
                     // the CRLF after the previous chunk
                     line.clear();
-                    r.read_line(&mut line).await.map_err(|e| fail(e.to_string()))?;
+                    r.read_line(&mut line)
+                        .await
+                        .map_err(|e| fail(e.to_string()))?;
                 }
                 let size_hex = line.trim().split(';').next().unwrap_or("").trim();
-                remaining_chunk = u64::from_str_radix(size_hex, 16).map_err(|_| fail(format!("bad chunk size {size_hex:?}")))?;
+                remaining_chunk = u64::from_str_radix(size_hex, 16)
+                    .map_err(|_| fail(format!("bad chunk size {size_hex:?}")))?;
                 if remaining_chunk == 0 {
                     break;
                 }
@@ -808,7 +944,10 @@ async fn save_body<R: AsyncRead + Unpin>(
         } else {
             buf.len()
         };
-        let n = r.read(&mut buf[..want]).await.map_err(|e| fail(e.to_string()))?;
+        let n = r
+            .read(&mut buf[..want])
+            .await
+            .map_err(|e| fail(e.to_string()))?;
         if n == 0 {
             if chunked || length.is_some() {
                 return Err(fail(format!("connection closed after {got} bytes")));
@@ -834,14 +973,18 @@ mod tests {
 
     #[test]
     fn specs() {
-        assert_eq!(ImageSpec::parse("", "").expect("default"), ImageSpec::Builtin(Variant::Docker));
+        assert_eq!(
+            ImageSpec::parse("", "").expect("default"),
+            ImageSpec::Builtin(Variant::Docker)
+        );
         assert_eq!(
             ImageSpec::parse(IMAGE_NAME_NODOCKER, "").expect("nodocker"),
             ImageSpec::Builtin(Variant::NoDocker)
         );
         let h = "A".repeat(64);
         assert_eq!(
-            ImageSpec::parse(&format!("http://127.0.0.1:8000/d.qcow2#sha256={h}"), "").expect("url"),
+            ImageSpec::parse(&format!("http://127.0.0.1:8000/d.qcow2#sha256={h}"), "")
+                .expect("url"),
             ImageSpec::Url {
                 url: "http://127.0.0.1:8000/d.qcow2".into(),
                 sha256: "a".repeat(64)
@@ -861,11 +1004,17 @@ mod tests {
     #[test]
     fn urls_and_versions() {
         let u = parse_url("http://127.0.0.1:8080/a/b.qcow2").expect("url");
-        assert_eq!((u.host.as_str(), u.port, u.path.as_str(), u.https), ("127.0.0.1", 8080, "/a/b.qcow2", false));
+        assert_eq!(
+            (u.host.as_str(), u.port, u.path.as_str(), u.https),
+            ("127.0.0.1", 8080, "/a/b.qcow2", false)
+        );
         let u = parse_url("https://[::1]/x").expect("url");
         assert_eq!((u.host.as_str(), u.port, u.https), ("::1", 443, true));
         assert!(parse_url("http://").is_none());
-        assert_eq!(version_cmp("6.1.0-10-amd64", "6.1.0-9-amd64"), std::cmp::Ordering::Greater);
+        assert_eq!(
+            version_cmp("6.1.0-10-amd64", "6.1.0-9-amd64"),
+            std::cmp::Ordering::Greater
+        );
     }
 
     #[tokio::test]
@@ -874,26 +1023,38 @@ mod tests {
         use rustls_pki_types::pem::PemObject;
         let d = tempfile::tempdir().expect("tmp");
         let ca = CertificateAuthority::generate("test", KeyAlgorithm::default()).expect("ca");
-        let server = ca.issue_server("test", &["127.0.0.1".to_string()], KeyAlgorithm::default()).expect("server");
-        let cert = rustls_pki_types::CertificateDer::from_pem_slice(server.cert_pem.as_bytes()).expect("cert");
-        let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(server.key_pem.as_bytes()).expect("key");
-        let cfg = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_no_client_auth()
-            .with_single_cert(vec![cert], key)
-            .expect("server config");
+        let server = ca
+            .issue_server("test", &["127.0.0.1".to_string()], KeyAlgorithm::default())
+            .expect("server");
+        let cert = rustls_pki_types::CertificateDer::from_pem_slice(server.cert_pem.as_bytes())
+            .expect("cert");
+        let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(server.key_pem.as_bytes())
+            .expect("key");
+        let cfg = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .expect("server config");
         let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(cfg));
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .expect("bind");
         let port = listener.local_addr().expect("addr").port();
         tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
-                    let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
                     let mut buf = [0u8; 1024];
                     let _ = tls.read(&mut buf).await;
-                    let _ = tls.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello").await;
+                    let _ = tls
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+                        .await;
                     let _ = tls.shutdown().await;
                 });
             }
@@ -904,15 +1065,22 @@ mod tests {
         let ca_file = d.path().join("ca.pem");
         std::fs::write(&ca_file, ca.cert_pem()).expect("ca file");
         TEST_ROOTS.with(|r| *r.borrow_mut() = Some(ca_file));
-        let h = fetch_to(&url, &dest, &|_: &str| {}).await.expect("https download");
+        let h = fetch_to(&url, &dest, &|_: &str| {})
+            .await
+            .expect("https download");
         assert_eq!(h, hex::encode(sha2::Sha256::digest(b"hello")));
         // another CA: refused
         let other = CertificateAuthority::generate("other", KeyAlgorithm::default()).expect("ca");
         let other_file = d.path().join("other.pem");
         std::fs::write(&other_file, other.cert_pem()).expect("ca file");
         TEST_ROOTS.with(|r| *r.borrow_mut() = Some(other_file));
-        let e = fetch_to(&url, &dest, &|_: &str| {}).await.expect_err("untrusted");
-        assert!(e.to_string().contains("certificate") || e.to_string().contains("Unknown"), "{e}");
+        let e = fetch_to(&url, &dest, &|_: &str| {})
+            .await
+            .expect_err("untrusted");
+        assert!(
+            e.to_string().contains("certificate") || e.to_string().contains("Unknown"),
+            "{e}"
+        );
         TEST_ROOTS.with(|r| *r.borrow_mut() = None);
     }
 
@@ -922,7 +1090,9 @@ mod tests {
         let body = b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n".to_vec();
         let mut r = BufReader::new(std::io::Cursor::new(body));
         let dest = d.path().join("out");
-        let h = save_body(&mut r, true, None, &dest, "http://x/", &|_: &str| {}).await.expect("body");
+        let h = save_body(&mut r, true, None, &dest, "http://x/", &|_: &str| {})
+            .await
+            .expect("body");
         assert_eq!(std::fs::read(&dest).expect("read"), b"hello world");
         assert_eq!(h, hex::encode(sha2::Sha256::digest(b"hello world")));
     }

@@ -42,7 +42,8 @@ pub mod seed;
 use async_trait::async_trait;
 use machine_core::config::{BaseDriver, DEFAULT_ENGINE_PORT};
 use machine_core::driver::{
-    Driver, DriverContext, DriverError, DriverFactory, DriverOption, DriverOptions, OptionKind, SshTarget,
+    Driver, DriverContext, DriverError, DriverFactory, DriverOption, DriverOptions, OptionKind,
+    SshTarget,
 };
 use machine_core::State;
 use serde::{Deserialize, Serialize};
@@ -233,18 +234,30 @@ impl DriverFactory for QemuFactory {
         ]
     }
 
-    fn new_driver(&self, ctx: &DriverContext, o: &DriverOptions) -> Result<Box<dyn Driver>, DriverError> {
+    fn new_driver(
+        &self,
+        ctx: &DriverContext,
+        o: &DriverOptions,
+    ) -> Result<Box<dyn Driver>, DriverError> {
         let cpu = o.int("qemu-cpu-count").unwrap_or(1);
         if !(1..=64).contains(&cpu) {
             return Err(invalid("qemu-cpu-count", cpu, "expected 1 to 64"));
         }
         let memory = o.int("qemu-memory").unwrap_or(1024);
         if !(256..=1 << 20).contains(&memory) {
-            return Err(invalid("qemu-memory", memory, "expected at least 256 (MiB)"));
+            return Err(invalid(
+                "qemu-memory",
+                memory,
+                "expected at least 256 (MiB)",
+            ));
         }
         let disk = o.int("qemu-disk-size").unwrap_or(20000);
         if !(1024..=64 << 20).contains(&disk) {
-            return Err(invalid("qemu-disk-size", disk, "expected at least 1024 (MiB)"));
+            return Err(invalid(
+                "qemu-disk-size",
+                disk,
+                "expected at least 1024 (MiB)",
+            ));
         }
         let accel = o.string("qemu-accel").trim().to_ascii_lowercase();
         if !matches!(accel.as_str(), "auto" | "kvm" | "tcg") {
@@ -252,11 +265,16 @@ impl DriverFactory for QemuFactory {
         }
         let boot_timeout = o.int("qemu-boot-timeout").unwrap_or(300);
         if !(10..=86400).contains(&boot_timeout) {
-            return Err(invalid("qemu-boot-timeout", boot_timeout, "expected 10 to 86400 seconds"));
+            return Err(invalid(
+                "qemu-boot-timeout",
+                boot_timeout,
+                "expected 10 to 86400 seconds",
+            ));
         }
         let image_spec = o.string("qemu-image");
         let checksum = o.string("qemu-image-checksum");
-        image::ImageSpec::parse(&image_spec, &checksum).map_err(|e| invalid("qemu-image", &image_spec, &e.to_string()))?;
+        image::ImageSpec::parse(&image_spec, &checksum)
+            .map_err(|e| invalid("qemu-image", &image_spec, &e.to_string()))?;
         let shares = o.list("qemu-share");
         for s in &shares {
             parse_share(s)?;
@@ -267,14 +285,22 @@ impl DriverFactory for QemuFactory {
         }
         let network = o.string("qemu-network").trim().to_ascii_lowercase();
         if !matches!(network.as_str(), "restricted" | "user") {
-            return Err(invalid("qemu-network", network, "expected restricted or user"));
+            return Err(invalid(
+                "qemu-network",
+                network,
+                "expected restricted or user",
+            ));
         }
         let binary = o.string("qemu-binary");
         let mut base = ctx.base();
         base.ip_address = "127.0.0.1".into();
         base.ssh_user = "root".into();
         base.ssh_port = 0;
-        base.ssh_key_path = ctx.machine_dir.join("id_rsa").to_string_lossy().into_owned();
+        base.ssh_key_path = ctx
+            .machine_dir
+            .join("id_rsa")
+            .to_string_lossy()
+            .into_owned();
         Ok(Box::new(QemuDriver {
             base,
             own: Own {
@@ -286,7 +312,11 @@ impl DriverFactory for QemuFactory {
                 cache_dir: o.string("qemu-cache-dir"),
                 accel,
                 accel_used: String::new(),
-                binary: if binary.is_empty() { "qemu-system-x86_64".into() } else { binary },
+                binary: if binary.is_empty() {
+                    "qemu-system-x86_64".into()
+                } else {
+                    binary
+                },
                 boot_timeout: u64::try_from(boot_timeout).unwrap_or(300),
                 engine_port: 0,
                 shares,
@@ -299,8 +329,12 @@ impl DriverFactory for QemuFactory {
         }))
     }
 
-    fn load_driver(&self, ctx: &DriverContext, saved: &Map<String, Value>) -> Result<Box<dyn Driver>, DriverError> {
-        let (base, own) = crate::load_own(NAME, saved)?;
+    fn load_driver(
+        &self,
+        ctx: &DriverContext,
+        saved: &Map<String, Value>,
+    ) -> Result<Box<dyn Driver>, DriverError> {
+        let (base, own) = machine_core::driver::load_driver_object(NAME, saved)?;
         Ok(Box::new(QemuDriver {
             base,
             own,
@@ -323,7 +357,9 @@ fn parse_share(s: &str) -> Result<(PathBuf, String, bool), DriverError> {
         Some(_) => return Err(bad("the third part must be ro or rw")),
     };
     if host.is_empty() || !guest.starts_with('/') {
-        return Err(bad("expected HOSTDIR:GUESTDIR[:ro] with an absolute GUESTDIR"));
+        return Err(bad(
+            "expected HOSTDIR:GUESTDIR[:ro] with an absolute GUESTDIR",
+        ));
     }
     if guest.chars().any(char::is_whitespace) {
         return Err(bad("the guest directory must not contain spaces"));
@@ -333,7 +369,13 @@ fn parse_share(s: &str) -> Result<(PathBuf, String, bool), DriverError> {
 
 /// An extra forward: host port, guest port.
 fn parse_forward(s: &str) -> Result<(u16, u16), DriverError> {
-    let bad = || invalid("qemu-forward", s, "expected HOSTPORT:GUESTPORT (ports 1 to 65535)");
+    let bad = || {
+        invalid(
+            "qemu-forward",
+            s,
+            "expected HOSTPORT:GUESTPORT (ports 1 to 65535)",
+        )
+    };
     let (h, g) = s.split_once(':').ok_or_else(bad)?;
     let port = |p: &str| p.trim().parse::<u16>().ok().filter(|p| *p != 0);
     match (port(h), port(g)) {
@@ -349,9 +391,13 @@ fn qopt(p: &Path) -> String {
 
 /// Pick `n` distinct free TCP ports on 127.0.0.1.
 fn free_ports(n: usize) -> std::io::Result<Vec<u16>> {
-    let listeners: Vec<std::net::TcpListener> =
-        (0..n).map(|_| std::net::TcpListener::bind(("127.0.0.1", 0))).collect::<Result<_, _>>()?;
-    listeners.iter().map(|l| l.local_addr().map(|a| a.port())).collect()
+    let listeners: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind(("127.0.0.1", 0)))
+        .collect::<Result<_, _>>()?;
+    listeners
+        .iter()
+        .map(|l| l.local_addr().map(|a| a.port()))
+        .collect()
 }
 
 fn port_free(port: u16) -> bool {
@@ -360,7 +406,11 @@ fn port_free(port: u16) -> bool {
 
 /// Whether `/dev/kvm` can be opened for reading and writing.
 pub fn kvm_usable() -> bool {
-    std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok()
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok()
 }
 
 /// Total memory of this machine in MiB.
@@ -375,16 +425,23 @@ fn host_memory_mib() -> Option<u64> {
 async fn ssh_banner(port: u16) -> bool {
     use tokio::io::AsyncReadExt;
     let attempt = async {
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()?;
         let mut buf = [0u8; 64];
         let n = s.read(&mut buf).await.ok()?;
         Some(buf[..n].starts_with(b"SSH-"))
     };
-    matches!(tokio::time::timeout(Duration::from_secs(5), attempt).await, Ok(Some(true)))
+    matches!(
+        tokio::time::timeout(Duration::from_secs(5), attempt).await,
+        Ok(Some(true))
+    )
 }
 
 fn tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    let text = std::fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
@@ -423,11 +480,18 @@ impl QemuDriver {
 
     /// The QEMU process of this machine, if it is alive.
     fn live_pid(&self) -> Option<i32> {
-        let pid: i32 = std::fs::read_to_string(self.file("qemu.pid")).ok()?.trim().parse().ok()?;
+        let pid: i32 = std::fs::read_to_string(self.file("qemu.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
         // a zombie is not running
-        let state = stat.rsplit_once(')').map(|(_, r)| r.trim_start().chars().next()).unwrap_or(None);
+        let state = stat
+            .rsplit_once(')')
+            .map(|(_, r)| r.trim_start().chars().next())
+            .unwrap_or(None);
         if state == Some('Z') {
             return None;
         }
@@ -471,10 +535,17 @@ impl QemuDriver {
             "-m".into(),
             self.own.memory.to_string(),
             "-drive".into(),
-            format!("file={},if=virtio,format=qcow2,discard=unmap", f("disk.qcow2")),
+            format!(
+                "file={},if=virtio,format=qcow2,discard=unmap",
+                f("disk.qcow2")
+            ),
         ]);
         if self.file("vmlinuz").is_file() {
-            let cmdline = if self.own.cmdline.is_empty() { image::DEFAULT_CMDLINE } else { &self.own.cmdline };
+            let cmdline = if self.own.cmdline.is_empty() {
+                image::DEFAULT_CMDLINE
+            } else {
+                &self.own.cmdline
+            };
             a.extend([
                 "-kernel".into(),
                 self.file("vmlinuz").to_string_lossy().into_owned(),
@@ -489,11 +560,20 @@ impl QemuDriver {
                 format!("file={},if=virtio,format=raw,readonly=on", f("seed.iso")),
             ]);
         }
-        let restrict = if self.own.network == "user" { "off" } else { "on" };
+        let restrict = if self.own.network == "user" {
+            "off"
+        } else {
+            "on"
+        };
         let mut nic = format!(
             "user,model=virtio-net-pci,restrict={restrict},hostfwd=tcp:127.0.0.1:{ssh_port}-:22,hostfwd=tcp:127.0.0.1:{engine_port}-:{DEFAULT_ENGINE_PORT}"
         );
-        for (h, g) in self.own.forwards.iter().filter_map(|f| parse_forward(f).ok()) {
+        for (h, g) in self
+            .own
+            .forwards
+            .iter()
+            .filter_map(|f| parse_forward(f).ok())
+        {
             nic.push_str(&format!(",hostfwd=tcp:127.0.0.1:{h}-:{g}"));
         }
         a.extend([
@@ -504,10 +584,16 @@ impl QemuDriver {
             "-fw_cfg".into(),
             format!("name=opt/machine/ssh-key,file={}", f("id_rsa.pub")),
             "-fw_cfg".into(),
-            format!("name=opt/machine/hostname,string={}", self.base.machine_name),
+            format!(
+                "name=opt/machine/hostname,string={}",
+                self.base.machine_name
+            ),
         ]);
         if !self.own.shares.is_empty() {
-            a.extend(["-fw_cfg".into(), format!("name=opt/machine/mounts,file={}", f("mounts"))]);
+            a.extend([
+                "-fw_cfg".into(),
+                format!("name=opt/machine/mounts,file={}", f("mounts")),
+            ]);
             for (i, s) in self.own.shares.iter().enumerate() {
                 if let Ok((host, _, ro)) = parse_share(s) {
                     a.extend([
@@ -540,10 +626,14 @@ impl QemuDriver {
         let mut text = String::new();
         for (i, s) in self.own.shares.iter().enumerate() {
             let (_, guest, ro) = parse_share(s)?;
-            text.push_str(&format!("machine{i} {guest}{}\n", if ro { " ro" } else { "" }));
+            text.push_str(&format!(
+                "machine{i} {guest}{}\n",
+                if ro { " ro" } else { "" }
+            ));
         }
         let p = self.file("mounts");
-        machine_core::fsutil::write_atomic(&p, text.as_bytes(), 0o644).map_err(|e| source("write the share list", e))
+        machine_core::fsutil::write_atomic(&p, text.as_bytes(), 0o644)
+            .map_err(|e| source("write the share list", e))
     }
 
     /// Start QEMU (daemonized) under `accel`, on the saved ports when they are
@@ -551,12 +641,14 @@ impl QemuDriver {
     async fn launch(&mut self, accel: Accel) -> Result<(), DriverError> {
         let mut last_err = String::new();
         for attempt in 0..PORT_ATTEMPTS {
-            let (ssh, engine) = if attempt == 0 && port_free(self.base.ssh_port) && port_free(self.own.engine_port) {
-                (self.base.ssh_port, self.own.engine_port)
-            } else {
-                let p = free_ports(2).map_err(|e| source("pick free ports", e))?;
-                (p[0], p[1])
-            };
+            let (ssh, engine) =
+                if attempt == 0 && port_free(self.base.ssh_port) && port_free(self.own.engine_port)
+                {
+                    (self.base.ssh_port, self.own.engine_port)
+                } else {
+                    let p = free_ports(2).map_err(|e| source("pick free ports", e))?;
+                    (p[0], p[1])
+                };
             let _ = std::fs::remove_file(self.file("qemu.pid"));
             let _ = std::fs::remove_file(self.qmp_path());
             let args = self.qemu_args(accel, ssh, engine);
@@ -609,8 +701,14 @@ impl QemuDriver {
         if !kvm_usable() {
             return (Accel::Tcg, false);
         }
-        let memo: Option<Value> = std::fs::read(self.accel_memo()).ok().and_then(|b| serde_json::from_slice(&b).ok());
-        match memo.as_ref().and_then(|m| m.get("kvm")).and_then(Value::as_str) {
+        let memo: Option<Value> = std::fs::read(self.accel_memo())
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        match memo
+            .as_ref()
+            .and_then(|m| m.get("kvm"))
+            .and_then(Value::as_str)
+        {
             Some("works") => (Accel::Kvm, false),
             Some("fails") => (Accel::Tcg, false),
             _ => (Accel::Kvm, true),
@@ -641,14 +739,20 @@ impl QemuDriver {
             "tcg" => (Accel::Tcg, false),
             _ => match Accel::parse(&self.own.accel_used) {
                 // a machine that booted before keeps its accelerator
-                Some(a) if !self.own.accel_used.is_empty() && self.file("serial.log").exists() => (a, false),
+                Some(a) if !self.own.accel_used.is_empty() && self.file("serial.log").exists() => {
+                    (a, false)
+                }
                 _ => self.auto_accel(),
             },
         };
-        let limit = if probing { KVM_PROBE.min(boot_limit) } else { boot_limit };
+        let limit = if probing {
+            KVM_PROBE.min(boot_limit)
+        } else {
+            boot_limit
+        };
         let outcome = match self.launch(first).await {
             Ok(()) => self.wait_ssh(limit).await.map_err(|f| format!("{f:?}")),
-            Err(e) if probing => Err(error_text(&e)),
+            Err(e) if probing => Err(machine_core::host::error_chain(&e)),
             Err(e) => return Err(e),
         };
         match outcome {
@@ -666,7 +770,11 @@ impl QemuDriver {
                 self.launch(Accel::Tcg).await?;
             }
             Err(_) => {
-                let f = if self.live_pid().is_some() { BootFailure::Timeout } else { BootFailure::Died };
+                let f = if self.live_pid().is_some() {
+                    BootFailure::Timeout
+                } else {
+                    BootFailure::Died
+                };
                 let e = self.boot_error(f, limit);
                 self.end_process(Duration::from_secs(5)).await;
                 return Err(e);
@@ -702,7 +810,10 @@ impl QemuDriver {
             let _ = q.execute("quit", None).await;
         }
         if !self.wait_gone(grace).await {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
             self.wait_gone(Duration::from_secs(10)).await;
         }
         self.clean_runtime_files();
@@ -733,22 +844,15 @@ impl QemuDriver {
         if !out.status.success() {
             return Err(failed(
                 "run qemu-img",
-                format!("qemu-img {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()),
+                format!(
+                    "qemu-img {}: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
             ));
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
-}
-
-fn error_text(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 fn time_now() -> String {
@@ -766,8 +870,10 @@ impl Driver for QemuDriver {
     }
 
     async fn create(&mut self) -> Result<(), DriverError> {
-        std::fs::create_dir_all(&self.machine_dir).map_err(|e| source("create the machine directory", e))?;
-        machine_core::ssh::client::generate_key(&self.file("id_rsa")).map_err(|e| source("make the SSH key", e))?;
+        std::fs::create_dir_all(&self.machine_dir)
+            .map_err(|e| source("create the machine directory", e))?;
+        machine_core::ssh::client::generate_key(&self.file("id_rsa"))
+            .map_err(|e| source("make the SSH key", e))?;
         let spec = image::ImageSpec::parse(&self.own.image, &self.own.image_checksum)
             .map_err(|e| invalid("qemu-image", &self.own.image, &e.to_string()))?;
         let name = self.base.machine_name.clone();
@@ -775,7 +881,11 @@ impl Driver for QemuDriver {
         let boot = image::resolve(&self.cache_dir(), &spec, &progress)
             .await
             .map_err(|e| source("prepare the image", e))?;
-        let base_name = if boot.format == "qcow2" { "base.qcow2" } else { "base.img" };
+        let base_name = if boot.format == "qcow2" {
+            "base.qcow2"
+        } else {
+            "base.img"
+        };
         self.link_or_copy(&boot.disk, base_name)?;
         if let (Some(kernel), Some(initrd)) = (&boot.kernel, &boot.initrd) {
             self.link_or_copy(kernel, "vmlinuz")?;
@@ -783,13 +893,23 @@ impl Driver for QemuDriver {
             self.own.cmdline = boot.cmdline.clone();
         } else {
             // boots through its firmware; cloud-init reads the key from a NoCloud seed
-            let key = std::fs::read_to_string(self.file("id_rsa.pub")).map_err(|e| source("read the SSH key", e))?;
+            let key = std::fs::read_to_string(self.file("id_rsa.pub"))
+                .map_err(|e| source("read the SSH key", e))?;
             let instance = format!("{}-{}", self.base.machine_name, time_now());
-            seed::write_nocloud(&self.file("seed.iso"), &instance, &self.base.machine_name, &key)
-                .map_err(|e| source("write the cloud-init seed", e))?;
+            seed::write_nocloud(
+                &self.file("seed.iso"),
+                &instance,
+                &self.base.machine_name,
+                &key,
+            )
+            .map_err(|e| source("write the cloud-init seed", e))?;
         }
         let info = self
-            .qemu_img(&["info", "--output=json", &self.file(base_name).to_string_lossy()])
+            .qemu_img(&[
+                "info",
+                "--output=json",
+                &self.file(base_name).to_string_lossy(),
+            ])
             .await?;
         let virtual_size = serde_json::from_str::<Value>(&info)
             .ok()
@@ -868,17 +988,24 @@ impl Driver for QemuDriver {
         Some(SshTarget {
             host: "127.0.0.1".into(),
             port: self.base.ssh_port,
-            user: if self.base.ssh_user.is_empty() { "root".into() } else { self.base.ssh_user.clone() },
+            user: if self.base.ssh_user.is_empty() {
+                "root".into()
+            } else {
+                self.base.ssh_user.clone()
+            },
             key_path: Some(self.file("id_rsa")),
         })
     }
 
     fn saved_state(&self) -> Result<Map<String, Value>, DriverError> {
-        crate::saved(NAME, &self.base, &self.own)
+        machine_core::driver::save_driver_object(NAME, &self.base, &self.own)
     }
 
     async fn url(&self) -> Result<String, DriverError> {
-        Ok(machine_core::driver::engine_url("127.0.0.1", self.own.engine_port))
+        Ok(machine_core::driver::engine_url(
+            "127.0.0.1",
+            self.own.engine_port,
+        ))
     }
 
     /// The daemon's port inside the guest (forwarded from [`Driver::url`]'s port).
@@ -898,10 +1025,14 @@ impl Driver for QemuDriver {
             )));
         }
         if image::find_program("qemu-img").is_none() {
-            return Err(refuse("qemu-img not found; install it (apt-get install qemu-utils)".into()));
+            return Err(refuse(
+                "qemu-img not found; install it (apt-get install qemu-utils)".into(),
+            ));
         }
         if self.own.accel == "kvm" && !kvm_usable() {
-            return Err(refuse("--qemu-accel kvm, but /dev/kvm cannot be opened".into()));
+            return Err(refuse(
+                "--qemu-accel kvm, but /dev/kvm cannot be opened".into(),
+            ));
         }
         if let Some(total) = host_memory_mib() {
             if self.own.memory > total {
@@ -914,13 +1045,18 @@ impl Driver for QemuDriver {
         for s in &self.own.shares {
             let (host, _, _) = parse_share(s)?;
             if !host.is_dir() {
-                return Err(refuse(format!("shared directory {} does not exist", host.display())));
+                return Err(refuse(format!(
+                    "shared directory {} does not exist",
+                    host.display()
+                )));
             }
         }
         for f in &self.own.forwards {
             let (h, _) = parse_forward(f)?;
             if !port_free(h) {
-                return Err(refuse(format!("port {h} of 127.0.0.1 (qemu-forward {f}) is taken")));
+                return Err(refuse(format!(
+                    "port {h} of 127.0.0.1 (qemu-forward {f}) is taken"
+                )));
             }
         }
         let spec = image::ImageSpec::parse(&self.own.image, &self.own.image_checksum)
@@ -972,7 +1108,9 @@ impl Driver for QemuDriver {
                     .await
                     .map_err(|e| source("send the ACPI power-down", e))?;
             }
-            Err(e) => tracing::warn!(machine = %self.base.machine_name, error = %e, "QMP unavailable; ending the VM"),
+            Err(e) => {
+                tracing::warn!(machine = %self.base.machine_name, error = %e, "QMP unavailable; ending the VM")
+            }
         }
         if !self.wait_gone(STOP_TIMEOUT).await {
             tracing::warn!(machine = %self.base.machine_name, "the VM did not power off within {} s; ending it", STOP_TIMEOUT.as_secs());
@@ -1012,7 +1150,9 @@ mod tests {
         DriverOptions::resolve(
             NAME,
             &QemuFactory.options(),
-            given.iter().map(|(k, v)| (k.to_string(), OptionValue::String(v.to_string()))),
+            given
+                .iter()
+                .map(|(k, v)| (k.to_string(), OptionValue::String(v.to_string()))),
             &|_| None,
         )
     }
@@ -1034,11 +1174,16 @@ mod tests {
         let mut saved = saved;
         saved.insert("EnginePort".into(), Value::from(40123));
         saved.insert("SSHPort".into(), Value::from(40122));
-        let back = QemuFactory.load_driver(&ctx(d.path()), &saved).expect("load");
+        let back = QemuFactory
+            .load_driver(&ctx(d.path()), &saved)
+            .expect("load");
         assert_eq!(back.url().await.expect("url"), "tcp://127.0.0.1:40123");
         assert_eq!(back.engine_port(), 2376);
         let t = back.ssh_target().expect("ssh");
-        assert_eq!((t.host.as_str(), t.port, t.user.as_str()), ("127.0.0.1", 40122, "root"));
+        assert_eq!(
+            (t.host.as_str(), t.port, t.user.as_str()),
+            ("127.0.0.1", 40122, "root")
+        );
         assert_eq!(t.key_path, Some(d.path().join("machines/vm1/id_rsa")));
         // never started: stopped, and stop/kill are no-ops
         assert_eq!(back.state().await.expect("state"), State::Stopped);
@@ -1067,7 +1212,11 @@ mod tests {
     #[test]
     fn qemu_command_line() {
         let d = tempfile::tempdir().expect("tmp");
-        let o = opts(&[("qemu-cpu-count", "2"), ("qemu-share", "/srv/a,b:/mnt/a:ro")]).expect("opts");
+        let o = opts(&[
+            ("qemu-cpu-count", "2"),
+            ("qemu-share", "/srv/a,b:/mnt/a:ro"),
+        ])
+        .expect("opts");
         QemuFactory.new_driver(&ctx(d.path()), &o).expect("driver");
         let drv = QemuDriver {
             base: BaseDriver {
@@ -1098,7 +1247,10 @@ mod tests {
         assert!(a.contains("-accel tcg,thread=multi,tb-size=256"), "{a}");
         assert!(a.contains("restrict=on,hostfwd=tcp:127.0.0.1:41000-:22,hostfwd=tcp:127.0.0.1:41001-:2376,hostfwd=tcp:127.0.0.1:8080-:80 "), "{a}");
         assert!(a.contains("-smp 2 -m 1024"), "{a}");
-        assert!(a.contains("path=/srv/a,,b,mount_tag=machine0,security_model=none,readonly=on"), "{a}");
+        assert!(
+            a.contains("path=/srv/a,,b,mount_tag=machine0,security_model=none,readonly=on"),
+            "{a}"
+        );
         assert!(a.contains("name=opt/machine/hostname,string=vm1"), "{a}");
         assert!(a.ends_with("-daemonize"), "{a}");
         assert!(!a.contains("-kernel") && !a.contains("seed.iso"), "{a}");
@@ -1108,12 +1260,21 @@ mod tests {
         std::fs::create_dir_all(&drv.machine_dir).expect("dir");
         std::fs::write(drv.file("seed.iso"), b"x").expect("seed");
         let a = drv.qemu_args(Accel::Tcg, 1, 2).join(" ");
-        assert!(a.contains("seed.iso,if=virtio,format=raw,readonly=on"), "{a}");
+        assert!(
+            a.contains("seed.iso,if=virtio,format=raw,readonly=on"),
+            "{a}"
+        );
         std::fs::write(drv.file("vmlinuz"), b"x").expect("kernel");
         let a = drv.qemu_args(Accel::Tcg, 1, 2).join(" ");
-        assert!(a.contains("-kernel ") && a.contains(&format!("-append {}", image::DEFAULT_CMDLINE)), "{a}");
+        assert!(
+            a.contains("-kernel ") && a.contains(&format!("-append {}", image::DEFAULT_CMDLINE)),
+            "{a}"
+        );
         assert!(!a.contains("seed.iso"), "{a}");
-        assert_eq!(parse_share("/a:/b").expect("share"), (PathBuf::from("/a"), "/b".to_string(), false));
+        assert_eq!(
+            parse_share("/a:/b").expect("share"),
+            (PathBuf::from("/a"), "/b".to_string(), false)
+        );
         assert!(parse_share("/a:/b:x").is_err());
     }
 }

@@ -39,7 +39,10 @@ impl Qmp {
             .await
             .map_err(|_| timed_out("the greeting"))??;
         if greeting.get("QMP").is_none() {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "QMP: unexpected greeting"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "QMP: unexpected greeting",
+            ));
         }
         q.execute("qmp_capabilities", None).await?;
         Ok(q)
@@ -50,7 +53,10 @@ impl Qmp {
         loop {
             line.clear();
             if self.reader.read_line(&mut line).await? == 0 {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "QMP: connection closed"));
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "QMP: connection closed",
+                ));
             }
             if !line.trim().is_empty() {
                 return serde_json::from_str(line.trim())
@@ -77,7 +83,10 @@ impl Qmp {
                     return Ok(r.clone());
                 }
                 if let Some(e) = m.get("error") {
-                    let desc = e.get("desc").and_then(Value::as_str).unwrap_or("unknown error");
+                    let desc = e
+                        .get("desc")
+                        .and_then(Value::as_str)
+                        .unwrap_or("unknown error");
                     return Err(io::Error::other(format!("QMP {command}: {desc}")));
                 }
                 // an event: keep reading
@@ -91,7 +100,10 @@ impl Qmp {
     /// `query-status`: the run state (`running`, `paused`, `shutdown`, ...).
     pub async fn status(&mut self) -> io::Result<String> {
         let r = self.execute("query-status", None).await?;
-        Ok(r.get("status").and_then(Value::as_str).unwrap_or_default().to_string())
+        Ok(r.get("status")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string())
     }
 }
 
@@ -109,7 +121,9 @@ mod tests {
             let (s, _) = listener.accept().await.expect("accept");
             let (r, mut w) = s.into_split();
             let mut r = BufReader::new(r);
-            w.write_all(b"{\"QMP\": {\"version\": {}, \"capabilities\": []}}\r\n").await.expect("w");
+            w.write_all(b"{\"QMP\": {\"version\": {}, \"capabilities\": []}}\r\n")
+                .await
+                .expect("w");
             let mut line = String::new();
             let mut seen = Vec::new();
             while r.read_line(&mut line).await.expect("read") > 0 {
@@ -126,7 +140,9 @@ mod tests {
             }
             seen
         });
-        let mut q = Qmp::connect(&sock, Duration::from_secs(5)).await.expect("connect");
+        let mut q = Qmp::connect(&sock, Duration::from_secs(5))
+            .await
+            .expect("connect");
         assert_eq!(q.status().await.expect("status"), "running");
         let e = q.execute("bogus", None).await.expect_err("error");
         assert!(e.to_string().contains("no such command"), "{e}");

@@ -56,7 +56,11 @@ pub fn iso9660(label: &str, files: &[(&str, &[u8])]) -> Vec<u8> {
     let mut sorted: Vec<&(&str, &[u8])> = files.iter().collect();
     sorted.sort_by_key(|(n, _)| n.to_ascii_uppercase());
     for (name, data) in sorted {
-        let ident = format!("{}{};1", name.to_ascii_uppercase(), if name.contains('.') { "" } else { "." });
+        let ident = format!(
+            "{}{};1",
+            name.to_ascii_uppercase(),
+            if name.contains('.') { "" } else { "." }
+        );
         placed.push((ident, next, *data));
         next += u32::try_from(data.len().div_ceil(SECTOR).max(1)).unwrap_or(1);
     }
@@ -65,7 +69,12 @@ pub fn iso9660(label: &str, files: &[(&str, &[u8])]) -> Vec<u8> {
     root.extend(dir_record(&[0], ROOT, SECTOR as u32, true));
     root.extend(dir_record(&[1], ROOT, SECTOR as u32, true));
     for (ident, extent, data) in &placed {
-        root.extend(dir_record(ident.as_bytes(), *extent, u32::try_from(data.len()).unwrap_or(0), false));
+        root.extend(dir_record(
+            ident.as_bytes(),
+            *extent,
+            u32::try_from(data.len()).unwrap_or(0),
+            false,
+        ));
     }
     root.resize(SECTOR, 0);
 
@@ -84,7 +93,15 @@ pub fn iso9660(label: &str, files: &[(&str, &[u8])]) -> Vec<u8> {
     pvd[140..144].copy_from_slice(&18u32.to_le_bytes());
     pvd[148..152].copy_from_slice(&19u32.to_be_bytes());
     pvd[156..190].copy_from_slice(&dir_record(&[0], ROOT, SECTOR as u32, true));
-    for (start, len) in [(190, 128), (318, 128), (446, 128), (574, 128), (702, 37), (739, 37), (776, 37)] {
+    for (start, len) in [
+        (190, 128),
+        (318, 128),
+        (446, 128),
+        (574, 128),
+        (702, 37),
+        (739, 37),
+        (776, 37),
+    ] {
         pvd[start..start + len].fill(b' ');
     }
     for start in [813, 830, 847, 864] {
@@ -114,7 +131,11 @@ pub fn iso9660(label: &str, files: &[(&str, &[u8])]) -> Vec<u8> {
 
 /// The NoCloud `meta-data` and `user-data` giving root `authorized_key` and the
 /// host name `hostname`.
-pub fn nocloud_documents(instance_id: &str, hostname: &str, authorized_key: &str) -> (String, String) {
+pub fn nocloud_documents(
+    instance_id: &str,
+    hostname: &str,
+    authorized_key: &str,
+) -> (String, String) {
     let meta = format!("instance-id: {instance_id}\nlocal-hostname: {hostname}\n");
     let user = format!(
         "#cloud-config\nhostname: {hostname}\ndisable_root: false\nssh_pwauth: false\nssh_authorized_keys:\n  - {}\n",
@@ -124,9 +145,20 @@ pub fn nocloud_documents(instance_id: &str, hostname: &str, authorized_key: &str
 }
 
 /// Write a NoCloud seed volume (`cidata`) to `path`.
-pub fn write_nocloud(path: &Path, instance_id: &str, hostname: &str, authorized_key: &str) -> io::Result<()> {
+pub fn write_nocloud(
+    path: &Path,
+    instance_id: &str,
+    hostname: &str,
+    authorized_key: &str,
+) -> io::Result<()> {
     let (meta, user) = nocloud_documents(instance_id, hostname, authorized_key);
-    let iso = iso9660("cidata", &[("meta-data", meta.as_bytes()), ("user-data", user.as_bytes())]);
+    let iso = iso9660(
+        "cidata",
+        &[
+            ("meta-data", meta.as_bytes()),
+            ("user-data", user.as_bytes()),
+        ],
+    );
     machine_core::fsutil::write_atomic(path, &iso, 0o644)
 }
 
@@ -136,14 +168,23 @@ mod tests {
 
     #[test]
     fn volume_layout() {
-        let iso = iso9660("cidata", &[("user-data", b"#cloud-config\n"), ("meta-data", b"instance-id: x\n")]);
+        let iso = iso9660(
+            "cidata",
+            &[
+                ("user-data", b"#cloud-config\n"),
+                ("meta-data", b"instance-id: x\n"),
+            ],
+        );
         assert_eq!(iso.len(), 23 * SECTOR);
         assert_eq!(&iso[16 * SECTOR + 1..16 * SECTOR + 6], b"CD001");
         assert_eq!(&iso[16 * SECTOR + 40..16 * SECTOR + 46], b"cidata");
         assert_eq!(iso[17 * SECTOR], 255);
         let root = &iso[20 * SECTOR..21 * SECTOR];
         let text = String::from_utf8_lossy(root);
-        let (m, u) = (text.find("META-DATA.;1").expect("meta"), text.find("USER-DATA.;1").expect("user"));
+        let (m, u) = (
+            text.find("META-DATA.;1").expect("meta"),
+            text.find("USER-DATA.;1").expect("user"),
+        );
         assert!(m < u, "sorted names");
         assert_eq!(&iso[21 * SECTOR..21 * SECTOR + 15], b"instance-id: x\n");
         assert_eq!(&iso[22 * SECTOR..22 * SECTOR + 14], b"#cloud-config\n");
@@ -151,15 +192,25 @@ mod tests {
 
     #[test]
     fn blkid_sees_a_cidata_iso9660_volume() {
-        let Some(blkid) = ["/usr/sbin/blkid", "/sbin/blkid"].into_iter().find(|p| Path::new(p).exists()) else {
+        let Some(blkid) = ["/usr/sbin/blkid", "/sbin/blkid"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+        else {
             eprintln!("SKIPPED: blkid not installed");
             return;
         };
         let d = tempfile::tempdir().expect("tmp");
         let p = d.path().join("seed.iso");
         write_nocloud(&p, "i-1", "vm1", "ssh-ed25519 AAAA test").expect("write");
-        let out = std::process::Command::new(blkid).arg("-p").arg(&p).output().expect("blkid");
+        let out = std::process::Command::new(blkid)
+            .arg("-p")
+            .arg(&p)
+            .output()
+            .expect("blkid");
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(text.contains("LABEL=\"cidata\"") && text.contains("TYPE=\"iso9660\""), "{text}");
+        assert!(
+            text.contains("LABEL=\"cidata\"") && text.contains("TYPE=\"iso9660\""),
+            "{text}"
+        );
     }
 }
