@@ -83,7 +83,9 @@ pub struct EngineOptions {
     pub storage_driver: String,
     #[serde(rename = "SelinuxEnabled", default)]
     pub selinux_enabled: bool,
-    #[serde(rename = "TlsVerify", default)]
+    /// Kept for compatibility: the daemon we provision always verifies
+    /// clients, and a file without the field reads as `true`.
+    #[serde(rename = "TlsVerify", default = "always")]
     pub tls_verify: bool,
     #[serde(rename = "RegistryMirror", default)]
     pub registry_mirror: Option<Vec<String>>,
@@ -91,6 +93,86 @@ pub struct EngineOptions {
     pub install_url: String,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+fn always() -> bool {
+    true
+}
+
+/// An engine setting that cannot be handed to the daemon safely: it would end
+/// up in a unit file, a shell-sourced settings file or a command line on the
+/// machine.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+#[non_exhaustive]
+pub struct EngineValueError {
+    /// The create flag the value belongs to (`engine-env`, `engine-label`, ...).
+    pub flag: &'static str,
+    /// The offending value.
+    pub value: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// Check one value of engine setting `flag`: no control characters (a newline
+/// would start a new line in the daemon's unit or settings file); `engine-env`
+/// values must be `KEY=VALUE` with a portable variable name.
+pub fn check_engine_value(flag: &'static str, value: &str) -> Result<(), EngineValueError> {
+    let bad = |reason: String| EngineValueError {
+        flag,
+        value: value.to_string(),
+        reason,
+    };
+    if let Some(c) = value.chars().find(|c| c.is_control()) {
+        return Err(bad(format!(
+            "control character {:?} is not allowed in an engine option",
+            c
+        )));
+    }
+    if flag == "engine-env" {
+        let Some((key, _)) = value.split_once('=') else {
+            return Err(bad("expected KEY=VALUE".into()));
+        };
+        let mut chars = key.chars();
+        let first_ok = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+        if !first_ok || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(bad(format!(
+                "{key:?} is not a variable name (letters, digits and _, not starting with a digit)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+impl EngineOptions {
+    /// Check every value as [`check_engine_value`] does, naming the flag of
+    /// the first bad one.
+    pub fn validate(&self) -> Result<(), EngineValueError> {
+        let lists: [(&'static str, &Option<Vec<String>>); 6] = [
+            ("engine-opt", &self.arbitrary_flags),
+            ("engine-dns", &self.dns),
+            ("engine-env", &self.env),
+            ("engine-insecure-registry", &self.insecure_registry),
+            ("engine-label", &self.labels),
+            ("engine-registry-mirror", &self.registry_mirror),
+        ];
+        for (flag, list) in lists {
+            for v in list.as_deref().unwrap_or_default() {
+                check_engine_value(flag, v)?;
+            }
+        }
+        for (flag, v) in [
+            ("engine-graph-dir", &self.graph_dir),
+            ("engine-log-level", &self.log_level),
+            ("engine-storage-driver", &self.storage_driver),
+            ("engine-install-url", &self.install_url),
+        ] {
+            check_engine_value(flag, v)?;
+        }
+        Ok(())
+    }
 }
 
 impl Default for EngineOptions {

@@ -37,8 +37,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-/// A callback told about each step of a long operation.
-pub type Progress<'a> = &'a (dyn Fn(&str) + Send + Sync);
+pub use crate::progress::Progress;
 
 /// File in a machine's directory recording why its last create or provision failed.
 pub const ERROR_FILE: &str = "last-error";
@@ -201,6 +200,16 @@ fn log_suffix(tail: &str) -> String {
     }
 }
 
+impl From<crate::config::EngineValueError> for HostError {
+    fn from(e: crate::config::EngineValueError) -> Self {
+        HostError::InvalidOption {
+            flag: e.flag.to_string(),
+            value: e.value,
+            reason: e.reason,
+        }
+    }
+}
+
 /// Everything `create` needs besides the name.
 #[derive(Debug, Clone)]
 pub struct CreateOptions {
@@ -264,6 +273,11 @@ impl CreateOptions {
                 .get_or_insert_with(Vec::new)
                 .extend(list.iter().cloned())
         };
+        if let Some(flag) = ENGINE_FLAGS.iter().find(|f| **f == flag) {
+            for v in &list {
+                crate::config::check_engine_value(flag, v)?;
+            }
+        }
         let e = &mut self.engine;
         match flag {
             "engine-install-url" => e.install_url = one(),
@@ -283,18 +297,7 @@ impl CreateOptions {
             "engine-insecure-registry" => push(&mut e.insecure_registry),
             "engine-registry-mirror" => push(&mut e.registry_mirror),
             "engine-label" => push(&mut e.labels),
-            "engine-env" => {
-                for v in &list {
-                    if !v.contains('=') {
-                        return Err(HostError::InvalidOption {
-                            flag: flag.into(),
-                            value: v.clone(),
-                            reason: "expected KEY=VALUE".into(),
-                        });
-                    }
-                }
-                push(&mut e.env)
-            }
+            "engine-env" => push(&mut e.env),
             "tls-san" => self.tls_san.extend(list),
             "tls-key-algorithm" => {
                 self.key_algorithm = one().parse().map_err(|_| HostError::InvalidOption {
@@ -481,6 +484,7 @@ impl Store {
         progress: Progress<'_>,
     ) -> Result<Host, HostError> {
         FileStore::validate_name(name)?;
+        opts.engine.validate()?;
         if self.files.exists(name) {
             return Err(StoreError::AlreadyExists {
                 name: name.to_string(),
@@ -803,7 +807,8 @@ impl Host {
             self.name(),
             &url,
             &self.cert_path().to_string_lossy(),
-            self.config.host_options.engine_options.tls_verify,
+            // the daemon we provision always verifies clients
+            true,
         ))
     }
 
@@ -975,7 +980,9 @@ impl Host {
         progress: Progress<'_>,
     ) -> Result<(), HostError> {
         progress("Creating machine");
-        self.driver.create().await.map_err(|e| self.drv(e))?;
+        crate::progress::forward(progress, self.driver.create())
+            .await
+            .map_err(|e| self.drv(e))?;
         self.save()?;
         self.wait_running(progress).await?;
         self.copy_client_certs()?;
@@ -1040,6 +1047,12 @@ impl Host {
         alg: KeyAlgorithm,
         progress: Progress<'_>,
     ) -> Result<(), HostError> {
+        // config.json may have been edited since create: check again
+        self.config
+            .host_options
+            .engine_options
+            .validate()
+            .map_err(HostError::from)?;
         let ip = self.ip().await?;
         progress("Generating the server certificate");
         let (ca_pem, server_cert_pem, server_key_pem) = self.issue_server_cert(&ip, alg)?;

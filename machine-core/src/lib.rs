@@ -18,6 +18,7 @@
 //! - [`ssh`]: the SSH client (pinned host keys, one connection per operation) and
 //!   the command runner trait the provisioning steps execute through.
 //! - [`host`]: a machine and its operations.
+//! - [`progress`]: step reports of long operations, also from inside drivers.
 
 pub mod cert;
 pub mod config;
@@ -26,6 +27,7 @@ pub mod engine;
 pub mod env;
 pub mod fsutil;
 pub mod host;
+pub mod progress;
 pub mod provision;
 pub mod ssh;
 pub mod state;

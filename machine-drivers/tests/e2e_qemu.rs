@@ -696,12 +696,10 @@ async fn generic_installs_docker_from_distro_package_in_vm() {
     assert_eq!(qemu_processes_of(&vm_dir), 0);
 }
 
-/// `--qemu-accel auto`: KVM is used only when a VM really boots under it; else
-/// the VM boots under TCG and the outcome is remembered in the cache. Takes
-/// over a minute where KVM hangs, so it runs on request:
-/// `cargo test -p machine-drivers --test e2e_qemu -- --ignored qemu_accel_auto`.
+/// `--qemu-accel auto`: KVM is used only when a short probe boots the image's
+/// kernel under it; else the VM boots under TCG. The outcome is remembered in
+/// the cache and the accelerator is named in the progress.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "slow where KVM does not boot; run with --ignored"]
 async fn qemu_accel_auto() {
     let Some(cache) = qemu_env(false) else { return };
     ensure_image(&cache, image::Variant::Docker).await;
@@ -719,8 +717,12 @@ async fn qemu_accel_auto() {
     let mut o = qemu_options(&own_cache);
     o.driver_option("qemu-accel", OptionValue::String("auto".into()));
     let t = Instant::now();
+    let steps = std::sync::Mutex::new(Vec::<String>::new());
     let mut host = s
-        .create("auto", o, &|step: &str| say(step))
+        .create("auto", o, &|step: &str| {
+            say(step);
+            steps.lock().expect("steps").push(step.to_string());
+        })
         .await
         .unwrap_or_else(|e| panic!("create: {}", error_chain(&e)));
     let used = host.config().driver["AccelUsed"]
@@ -734,10 +736,25 @@ async fn qemu_accel_auto() {
     let memo: serde_json::Value =
         serde_json::from_slice(&std::fs::read(own_cache.join("accel.json")).unwrap_or_default())
             .unwrap_or_default();
+    let steps = steps.into_inner().expect("steps");
+    let started: Vec<&String> = steps
+        .iter()
+        .filter(|s| s.starts_with("Starting the VM under"))
+        .collect();
+    assert_eq!(started.len(), 1, "{steps:#?}");
+    let named = if used == "kvm" { "KVM" } else { "TCG" };
+    assert!(started[0].contains(named), "{used}: {steps:#?}");
     if qemu::kvm_usable() {
         let outcome = memo["kvm"].as_str().unwrap_or_default();
         assert!(matches!(outcome, "works" | "fails"), "{memo}");
         assert_eq!(used, if outcome == "works" { "kvm" } else { "tcg" });
+        assert!(
+            steps.iter().any(|s| s == "Checking whether KVM can boot a guest here"),
+            "{steps:#?}"
+        );
+        if outcome == "fails" {
+            assert!(!memo["reason"].as_str().unwrap_or_default().is_empty(), "{memo}");
+        }
     } else {
         assert_eq!(used, "tcg");
     }

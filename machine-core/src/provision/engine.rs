@@ -34,11 +34,8 @@ pub fn dockerd_args(engine: &EngineOptions, port: u16, driver_name: &str) -> Vec
         a.push("--storage-driver".into());
         a.push(engine.storage_driver.clone());
     }
-    if engine.tls_verify {
-        a.push("--tlsverify".into());
-    } else {
-        a.push("--tls".into());
-    }
+    // Always: whoever reaches the port would otherwise be root on the machine.
+    a.push("--tlsverify".into());
     for (flag, path) in [
         ("--tlscacert", REMOTE_CA),
         ("--tlscert", REMOTE_SERVER_CERT),
@@ -88,13 +85,26 @@ pub fn dockerd_args(engine: &EngineOptions, port: u16, driver_name: &str) -> Vec
     a
 }
 
-/// Quote one word for a systemd `ExecStart=` line.
+/// Quote one word for a systemd `ExecStart=` line, where `$` expands
+/// variables and `%` specifiers.
 fn systemd_word(w: &str) -> String {
-    if !w.is_empty()
-        && !w
-            .chars()
-            .any(|c| c.is_whitespace() || matches!(c, '"' | '\'' | '\\' | ';' | '%' | '$'))
-    {
+    systemd_quote(w, true)
+}
+
+/// Quote one `Environment=` assignment, where `%` is a specifier but `$` is
+/// plain text.
+fn systemd_env_word(w: &str) -> String {
+    systemd_quote(w, false)
+}
+
+fn systemd_quote(w: &str, dollar_special: bool) -> String {
+    let plain = |c: char| {
+        !(c.is_whitespace()
+            || c.is_control()
+            || matches!(c, '"' | '\'' | '\\' | ';' | '%')
+            || (dollar_special && c == '$'))
+    };
+    if !w.is_empty() && w.chars().all(plain) {
         return w.to_string();
     }
     let mut s = String::from("\"");
@@ -105,12 +115,23 @@ fn systemd_word(w: &str) -> String {
                 s.push(c);
             }
             '%' => s.push_str("%%"),
-            '$' => s.push_str("$$"),
+            '$' if dollar_special => s.push_str("$$"),
+            // never a raw line break or other control character in a unit file
+            c if c.is_control() => s.push_str(&format!("\\x{:02x}", u32::from(c) & 0xff)),
             _ => s.push(c),
         }
     }
     s.push('"');
     s
+}
+
+/// Whether `key` can be exported by a POSIX shell.
+fn shell_name(key: &str) -> bool {
+    let mut chars = key.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// The systemd drop-in that runs `dockerd` with our arguments and environment.
@@ -123,7 +144,7 @@ pub fn systemd_drop_in(dockerd: &str, args: &[String], env: &[String]) -> String
     }
     out.push('\n');
     out.push_str("Environment=");
-    let envs: Vec<String> = env.iter().map(|e| systemd_word(e)).collect();
+    let envs: Vec<String> = env.iter().map(|e| systemd_env_word(e)).collect();
     out.push_str(&envs.join(" "));
     out.push('\n');
     out
@@ -133,8 +154,12 @@ pub fn systemd_drop_in(dockerd: &str, args: &[String], env: &[String]) -> String
 pub fn openrc_conf(args: &[String], env: &[String]) -> String {
     let mut out = String::new();
     for e in env {
-        if let Some((k, v)) = e.split_once('=') {
-            out.push_str(&format!("export {k}={}\n", shell_quote(v)));
+        match e.split_once('=') {
+            Some((k, v)) if shell_name(k) => {
+                out.push_str(&format!("export {k}={}\n", shell_quote(v)))
+            }
+            // the file is sourced by a shell: a name that is not a name is code
+            _ => tracing::warn!(value = %e, "engine environment entry skipped: not NAME=VALUE"),
         }
     }
     let words: Vec<String> = args.iter().map(|w| shell_quote(w)).collect();
@@ -200,6 +225,54 @@ mod tests {
             d,
             "[Service]\nExecStart=\nExecStart=/usr/sbin/dockerd --label \"a b\"\nEnvironment=\"X=1 2\"\n"
         );
+    }
+
+    #[test]
+    fn a_newline_in_an_engine_value_never_starts_a_unit_line() {
+        let env = vec!["A=1\nExecStartPre=/usr/bin/touch /pwned\n#".to_string()];
+        let args = vec!["--label".to_string(), "x\nExecStartPre=/bin/false".to_string()];
+        let d = systemd_drop_in("/usr/bin/dockerd", &args, &env);
+        let lines: Vec<&str> = d.lines().collect();
+        assert_eq!(lines.len(), 4, "{d}");
+        assert!(lines.iter().all(|l| !l.starts_with("ExecStartPre")), "{d}");
+        assert!(d.contains("\\x0a"), "{d}");
+        // and such values never get that far
+        let e = crate::config::check_engine_value("engine-env", &env[0]).expect_err("newline");
+        assert_eq!(e.flag, "engine-env");
+        assert!(crate::config::check_engine_value("engine-label", "x\ry").is_err());
+    }
+
+    #[test]
+    fn environment_keeps_dollar_signs_as_written() {
+        let d = systemd_drop_in("/usr/bin/dockerd", &[], &["PASS=pa$$w0rd 1%".into()]);
+        assert!(d.ends_with("Environment=\"PASS=pa$$w0rd 1%%\"\n"), "{d}");
+        let d = systemd_drop_in("/usr/bin/dockerd", &["a$b".into()], &[]);
+        assert!(d.contains("\"a$$b\""), "{d}");
+    }
+
+    #[test]
+    fn openrc_conf_exports_only_variable_names() {
+        let c = openrc_conf(&[], &["X;touch /pwned-openrc;Y=1".into(), "OK_1=a b".into()]);
+        assert!(!c.contains("touch"), "{c}");
+        assert!(c.contains("export OK_1='a b'\n"), "{c}");
+        let e = crate::config::check_engine_value("engine-env", "X;touch /p;Y=1").expect_err("key");
+        assert!(e.reason.contains("not a variable name"), "{e}");
+        assert!(crate::config::check_engine_value("engine-env", "_A9=;|&$`").is_ok());
+        assert!(crate::config::check_engine_value("engine-env", "9A=1").is_err());
+        assert!(crate::config::check_engine_value("engine-env", "NOVALUE").is_err());
+    }
+
+    #[test]
+    fn the_daemon_always_verifies_clients() {
+        let e = EngineOptions {
+            tls_verify: false,
+            ..engine()
+        };
+        let a = dockerd_args(&e, 2376, "generic");
+        assert!(a.iter().any(|w| w == "--tlsverify"), "{a:?}");
+        assert!(!a.iter().any(|w| w == "--tls"), "{a:?}");
+        let parsed: EngineOptions = serde_json::from_str("{}").expect("empty EngineOptions");
+        assert!(parsed.tls_verify);
     }
 
     #[test]

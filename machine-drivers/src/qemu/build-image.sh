@@ -54,7 +54,7 @@ trap cleanup EXIT
 pkgs=systemd-sysv,dbus,udev,kmod,openssh-server,sudo,iproute2,ca-certificates,apparmor,initramfs-tools,zstd,linux-image-amd64
 [ "$variant" = docker ] && pkgs=$pkgs,docker.io
 
-step "debootstrap $suite ($variant) from $mirror"
+step "packages (debootstrap $suite from $mirror, 1-2 minutes)"
 debootstrap --variant=minbase --include="$pkgs" "$suite" "$root" "$mirror" >"$work/debootstrap.log" 2>&1 || {
     tail -n 30 "$work/debootstrap.log" >&2
     die "debootstrap failed"
@@ -74,7 +74,7 @@ umount_pseudo() {
 kver=$(basename "$(ls -d "$root"/lib/modules/* | sort -V | tail -n 1)")
 
 if [ "$variant" = nodocker ]; then
-    step "collecting docker.io and its dependencies into a local apt repository"
+    step "packages (docker.io and its dependencies into a local apt repository)"
     cp /etc/resolv.conf "$root/etc/resolv.conf"
     rm -f "$root"/var/cache/apt/archives/*.deb
     mount_pseudo
@@ -104,7 +104,7 @@ if [ "$variant" = nodocker ]; then
     } >"$repo/Release"
 fi
 
-step "configuring the system"
+step "system configuration"
 cat >"$root/etc/fstab" <<FSTAB
 LABEL=$label / ext4 defaults,errors=remount-ro,x-systemd.growfs 0 1
 FSTAB
@@ -205,7 +205,7 @@ rm -rf "$moddir/sound" "$moddir/drivers/gpu" "$moddir/drivers/media" "$moddir/dr
     "$moddir/net/mac80211" "$moddir/net/bluetooth" "$moddir/drivers/md" "$moddir/drivers/target" \
     "$moddir/drivers/thunderbolt" "$moddir/drivers/firewire" "$moddir/drivers/platform" "$moddir/drivers/hid"
 
-step "systemd units"
+step "system configuration (systemd units)"
 in_root systemctl enable systemd-networkd.service machine-init.service >/dev/null 2>&1
 in_root systemctl mask serial-getty@ttyS0.service getty@tty1.service apt-daily.timer apt-daily-upgrade.timer \
     e2scrub_all.timer e2scrub_reap.service fstrim.timer >/dev/null 2>&1 || true
@@ -217,13 +217,13 @@ if [ "$variant" = docker ]; then
     in_root systemctl disable docker.service docker.socket >/dev/null 2>&1 || true
 fi
 
-step "initramfs and module index"
+step "system configuration (initramfs)"
 mount_pseudo
 in_root depmod -a "$kver"
 in_root update-initramfs -u -k "$kver" >"$work/initramfs.log" 2>&1 || { tail -n 20 "$work/initramfs.log" >&2; die "update-initramfs failed"; }
 umount_pseudo
 
-step "cleaning up"
+step "system configuration (cleaning up)"
 in_root apt-get clean >/dev/null 2>&1 || true
 rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb \
     "$root"/usr/share/doc/* "$root"/usr/share/man/* "$root"/usr/share/info/* "$root"/var/log/*.log \
@@ -232,12 +232,12 @@ find "$root/usr/share/locale" -mindepth 1 -maxdepth 1 ! -name 'locale.alias' -ex
 cp "$root/boot/vmlinuz-$kver" "$work/vmlinuz"
 cp "$root/boot/initrd.img-$kver" "$work/initrd.img"
 
-step "root file system (mkfs.ext4 -d)"
+step "file system (mkfs.ext4)"
 used_mib=$(du -sxm "$root" | cut -f1)
 size_mib=$(( used_mib * 13 / 10 + 256 ))
 mkfs.ext4 -q -F -L "$label" -d "$root" -E root_owner=0:0 "$work/root.img" "${size_mib}M"
 
-step "compressed qcow2"
+step "compression (qcow2, zstd)"
 if qemu-img convert -c -O qcow2 -o compression_type=zstd "$work/root.img" "$work/disk.qcow2" 2>/dev/null; then
     compression=zstd
 else
@@ -267,7 +267,7 @@ cat >"$work/manifest.json" <<JSON
 }
 JSON
 
-step "installing into $out"
+step "cache ($out)"
 rm -rf "$out.old"
 [ -e "$out" ] && mv "$out" "$out.old"
 mkdir -p "$out"

@@ -237,7 +237,7 @@ async fn build_locked(
         let mut lines = BufReader::new(out).lines();
         while let Ok(Some(line)) = lines.next_line().await {
             if let Some(step) = line.strip_prefix("==> ") {
-                progress(step);
+                progress(&build_step(step, started.elapsed()));
             }
             log.push(line);
         }
@@ -275,6 +275,17 @@ async fn build_locked(
         disk_bytes,
         manifest,
     })
+}
+
+/// A progress line for one phase of the image build, with the time since the
+/// build began (the build takes minutes; a front end without a spinner shows
+/// how far it got).
+fn build_step(step: &str, elapsed: Duration) -> String {
+    format!(
+        "Building the machine image: {step} [{}:{:02}]",
+        elapsed.as_secs() / 60,
+        elapsed.as_secs() % 60
+    )
 }
 
 /// The image directory of `variant`, built first if it is not in the cache.
@@ -970,6 +981,14 @@ async fn save_body<R: AsyncRead + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn build_phases_carry_the_time_since_the_build_began() {
+        assert_eq!(
+            build_step("compression (qcow2, zstd)", Duration::from_secs(125)),
+            "Building the machine image: compression (qcow2, zstd) [2:05]"
+        );
+    }
 
     #[test]
     fn specs() {

@@ -35,10 +35,12 @@
 //! `query-status`. Stop is an ACPI power-down with a deadline, then QMP `quit`,
 //! then SIGKILL; kill is QMP `quit`, then SIGKILL.
 
+pub mod accel;
 pub mod image;
 pub mod qmp;
 pub mod seed;
 
+pub use accel::{kvm_usable, Accel};
 use async_trait::async_trait;
 use machine_core::config::{BaseDriver, DEFAULT_ENGINE_PORT};
 use machine_core::driver::{
@@ -58,7 +60,8 @@ pub const ACCEL_ENV: &str = "MACHINE_QEMU_ACCEL";
 /// Environment variable naming the image cache directory (default `<store>/cache`).
 pub const CACHE_ENV: &str = "MACHINE_QEMU_CACHE";
 
-/// How long `auto` waits for a VM to boot under KVM before falling back to TCG.
+/// How long `auto` waits for a VM without a kernel to boot directly (a cloud
+/// image) to boot under KVM before falling back to TCG.
 const KVM_PROBE: Duration = Duration::from_secs(60);
 /// How long a graceful stop may take before the VM is ended.
 const STOP_TIMEOUT: Duration = Duration::from_secs(120);
@@ -124,29 +127,6 @@ pub struct QemuDriver {
     own: Own,
     machine_dir: PathBuf,
     store_root: PathBuf,
-}
-
-/// The accelerator a VM runs under.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Accel {
-    Kvm,
-    Tcg,
-}
-
-impl Accel {
-    fn as_str(self) -> &'static str {
-        match self {
-            Accel::Kvm => "kvm",
-            Accel::Tcg => "tcg",
-        }
-    }
-    fn parse(s: &str) -> Option<Accel> {
-        match s {
-            "kvm" => Some(Accel::Kvm),
-            "tcg" => Some(Accel::Tcg),
-            _ => None,
-        }
-    }
 }
 
 fn invalid(flag: &str, value: impl ToString, reason: &str) -> DriverError {
@@ -402,15 +382,6 @@ fn free_ports(n: usize) -> std::io::Result<Vec<u16>> {
 
 fn port_free(port: u16) -> bool {
     port != 0 && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
-}
-
-/// Whether `/dev/kvm` can be opened for reading and writing.
-pub fn kvm_usable() -> bool {
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_ok()
 }
 
 /// Total memory of this machine in MiB.
@@ -692,42 +663,34 @@ impl QemuDriver {
         }
     }
 
-    fn accel_memo(&self) -> PathBuf {
-        self.cache_dir().join("accel.json")
-    }
-
-    /// What `auto` should try first: KVM unless it is unusable or known not to boot.
-    fn auto_accel(&self) -> (Accel, bool) {
+    /// What `auto` runs under, and whether a boot under KVM must still prove
+    /// that KVM works (only for images without a kernel to probe with).
+    async fn auto_accel(&self) -> (Accel, bool) {
+        let cache = self.cache_dir();
+        match accel::remembered(&cache) {
+            Some(true) if kvm_usable() => return (Accel::Kvm, false),
+            Some(false) => return (Accel::Tcg, false),
+            _ => {}
+        }
         if !kvm_usable() {
             return (Accel::Tcg, false);
         }
-        let memo: Option<Value> = std::fs::read(self.accel_memo())
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok());
-        match memo
-            .as_ref()
-            .and_then(|m| m.get("kvm"))
-            .and_then(Value::as_str)
-        {
-            Some("works") => (Accel::Kvm, false),
-            Some("fails") => (Accel::Tcg, false),
-            _ => (Accel::Kvm, true),
+        let kernel = self.file("vmlinuz");
+        if !kernel.is_file() {
+            return (Accel::Kvm, true);
         }
-    }
-
-    fn remember_kvm(&self, outcome: &str) {
-        let p = self.accel_memo();
-        let text = serde_json::json!({
-            "kvm": outcome,
-            "qemu": self.own.binary,
-            "checked": time_now(),
-        })
-        .to_string();
-        if let Some(dir) = p.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        if let Err(e) = machine_core::fsutil::write_atomic(&p, text.as_bytes(), 0o644) {
-            tracing::warn!(path = %p.display(), error = %e, "cannot remember the accelerator check");
+        machine_core::progress::report("Checking whether KVM can boot a guest here");
+        match accel::probe_kvm(&self.own.binary, &kernel, &self.file("kvm-probe.log")).await {
+            Ok(took) => {
+                tracing::debug!(ms = took.as_millis() as u64, "KVM probe booted the kernel");
+                accel::remember(&cache, &self.own.binary, true, "", &time_now());
+                (Accel::Kvm, false)
+            }
+            Err(why) => {
+                machine_core::progress::report(&format!("KVM is not usable here ({why})"));
+                accel::remember(&cache, &self.own.binary, false, &why, &time_now());
+                (Accel::Tcg, false)
+            }
         }
     }
 
@@ -742,9 +705,13 @@ impl QemuDriver {
                 Some(a) if !self.own.accel_used.is_empty() && self.file("serial.log").exists() => {
                     (a, false)
                 }
-                _ => self.auto_accel(),
+                _ => self.auto_accel().await,
             },
         };
+        machine_core::progress::report(&format!(
+            "Starting the VM under {}",
+            first.describe()
+        ));
         let limit = if probing {
             KVM_PROBE.min(boot_limit)
         } else {
@@ -758,7 +725,7 @@ impl QemuDriver {
         match outcome {
             Ok(()) => {
                 if probing {
-                    self.remember_kvm("works");
+                    accel::remember(&self.cache_dir(), &self.own.binary, true, "", &time_now());
                 }
                 return Ok(());
             }
@@ -766,7 +733,11 @@ impl QemuDriver {
                 tracing::warn!(machine = %self.base.machine_name, failure = %why,
                     "the VM did not boot under KVM within {} s; using TCG", limit.as_secs());
                 self.end_process(Duration::from_secs(5)).await;
-                self.remember_kvm("fails");
+                accel::remember(&self.cache_dir(), &self.own.binary, false, &why, &time_now());
+                machine_core::progress::report(&format!(
+                    "Starting the VM under {}",
+                    Accel::Tcg.describe()
+                ));
                 self.launch(Accel::Tcg).await?;
             }
             Err(_) => {
@@ -876,8 +847,7 @@ impl Driver for QemuDriver {
             .map_err(|e| source("make the SSH key", e))?;
         let spec = image::ImageSpec::parse(&self.own.image, &self.own.image_checksum)
             .map_err(|e| invalid("qemu-image", &self.own.image, &e.to_string()))?;
-        let name = self.base.machine_name.clone();
-        let progress = move |step: &str| tracing::info!(machine = %name, "{step}");
+        let progress = |step: &str| machine_core::progress::report(step);
         let boot = image::resolve(&self.cache_dir(), &spec, &progress)
             .await
             .map_err(|e| source("prepare the image", e))?;

@@ -1,0 +1,75 @@
+//! Progress of long operations.
+//!
+//! Operations that take a while (create, provision, upgrade, regenerate-certs)
+//! take a [`Progress`] callback, called once per step with a short line. Code
+//! that runs inside such an operation but has no callback in its signature (a
+//! driver building a machine image, say) reports with [`report`]: the line is
+//! logged and, while the operation runs under [`forward`], also reaches the
+//! operation's callback, so every front end (CLI, Python, Node) shows it.
+
+use std::future::Future;
+use tokio::sync::mpsc;
+
+/// A progress callback (one line per call).
+pub type Progress<'a> = &'a (dyn Fn(&str) + Send + Sync);
+
+tokio::task_local! {
+    static SINK: mpsc::UnboundedSender<String>;
+}
+
+/// Report a step of the current operation: logged, and passed to the
+/// operation's callback when one is listening (see [`forward`]).
+pub fn report(step: &str) {
+    tracing::info!("{step}");
+    let _ = SINK.try_with(|tx| tx.send(step.to_string()));
+}
+
+/// Run `fut`, passing every [`report`] made inside it (in the same task) to
+/// `progress`, in order, before returning its output.
+pub async fn forward<F: Future>(progress: Progress<'_>, fut: F) -> F::Output {
+    let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+    let fut = SINK.scope(tx, fut);
+    tokio::pin!(fut);
+    loop {
+        tokio::select! {
+            out = &mut fut => {
+                while let Ok(step) = rx.try_recv() {
+                    progress(&step);
+                }
+                return out;
+            }
+            Some(step) = rx.recv() => progress(&step),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[tokio::test]
+    async fn reports_reach_the_callback_in_order() {
+        let seen = Mutex::new(Vec::<String>::new());
+        let cb = |s: &str| seen.lock().expect("lock").push(s.to_string());
+        let out = forward(&cb, async {
+            report("one");
+            tokio::task::yield_now().await;
+            report("two");
+            report("three");
+            7
+        })
+        .await;
+        assert_eq!(out, 7);
+        assert_eq!(*seen.lock().expect("lock"), ["one", "two", "three"]);
+    }
+
+    #[tokio::test]
+    async fn report_outside_an_operation_goes_nowhere() {
+        report("nobody listens");
+        let seen = Mutex::new(0);
+        let cb = |_: &str| *seen.lock().expect("lock") += 1;
+        forward(&cb, async {}).await;
+        assert_eq!(*seen.lock().expect("lock"), 0);
+    }
+}
