@@ -30,6 +30,13 @@ fn opt_value(v: &str) -> String {
     }
 }
 
+/// Check a user and host before they reach a command line (as ssh would read
+/// a user starting with `-` as an option).
+fn check_target(user: &str, host: &str) -> Result<(), machine_core::ssh::SshError> {
+    machine_core::ssh::check_user(user)?;
+    machine_core::ssh::check_host(host)
+}
+
 /// A machine reachable over SSH, with its connection details.
 struct Remote {
     host: Host,
@@ -47,6 +54,8 @@ impl Remote {
                 host.driver_name()
             ))
         })?;
+        check_target(&target.user, &target.host)
+            .map_err(|e| CliError::msg(format!("Error: machine {name}: {e}")))?;
         Ok(Remote { host, target })
     }
 
@@ -81,6 +90,9 @@ impl Remote {
             "PasswordAuthentication=no".to_string(),
             "KbdInteractiveAuthentication=no".to_string(),
             "ControlMaster=no".to_string(),
+            // whatever ~/.ssh/config says: the machine gets no agent or display
+            "ForwardAgent=no".to_string(),
+            "ForwardX11=no".to_string(),
             "ControlPath=none".to_string(),
             "LogLevel=ERROR".to_string(),
             "ConnectTimeout=15".to_string(),
@@ -203,9 +215,10 @@ pub(crate) async fn ssh(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
     cmd.args(remote.ssh_args())
         .arg("-p")
         .arg(remote.target.port.to_string())
+        .arg("--")
         .arg(format!("{}@{}", remote.target.user, remote.target.host));
     if !command.is_empty() {
-        cmd.arg("--").arg(&command);
+        cmd.arg(&command);
     }
     let code = run_status(cmd, "ssh")?;
     if code == 255 {
@@ -233,6 +246,9 @@ async fn endpoint(ctx: &Ctx, arg: &str) -> CliResult<Endpoint> {
         Some((u, n)) => (Some(u.to_string()), n),
         None => (None, host_part),
     };
+    if let Some(u) = &user {
+        machine_core::ssh::check_user(u).map_err(|e| CliError::msg(format!("Error: {arg}: {e}")))?;
+    }
     if name == "localhost" {
         return Ok(Endpoint {
             remote: None,
@@ -338,7 +354,8 @@ pub(crate) async fn scp(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
         }
         cmd.arg("-P").arg(first.target.port.to_string());
     }
-    cmd.arg(src.arg()).arg(dst.arg());
+    // `--`: a local path starting with '-' is a path, not an option
+    cmd.arg("--").arg(src.arg()).arg(dst.arg());
     let code = run_status(cmd, if delta { "rsync" } else { "scp" })?;
     if code != 0 {
         for r in &remotes {
@@ -360,6 +377,10 @@ pub(crate) async fn mount(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
         Some((u, n)) => (Some(u.to_string()), n.to_string()),
         None => (None, host_part),
     };
+    if let Some(u) = &user {
+        machine_core::ssh::check_user(u)
+            .map_err(|e| CliError::msg(format!("Error: {source}: {e}")))?;
+    }
     let target = m
         .get_one::<String>("target")
         .cloned()
@@ -397,6 +418,12 @@ pub(crate) async fn mount(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
         cmd.arg("-o")
             .arg(format!("IdentityFile={}", opt_value(&k.to_string_lossy())));
     }
+    // a mount point starting with '-' would read as an option
+    let target = if target.starts_with('-') {
+        format!("./{target}")
+    } else {
+        target
+    };
     cmd.arg(remote.location(user.as_deref(), &path))
         .arg(&target);
     let code = run_status(cmd, "sshfs")?;

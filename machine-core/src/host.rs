@@ -883,6 +883,8 @@ impl Host {
             name: self.name().to_string(),
             source,
         };
+        crate::ssh::check_user(&target.user).map_err(ssh)?;
+        crate::ssh::check_host(&target.host).map_err(ssh)?;
         let dir = self.dir();
         // The pin belongs to the machine, not to an address: a VM whose forwarded
         // port changed keeps its pin, and the file is rewritten for the new address.

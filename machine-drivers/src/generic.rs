@@ -82,24 +82,22 @@ impl DriverFactory for GenericFactory {
         ctx: &DriverContext,
         o: &DriverOptions,
     ) -> Result<Box<dyn Driver>, DriverError> {
+        let invalid = |flag: &str, value: &str, e: machine_core::ssh::SshError| {
+            let reason = match e {
+                machine_core::ssh::SshError::BadTarget { reason, .. } => reason,
+                other => other.to_string(),
+            };
+            DriverError::InvalidOption {
+                driver: NAME.into(),
+                flag: flag.into(),
+                value: value.into(),
+                reason,
+            }
+        };
         let ip = o.string("generic-ip-address").trim().to_string();
-        if ip.is_empty() || ip.contains(char::is_whitespace) {
-            return Err(DriverError::InvalidOption {
-                driver: NAME.into(),
-                flag: "generic-ip-address".into(),
-                value: ip,
-                reason: "expected an IP address or host name".into(),
-            });
-        }
+        machine_core::ssh::check_host(&ip).map_err(|e| invalid("generic-ip-address", &ip, e))?;
         let user = o.string("generic-ssh-user");
-        if user.is_empty() {
-            return Err(DriverError::InvalidOption {
-                driver: NAME.into(),
-                flag: "generic-ssh-user".into(),
-                value: user,
-                reason: "the user name is empty".into(),
-            });
-        }
+        machine_core::ssh::check_user(&user).map_err(|e| invalid("generic-ssh-user", &user, e))?;
         let mut base = ctx.base();
         base.ip_address = ip;
         base.ssh_user = user;

@@ -64,6 +64,14 @@ pub enum SshError {
         what: String,
         seconds: u64,
     },
+    /// An SSH user or host that cannot be used safely (it reaches command
+    /// lines of ssh, scp and sshfs, and remote shells).
+    #[error("invalid SSH {what} {value:?}: {reason}")]
+    BadTarget {
+        what: &'static str,
+        value: String,
+        reason: String,
+    },
     /// Local I/O.
     #[error("local file {path}")]
     Io {
@@ -105,6 +113,54 @@ pub trait CommandRunner: Send + Sync {
     async fn write_file(&self, path: &str, contents: &[u8], mode: u32) -> Result<(), SshError>;
 }
 
+/// Check an SSH user name: 1-64 letters, digits, `_`, `.` or `-`, not
+/// starting with `-` or `.` (so it can never be read as an option).
+pub fn check_user(user: &str) -> Result<(), SshError> {
+    let bad = |reason: &str| SshError::BadTarget {
+        what: "user",
+        value: user.to_string(),
+        reason: reason.to_string(),
+    };
+    if user.is_empty() || user.len() > 64 {
+        return Err(bad("expected 1 to 64 characters"));
+    }
+    if user.starts_with(['-', '.']) {
+        return Err(bad("must not start with '-' or '.'"));
+    }
+    if !user
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+    {
+        return Err(bad("only letters, digits, '_', '.' and '-' are allowed"));
+    }
+    Ok(())
+}
+
+/// Check an SSH host: a host name, an IPv4 address or an IPv6 address
+/// (optionally with a `%zone`), at most 253 characters, never starting with `-`.
+pub fn check_host(host: &str) -> Result<(), SshError> {
+    let bad = |reason: &str| SshError::BadTarget {
+        what: "host",
+        value: host.to_string(),
+        reason: reason.to_string(),
+    };
+    if host.is_empty() || host.len() > 253 {
+        return Err(bad("expected 1 to 253 characters"));
+    }
+    if host.starts_with('-') {
+        return Err(bad("must not start with '-'"));
+    }
+    if !host
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '_' | '%'))
+    {
+        return Err(bad(
+            "expected a host name or an IP address (letters, digits, '.', '-', ':', '_', '%')",
+        ));
+    }
+    Ok(())
+}
+
 /// Quote `s` for a POSIX shell (single quotes, `'` as `'\''`). Plain words are left bare.
 pub fn shell_quote(s: &str) -> String {
     let plain = !s.is_empty()
@@ -125,6 +181,32 @@ pub fn shell_quote(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn users_and_hosts_that_could_be_options_or_code_are_refused() {
+        for u in ["root", "mt-user", "a.b_c", "user1"] {
+            assert!(check_user(u).is_ok(), "{u}");
+        }
+        for u in [
+            "",
+            "-oProxyCommand=touch /pwned-sshuser #",
+            "-l",
+            ".x",
+            "a b",
+            "a;b",
+            "a@b",
+            "a\nb",
+        ] {
+            assert!(check_user(u).is_err(), "{u:?}");
+        }
+        assert!(check_user(&"u".repeat(65)).is_err());
+        for h in ["10.0.0.1", "host-1.example", "::1", "fe80::1%eth0", "127.0.0.1"] {
+            assert!(check_host(h).is_ok(), "{h}");
+        }
+        for h in ["", "-oProxyCommand=x", "a b", "h;id", "h/x", "h\n", "[::1]"] {
+            assert!(check_host(h).is_err(), "{h:?}");
+        }
+    }
 
     #[test]
     fn quoting() {

@@ -1,0 +1,109 @@
+//! Hostile input against the `machine` binary: values a careless user or an
+//! attacker can put in flags and config.json. Each test checks that nothing
+//! runs, nothing is written where it should not be, and the error names the
+//! problem.
+
+mod common;
+
+use common::*;
+
+/// A store machine `name` whose config.json field `Driver.<field>` is `value`.
+fn generic_with(s: &TestStore, name: &str, port: u16, field: &str, value: &str) {
+    let mut v: serde_json::Value =
+        serde_json::from_str(&s.generic_config(name, "127.0.0.1", port, 2376)).expect("json");
+    v["Driver"][field] = value.into();
+    let bytes = machine_core::config::to_go_json(&v).expect("encode");
+    s.write_machine(name, &String::from_utf8(bytes).expect("utf8"));
+    s.server_cert(name, &["127.0.0.1", "localhost"]);
+}
+
+#[test]
+fn ssh_user_from_config_never_becomes_an_ssh_option() {
+    let s = TestStore::new();
+    let port = silent_listener();
+    let marker = s.path().join("pwned-sshuser");
+    let user = format!("-oProxyCommand=touch {} #", marker.display());
+    generic_with(&s, "g1", port, "SSHUser", &user);
+    // a pinned key, so that the system ssh would be run straight away
+    machine_core::ssh::known_hosts::write(
+        &s.machine_dir("g1"),
+        "127.0.0.1",
+        port,
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl",
+    )
+    .expect("pin");
+    for args in [
+        vec!["ssh", "g1", "uptime"],
+        vec!["scp", "g1:/etc/hostname", "."],
+    ] {
+        let out = s.run(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains("invalid SSH user"), "{args:?}: {err}");
+        assert!(!marker.exists(), "{args:?} ran the ProxyCommand");
+    }
+    // and a user given on the scp command line
+    s.add_generic("g2", "127.0.0.1", port, 2376);
+    let out = s.run(&["scp", "--", "-oProxyCommand=x@g2:/etc/hostname", "."]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("invalid SSH user"), "{}", stderr(&out));
+}
+
+#[test]
+fn generic_flags_refuse_option_like_users_and_hosts() {
+    let s = TestStore::new();
+    for (flag, value) in [
+        ("--generic-ssh-user", "-oProxyCommand=id"),
+        ("--generic-ip-address", "-oProxyCommand=id"),
+        ("--generic-ip-address", "host;id"),
+    ] {
+        let pair = format!("{flag}={value}");
+        let mut args = vec!["create", "-d", "generic", pair.as_str()];
+        if flag != "--generic-ip-address" {
+            args.extend(["--generic-ip-address", "127.0.0.1"]);
+        }
+        args.push("bad");
+        let out = s.run(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(flag.trim_start_matches('-')), "{}", stderr(&out));
+        assert!(!s.machine_dir("bad").exists(), "{args:?} left a machine");
+    }
+}
+
+#[test]
+fn engine_values_with_line_breaks_or_bad_names_are_refused_up_front() {
+    let s = TestStore::new();
+    for (flag, value, says) in [
+        ("--engine-env", "A=1\nExecStartPre=/usr/bin/touch /pwned\n#", "control character"),
+        ("--engine-env", "X;touch /pwned-openrc;Y=1", "not a variable name"),
+        ("--engine-label", "a=b\nc", "control character"),
+        ("--engine-opt", "log-level=debug\rx", "control character"),
+        ("--engine-insecure-registry", "r:5000\n", "control character"),
+    ] {
+        let pair = format!("{flag}={value}");
+        let out = s.run(&["create", "-d", "none", "--url", "tcp://127.0.0.1:1", &pair, "e1"]);
+        assert_eq!(out.status.code(), Some(1), "{flag} {value:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains(flag.trim_start_matches('-')), "{err}");
+        assert!(err.contains(says), "{err}");
+        assert!(!s.machine_dir("e1").exists(), "{flag} {value:?} left a machine");
+    }
+}
+
+#[test]
+fn a_config_without_tls_verify_still_verifies() {
+    let s = TestStore::new();
+    let mut v: serde_json::Value =
+        serde_json::from_str(&s.none_config("n1", "tcp://127.0.0.1:2376")).expect("json");
+    v["HostOptions"]["EngineOptions"]
+        .as_object_mut()
+        .expect("EngineOptions")
+        .remove("TlsVerify");
+    let bytes = machine_core::config::to_go_json(&v).expect("encode");
+    s.write_machine("n1", &String::from_utf8(bytes).expect("utf8"));
+    s.server_cert("n1", &["127.0.0.1", "localhost"]);
+    let env = ok(&s.run(&["env", "n1"]));
+    assert!(env.starts_with("export DOCKER_TLS_VERIFY=\"1\"\n"), "{env}");
+    let config = ok(&s.run(&["config", "n1"]));
+    assert!(config.starts_with("--tlsverify\n"), "{config}");
+}
