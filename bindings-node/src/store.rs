@@ -154,11 +154,10 @@ pub struct JsStore {
 impl JsStore {
     /// Open the store at `path` (created on first use).
     #[napi(constructor)]
-    pub fn new(path: Option<String>) -> Self {
-        JsStore {
-            inner: Store::open(path.map(PathBuf::from), machine_drivers::builtin_registry()),
-            js: None,
-        }
+    pub fn new(env: Env, path: Option<String>) -> napi::Result<Self> {
+        let inner = Store::open(path.map(PathBuf::from), machine_drivers::builtin_registry())
+            .map_err(|e| crate::error::to_js(&env, &e.into()))?;
+        Ok(JsStore { inner, js: None })
     }
 
     /// The store's directory.

@@ -50,10 +50,12 @@ impl PyStore {
     /// with the built-in drivers (`none`, `generic`, `qemu`).
     #[new]
     #[pyo3(signature = (path = None))]
-    fn new(path: Option<PathBuf>) -> Self {
-        PyStore {
-            inner: RwLock::new(Store::open(path, machine_drivers::builtin_registry())),
-        }
+    fn new(py: Python<'_>, path: Option<PathBuf>) -> PyResult<Self> {
+        let store = Store::open(path, machine_drivers::builtin_registry())
+            .map_err(|e| error::to_py(py, e.into()))?;
+        Ok(PyStore {
+            inner: RwLock::new(store),
+        })
     }
 
     /// The store's root directory.

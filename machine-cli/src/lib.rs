@@ -181,10 +181,17 @@ pub fn run(args: Vec<String>) -> i32 {
         .get_one::<String>("storage-path")
         .filter(|s| !s.is_empty())
         .map(PathBuf::from);
+    let store = match Store::open(storage, drivers) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("Error: {e}; give the store with -s/--storage-path or MACHINE_STORAGE_PATH");
+            return error::EXIT_ERROR;
+        }
+    };
     let ctx = Ctx {
         prog: prog.clone(),
         args: args.clone(),
-        store: Store::open(storage, drivers),
+        store,
         native_ssh: matches.get_flag("native-ssh"),
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()

@@ -107,3 +107,32 @@ fn a_config_without_tls_verify_still_verifies() {
     let config = ok(&s.run(&["config", "n1"]));
     assert!(config.starts_with("--tlsverify\n"), "{config}");
 }
+
+#[test]
+fn without_home_or_storage_path_nothing_is_created_here() {
+    let cwd = tempfile::tempdir().expect("tmp");
+    let out = std::process::Command::new(bin())
+        .current_dir(cwd.path())
+        .env_remove("HOME")
+        .env_remove("MACHINE_STORAGE_PATH")
+        .args(["create", "-d", "none", "--url", "tcp://127.0.0.1:1", "n1"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no store location"), "{}", stderr(&out));
+    assert_eq!(std::fs::read_dir(cwd.path()).expect("ls").count(), 0);
+}
+
+#[test]
+fn long_machine_names_are_refused_before_any_certificate_is_made() {
+    let store = tempfile::tempdir().expect("tmp");
+    let name = "a".repeat(64);
+    let out = std::process::Command::new(bin())
+        .env("MACHINE_STORAGE_PATH", store.path())
+        .args(["create", "-d", "none", "--url", "tcp://127.0.0.1:1", &name])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("at most 63 characters"), "{}", stderr(&out));
+    assert!(!store.path().join("certs").exists(), "a CA was made for a refused name");
+}

@@ -559,7 +559,13 @@ fn set_line(shell: Shell, name: &str, value: &str) -> Result<String, EnvError> {
                     reason: "cmd.exe cannot carry a line break in a variable",
                 });
             }
-            format!("SET {name}={value}\n")
+            // cmd.exe runs `& | < > ^ ( )` in a bare SET line; in the quoted
+            // form they are text (plain values keep the original's bare form)
+            if value.contains(['&', '|', '<', '>', '^', '(', ')']) {
+                format!("SET \"{name}={value}\"\n")
+            } else {
+                format!("SET {name}={value}\n")
+            }
         }
         Shell::Tcsh => format!("setenv {name} {};\n", quote_tcsh(value)),
         Shell::Emacs => format!("(setenv \"{name}\" {})\n", quote_elisp(value)),
@@ -1063,6 +1069,19 @@ mod tests {
                 "{shell}"
             );
         }
+    }
+
+    #[test]
+    fn cmd_values_with_operators_are_quoted_whole() {
+        let mut env = sample();
+        env.vars[2].1 = "C:\\certs & calc.exe | x > y".into();
+        let out = render(&env, Shell::Cmd, None).expect("render");
+        assert!(
+            out.contains("SET \"DOCKER_CERT_PATH=C:\\certs & calc.exe | x > y\"\n"),
+            "{out}"
+        );
+        // plain values keep the original's bare form
+        assert!(out.contains("SET DOCKER_MACHINE_NAME=dev\n"), "{out}");
     }
 
     #[test]

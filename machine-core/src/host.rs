@@ -387,17 +387,19 @@ impl Store {
             settings: Settings::default(),
         }
     }
-    /// The store at `path`, or at `MACHINE_STORAGE_PATH`, or at `~/.docker/machine`.
-    pub fn open(path: Option<PathBuf>, drivers: DriverRegistry) -> Self {
-        let root = path.or_else(|| {
-            let env = std::env::var("MACHINE_STORAGE_PATH").ok();
-            let home = std::env::var_os("HOME").map(PathBuf::from);
-            FileStore::default_root(env.as_deref(), home.as_deref())
-        });
-        Store::new(
-            FileStore::new(root.unwrap_or_else(|| PathBuf::from(".docker/machine"))),
-            drivers,
-        )
+    /// The store at `path`, or at `MACHINE_STORAGE_PATH`, or at
+    /// `~/.docker/machine`; [`StoreError::NoLocation`] when none is set.
+    pub fn open(path: Option<PathBuf>, drivers: DriverRegistry) -> Result<Self, StoreError> {
+        let root = path
+            .or_else(|| {
+                let env = std::env::var("MACHINE_STORAGE_PATH").ok();
+                let home = std::env::var_os("HOME")
+                    .filter(|h| !h.is_empty())
+                    .map(PathBuf::from);
+                FileStore::default_root(env.as_deref(), home.as_deref())
+            })
+            .ok_or(StoreError::NoLocation)?;
+        Ok(Store::new(FileStore::new(root), drivers))
     }
 
     /// Replace the timeouts and SSH settings.
@@ -455,6 +457,7 @@ impl Store {
             config,
             driver,
             store: self.clone(),
+            new_machine: false,
         })
     }
 
@@ -524,6 +527,7 @@ impl Store {
             config,
             driver,
             store: self.clone(),
+            new_machine: true,
         };
         let result = host.finish_create(opts.key_algorithm, progress).await;
         match result {
@@ -671,6 +675,9 @@ pub struct Host {
     config: HostConfig,
     driver: Box<dyn Driver>,
     store: Store,
+    /// A first SSH contact is expected (during create): pinning the host
+    /// key then is routine, not worth a warning.
+    new_machine: bool,
 }
 
 impl Host {
@@ -897,6 +904,20 @@ impl Host {
         let client = SshClient::connect(&target, &check, &self.store.settings.ssh)
             .await
             .map_err(ssh)?;
+        if pin.is_none() && !client.host_key().is_empty() {
+            let fp = crate::ssh::client::fingerprint(client.host_key());
+            if self.new_machine {
+                tracing::info!(machine = self.name(), fingerprint = %fp, "pinning the SSH host key");
+            } else {
+                // an imported or edited machine: say what is being trusted
+                tracing::warn!(
+                    "machine {}: no SSH host key was pinned; pinning {fp} as presented by {}:{}",
+                    self.name(),
+                    target.host,
+                    target.port
+                );
+            }
+        }
         let stale = pin.as_ref().is_some_and(|(pattern, _)| *pattern != want);
         if (pin.is_none() || stale) && !client.host_key().is_empty() {
             known_hosts::write(&dir, &target.host, target.port, client.host_key()).map_err(ssh)?;
@@ -944,16 +965,16 @@ impl Host {
         r
     }
 
-    /// Copy a file from the machine to `local`.
+    /// Copy a file from the machine to `local`, streaming; the copy keeps the
+    /// remote file's permission bits (0600 when unknown).
     pub async fn copy_from(&self, remote: &str, local: &Path) -> Result<(), HostError> {
         let c = self.connect().await?;
-        let r = c.read_file(remote).await.map_err(|source| HostError::Ssh {
+        let r = c.download(remote, local).await.map_err(|source| HostError::Ssh {
             name: self.name().to_string(),
             source,
         });
         c.close().await;
-        let bytes = r?;
-        crate::fsutil::write_atomic(local, &bytes, 0o644).map_err(|e| self.io(local, e))
+        r.map(|_| ())
     }
 
     async fn wait_running(&self, progress: Progress<'_>) -> Result<(), HostError> {

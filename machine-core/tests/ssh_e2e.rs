@@ -254,3 +254,59 @@ async fn unreachable_port_gives_up_after_bounded_retries() {
         other => panic!("{other}"),
     }
 }
+
+/// A symlink planted where the old predictable temp name was, or anywhere
+/// beside the target, is never written through; downloads keep the remote
+/// mode; output past the capture limit is dropped, not buffered.
+#[tokio::test]
+async fn writes_never_follow_planted_links_and_output_is_bounded() {
+    let Some(env) = test_env() else { return };
+    let tmp = tempfile::tempdir().expect("tmp");
+    let c = SshClient::connect(
+        &target(&env, Some(&env.key), "root"),
+        &HostKeyCheck::TrustOnFirstUse,
+        &quick(),
+    )
+    .await
+    .expect("connect");
+    let dir = format!("/tmp/mt-link-{}", std::process::id());
+    let setup = format!(
+        "rm -rf {dir} && mkdir {dir} && printf precious > {dir}/victim && chmod 600 {dir}/victim \
+         && ln -s {dir}/victim {dir}/target.machine-tmp"
+    );
+    assert!(c.run(&setup).await.expect("setup").success());
+    c.write_file(&format!("{dir}/target"), b"new", 0o644)
+        .await
+        .expect("write");
+    let out = c
+        .run(&format!(
+            "cat {dir}/victim; echo; stat -c %a {dir}/victim; cat {dir}/target; echo; stat -c %a {dir}/target; \
+             ls -A {dir} | wc -l"
+        ))
+        .await
+        .expect("check");
+    assert_eq!(out.stdout_text(), "precious\n600\nnew\n644\n3\n", "{}", out.stderr_text());
+
+    // download: the remote 0600 stays 0600 locally, 0640 stays 0640
+    use std::os::unix::fs::PermissionsExt;
+    let local = tmp.path().join("victim");
+    assert_eq!(c.download(&format!("{dir}/victim"), &local).await.expect("dl"), 0o600);
+    assert_eq!(std::fs::read(&local).expect("read"), b"precious");
+    let mode = std::fs::metadata(&local).expect("meta").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert!(c.run(&format!("chmod 640 {dir}/target")).await.expect("chmod").success());
+    c.download(&format!("{dir}/target"), &local).await.expect("dl2");
+    let mode = std::fs::metadata(&local).expect("meta").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o640);
+
+    // 40 MiB of output: the first 32 MiB are kept, the rest dropped and said
+    let limit = machine_core::ssh::client::MAX_CAPTURE;
+    let out = c
+        .run("head -c 41943040 /dev/zero")
+        .await
+        .expect("big output");
+    assert_eq!(out.stdout.len(), limit);
+    assert!(out.stderr_text().contains("dropped"), "{}", out.stderr_text());
+    let _ = c.run(&format!("rm -rf {dir}")).await;
+    c.close().await;
+}

@@ -337,11 +337,15 @@ impl SshClient {
         ch.eof().await.map_err(|e| err(e.to_string()))?;
         let mut out = Output::default();
         let mut status = None;
-        // The exit status may arrive before the last data: read until the channel closes.
+        let mut dropped = (0usize, 0usize);
+        // The exit status may arrive before the last data: read until the channel
+        // closes. What a command prints beyond MAX_CAPTURE is read and dropped.
         while let Some(msg) = ch.wait().await {
             match msg {
-                ChannelMsg::Data { data } => out.stdout.extend_from_slice(&data),
-                ChannelMsg::ExtendedData { data, ext: 1 } => out.stderr.extend_from_slice(&data),
+                ChannelMsg::Data { data } => dropped.0 += capture(&mut out.stdout, &data),
+                ChannelMsg::ExtendedData { data, ext: 1 } => {
+                    dropped.1 += capture(&mut out.stderr, &data)
+                }
                 ChannelMsg::ExitStatus { exit_status } => status = Some(exit_status),
                 ChannelMsg::ExitSignal { signal_name, .. } => {
                     status = Some(128);
@@ -355,6 +359,19 @@ impl SshClient {
         }
         out.exit_status =
             status.ok_or_else(|| err("the channel closed without an exit status".into()))?;
+        if dropped != (0, 0) {
+            tracing::warn!(host = %self.host, command, stdout_dropped = dropped.0,
+                stderr_dropped = dropped.1, "command output over the capture limit was dropped");
+            out.stderr.extend_from_slice(
+                format!(
+                    "\n[output over {} MiB dropped: {} bytes of stdout, {} of stderr]\n",
+                    MAX_CAPTURE >> 20,
+                    dropped.0,
+                    dropped.1
+                )
+                .as_bytes(),
+            );
+        }
         Ok(out)
     }
 
@@ -387,7 +404,8 @@ impl SshClient {
             .await
     }
 
-    /// Read a remote file.
+    /// Read a remote file of at most [`MAX_READ`] bytes into memory (larger
+    /// files: [`SshClient::download`]).
     pub async fn read_file(&self, path: &str) -> Result<Vec<u8>, SshError> {
         let err = |reason: String| SshError::Transfer {
             host: self.host.clone(),
@@ -396,14 +414,83 @@ impl SshClient {
         };
         self.with_deadline(path, async {
             let sftp = self.sftp().await?;
-            let mut f = sftp.open(path).await.map_err(|e| err(e.to_string()))?;
+            let f = sftp.open(path).await.map_err(|e| err(e.to_string()))?;
             let mut buf = Vec::new();
-            f.read_to_end(&mut buf)
+            f.take(MAX_READ + 1)
+                .read_to_end(&mut buf)
                 .await
                 .map_err(|e| err(e.to_string()))?;
+            if buf.len() as u64 > MAX_READ {
+                return Err(err(format!(
+                    "larger than {} MiB; copy it to a file instead",
+                    MAX_READ >> 20
+                )));
+            }
             Ok(buf)
         })
         .await
+    }
+
+    /// Copy a remote file to `local`, streaming (any size), through a
+    /// temporary file beside `local` that is renamed over it at the end. The
+    /// copy gets the remote file's permission bits (0600 when the server does
+    /// not say). Returns the mode given.
+    pub async fn download(&self, path: &str, local: &Path) -> Result<u32, SshError> {
+        use std::os::unix::fs::PermissionsExt;
+        let err = |reason: String| SshError::Transfer {
+            host: self.host.clone(),
+            path: path.to_string(),
+            reason,
+        };
+        let io = |e: std::io::Error| SshError::Io {
+            path: local.display().to_string(),
+            source: e,
+        };
+        self.with_deadline(path, async {
+            let sftp = self.sftp().await?;
+            let mut f = sftp.open(path).await.map_err(|e| err(e.to_string()))?;
+            let mode = f
+                .metadata()
+                .await
+                .ok()
+                .and_then(|m| m.permissions)
+                .map_or(0o600, |p| p & 0o777);
+            let dir = match local.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+                _ => std::path::PathBuf::from("."),
+            };
+            let tmp = tempfile::Builder::new()
+                .prefix(".machine-copy")
+                .permissions(std::fs::Permissions::from_mode(0o600))
+                .tempfile_in(&dir)
+                .map_err(io)?;
+            let mut out = tokio::fs::File::from_std(tmp.reopen().map_err(io)?);
+            tokio::io::copy(&mut f, &mut out)
+                .await
+                .map_err(|e| err(e.to_string()))?;
+            out.flush().await.map_err(io)?;
+            drop(out);
+            std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode))
+                .map_err(io)?;
+            tmp.persist(local).map_err(|e| io(e.error))?;
+            Ok(mode)
+        })
+        .await
+    }
+
+    /// Rename `tmp` over `path` atomically (rename(2) on the machine).
+    async fn replace(&self, tmp: &str, path: &str) -> Result<(), String> {
+        let cmd = format!(
+            "mv -f -- {} {}",
+            super::shell_quote(tmp),
+            super::shell_quote(path)
+        );
+        let out = self.exec(&cmd, None).await.map_err(|e| e.to_string())?;
+        if out.success() {
+            Ok(())
+        } else {
+            Err(format!("rename into place failed: {}", out.stderr_text().trim()))
+        }
     }
 
     /// Close the connection politely.
@@ -413,6 +500,27 @@ impl SshClient {
             .disconnect(russh::Disconnect::ByApplication, "", "en")
             .await;
     }
+}
+
+/// What a command may print to each of stdout and stderr before the rest is
+/// dropped (commands run during provisioning print kilobytes).
+pub const MAX_CAPTURE: usize = 32 << 20;
+/// The largest file [`SshClient::read_file`] reads into memory.
+pub const MAX_READ: u64 = 64 << 20;
+
+/// Append `data` to `buf` up to [`MAX_CAPTURE`]; returns how much was dropped.
+fn capture(buf: &mut Vec<u8>, data: &[u8]) -> usize {
+    let room = MAX_CAPTURE.saturating_sub(buf.len());
+    let take = room.min(data.len());
+    buf.extend_from_slice(&data[..take]);
+    data.len() - take
+}
+
+/// `<path>.machine-<random>`: a temporary name beside `path`.
+fn temp_sibling(path: &str) -> String {
+    use rand::Rng;
+    let n: u64 = rand::thread_rng().gen();
+    format!("{path}.machine-{n:016x}")
 }
 
 enum Attempt {
@@ -474,8 +582,10 @@ impl CommandRunner for SshClient {
         };
         self.with_deadline(path, async {
             let sftp = self.sftp().await?;
-            // Write a sibling temp file with the final mode, then rename over the target.
-            let tmp = format!("{path}.machine-tmp");
+            // A sibling temp file with an unpredictable name, created exclusively
+            // (never through a planted symlink) with the final mode, then
+            // renamed over the target in one step.
+            let tmp = temp_sibling(path);
             let attrs = russh_sftp::protocol::FileAttributes {
                 permissions: Some(mode),
                 ..russh_sftp::protocol::FileAttributes::empty()
@@ -484,23 +594,32 @@ impl CommandRunner for SshClient {
             let mut f = sftp
                 .open_with_flags_and_attributes(
                     &tmp,
-                    OpenFlags::CREATE | OpenFlags::TRUNCATE | OpenFlags::WRITE,
+                    OpenFlags::CREATE | OpenFlags::EXCLUDE | OpenFlags::WRITE,
                     attrs.clone(),
                 )
                 .await
                 .map_err(|e| err(e.to_string()))?;
-            f.write_all(contents)
-                .await
-                .map_err(|e| err(e.to_string()))?;
-            f.shutdown().await.map_err(|e| err(e.to_string()))?;
+            let written = async {
+                f.write_all(contents).await?;
+                f.flush().await?;
+                Ok::<(), std::io::Error>(())
+            }
+            .await;
+            // the mode on the open handle (the server's umask may have narrowed it)
+            let chmod = f
+                .set_metadata(russh_sftp::client::fs::Metadata::from(attrs))
+                .await;
+            let _ = f.shutdown().await;
             drop(f);
-            sftp.set_metadata(&tmp, attrs)
-                .await
-                .map_err(|e| err(e.to_string()))?;
-            let _ = sftp.remove_file(path).await;
-            sftp.rename(&tmp, path)
-                .await
-                .map_err(|e| err(e.to_string()))?;
+            let renamed = match (written, chmod) {
+                (Ok(()), Ok(())) => self.replace(&tmp, path).await,
+                (Err(e), _) => Err(e.to_string()),
+                (_, Err(e)) => Err(e.to_string()),
+            };
+            if let Err(e) = renamed {
+                let _ = sftp.remove_file(&tmp).await;
+                return Err(err(e));
+            }
             Ok(())
         })
         .await

@@ -44,19 +44,28 @@ pub const CONFIG_BACKUP_FILE: &str = "config.json.bak";
 /// File name of the store-wide lock, directly under the store root.
 pub const STORE_LOCK_FILE: &str = ".store.lock";
 
+/// The longest machine name: it becomes the machine's host name (a DNS
+/// label) and a certificate name.
+pub const MAX_NAME_LEN: usize = 63;
+
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
     /// The name cannot be a machine name.
     #[error(
-        "invalid machine name {name:?}: it must start with a letter or digit \
-         and contain only letters, digits, '-' and '.'"
+        "invalid machine name {name:?}: it must start with a letter or digit, \
+         contain only letters, digits, '-' and '.', and be at most 63 characters long"
     )]
     InvalidName {
         /// The rejected name.
         name: String,
     },
+    /// No store location: no path given, `MACHINE_STORAGE_PATH` empty and
+    /// `HOME` unset (a store relative to the current directory would scatter
+    /// CA keys wherever the program happens to run).
+    #[error("no store location: neither MACHINE_STORAGE_PATH nor HOME is set")]
+    NoLocation,
     /// No machine of that name is in the store.
     #[error("machine {name:?} does not exist in the store")]
     NotFound {
@@ -179,7 +188,8 @@ impl FileStore {
     /// Check that `name` is a valid machine name: `^[a-zA-Z0-9][a-zA-Z0-9\-\.]*$`.
     pub fn validate_name(name: &str) -> Result<(), StoreError> {
         let mut chars = name.chars();
-        let valid = match chars.next() {
+        // 63: a host name label, which the machine's name becomes
+        let valid = name.len() <= MAX_NAME_LEN && match chars.next() {
             Some(first) => {
                 first.is_ascii_alphanumeric()
                     && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
@@ -484,6 +494,12 @@ mod tests {
         ] {
             assert!(FileStore::validate_name(ok).is_ok(), "{ok}");
         }
+        // bounded length: 63 is the longest a host name label may be
+        assert!(FileStore::validate_name(&"a".repeat(MAX_NAME_LEN)).is_ok());
+        let long = "a".repeat(MAX_NAME_LEN + 1);
+        let e = FileStore::validate_name(&long).expect_err("64 characters");
+        assert!(e.to_string().contains("at most 63 characters"), "{e}");
+        assert!(FileStore::validate_name(&"a".repeat(300)).is_err());
         for bad in [
             "", "-a", ".a", "a b", "a/b", "..", "a_b", "é", "a\n", "../x", "a:b",
         ] {
