@@ -105,8 +105,9 @@ async fn version_inner(
     s.write_all(req.as_bytes()).await.map_err(io)?;
     let mut buf = Vec::new();
     // The daemon closes after the answer (Connection: close); some TLS peers skip
-    // close_notify, so an unexpected EOF after data is accepted.
-    if let Err(e) = s.read_to_end(&mut buf).await {
+    // close_notify, so an unexpected EOF after data is accepted. A version
+    // document is a few hundred bytes: more than MAX_RESPONSE is not read.
+    if let Err(e) = (&mut s).take(MAX_RESPONSE).read_to_end(&mut buf).await {
         if buf.is_empty() || e.kind() != std::io::ErrorKind::UnexpectedEof {
             return Err(io(e));
         }
@@ -117,25 +118,40 @@ async fn version_inner(
     })
 }
 
-/// Parse an HTTP/1.1 response carrying the `/version` JSON document.
+/// The most of a daemon's answer to `GET /version` that is read.
+pub const MAX_RESPONSE: u64 = 1 << 20;
+
+/// Parse an HTTP/1.1 response carrying the `/version` JSON document. Works
+/// on bytes throughout: a peer's answer cannot make it panic.
 pub fn parse_version_response(raw: &[u8]) -> Result<EngineVersion, String> {
-    let text = String::from_utf8_lossy(raw);
-    let (head, body) = text.split_once("\r\n\r\n").ok_or("no HTTP header")?;
-    let status = head.lines().next().unwrap_or_default();
-    if !status.contains(" 200") {
-        return Err(format!("HTTP status {status:?}"));
-    }
-    let chunked = head.lines().any(|l| {
-        l.to_ascii_lowercase().starts_with("transfer-encoding:")
-            && l.to_ascii_lowercase().contains("chunked")
-    });
-    let body = if chunked {
-        dechunk(body)
-    } else {
-        body.to_string()
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut resp = httparse::Response::new(&mut headers);
+    let head_len = match resp.parse(raw) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Err("incomplete HTTP header".into()),
+        Err(e) => return Err(format!("bad HTTP header: {e}")),
     };
-    let v: serde_json::Value =
-        serde_json::from_str(body.trim()).map_err(|e| format!("bad JSON: {e}"))?;
+    let code = resp.code.unwrap_or_default();
+    if code != 200 {
+        return Err(format!(
+            "HTTP status {code} {}",
+            printable(resp.reason.unwrap_or_default())
+        ));
+    }
+    let chunked = resp.headers.iter().any(|h| {
+        h.name.eq_ignore_ascii_case("transfer-encoding")
+            && String::from_utf8_lossy(h.value)
+                .to_ascii_lowercase()
+                .contains("chunked")
+    });
+    let body = raw.get(head_len..).unwrap_or_default();
+    let body = if chunked {
+        dechunk(body)?
+    } else {
+        body.to_vec()
+    };
+    let v: serde_json::Value = serde_json::from_slice(body.trim_ascii())
+        .map_err(|e| format!("bad JSON: {e}"))?;
     let s = |k: &str| {
         v.get(k)
             .and_then(|x| x.as_str())
@@ -153,18 +169,35 @@ pub fn parse_version_response(raw: &[u8]) -> Result<EngineVersion, String> {
     })
 }
 
-fn dechunk(body: &str) -> String {
-    let mut out = String::new();
-    let mut rest = body;
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 || after.len() < n {
-            break;
+/// Decode a chunked body (chunk sizes read by httparse).
+fn dechunk(mut rest: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    loop {
+        let (start, size) = match httparse::parse_chunk_size(rest) {
+            Ok(httparse::Status::Complete(c)) => c,
+            Ok(httparse::Status::Partial) => return Err("truncated chunked body".into()),
+            Err(_) => return Err("bad chunk size".into()),
+        };
+        if size == 0 {
+            return Ok(out);
         }
-        out.push_str(&after[..n]);
-        rest = after[n..].trim_start_matches("\r\n");
+        let end = usize::try_from(size)
+            .ok()
+            .and_then(|n| start.checked_add(n))
+            .filter(|&e| e <= rest.len())
+            .ok_or("truncated chunk")?;
+        out.extend_from_slice(&rest[start..end]);
+        rest = rest[end..]
+            .strip_prefix(b"\r\n")
+            .ok_or("chunk not followed by CRLF")?;
     }
-    out
+}
+
+/// `s` with control characters replaced, for messages.
+fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 #[cfg(test)]
@@ -193,6 +226,39 @@ mod tests {
             b"HTTP/1.1 400 Bad\r\n\r\nClient sent an HTTP request to an HTTPS server."
         )
         .is_err());
+    }
+
+    #[test]
+    fn a_character_split_across_chunks_is_joined_not_a_panic() {
+        let doc = "{\"Version\":\"caf\u{e9}\"}".as_bytes();
+        let cut = doc.iter().position(|&b| b == 0xc3).expect("first byte of é") + 1;
+        let (a, b) = doc.split_at(cut);
+        let mut raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        for part in [a, b] {
+            raw.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+            raw.extend_from_slice(part);
+            raw.extend_from_slice(b"\r\n");
+        }
+        raw.extend_from_slice(b"0\r\n\r\n");
+        assert_eq!(parse_version_response(&raw).expect("ok").version, "caf\u{e9}");
+    }
+
+    #[test]
+    fn hostile_answers_are_errors() {
+        for raw in [
+            &b""[..],
+            b"HTTP/1.1 200 OK\r\n",
+            b"garbage\r\n\r\n{}",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\nab",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n\xc3",
+            b"HTTP/1.1 200 OK\r\n\r\n{\"Version\":\"\xff\xfe\"}",
+            b"HTTP/1.1 500 \x1b[31mred\r\n\r\n",
+        ] {
+            let r = parse_version_response(raw);
+            assert!(r.is_err(), "{raw:?}: {r:?}");
+            assert!(!r.unwrap_err().contains('\x1b'));
+        }
     }
 
     #[test]
