@@ -17,8 +17,12 @@ impl std::fmt::Debug for GoTemplate {
 }
 
 impl GoTemplate {
-    /// Parse `text` as a Go template.
+    /// Parse `text` as a Go template. Two things the template library cannot
+    /// survive are refused up front: named templates (`define`, `template`,
+    /// `block`: one that calls itself overflows the stack) and `printf` widths
+    /// or precisions that are computed (`*`) or over [`MAX_WIDTH`].
     pub fn parse(text: &str) -> Result<Self, String> {
+        check_limits(text)?;
         let mut inner = Template::default();
         inner.add_funcs(&[
             ("json", json as gtmpl::Func),
@@ -30,10 +34,13 @@ impl GoTemplate {
         Ok(GoTemplate { inner })
     }
 
-    /// Execute the template on `data`.
+    /// Execute the template on `data`. A panic inside the template library
+    /// becomes an error.
     pub fn render(&self, data: &Value) -> Result<String, String> {
-        self.inner
-            .render(&Context::from(data.clone()))
+        let ctx = Context::from(data.clone());
+        let run = std::panic::AssertUnwindSafe(|| self.inner.render(&ctx));
+        std::panic::catch_unwind(run)
+            .map_err(|_| "template: execution failed".to_string())?
             .map_err(|e| match e {
                 gtmpl::error::ExecError::NoFiledFor(field, _) => {
                     format!("template: can't evaluate field {field}")
@@ -41,6 +48,41 @@ impl GoTemplate {
                 other => format!("template: {other}"),
             })
     }
+}
+
+/// The widest `printf` field a template may ask for.
+pub const MAX_WIDTH: u64 = 1000;
+
+fn check_limits(text: &str) -> Result<(), String> {
+    static NAMED: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    static VERB: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let named = NAMED.get_or_init(|| {
+        regex::Regex::new(r"\{\{-?\s*(define|template|block)\b").expect("valid regex")
+    });
+    if let Some(m) = named.captures(text).and_then(|c| c.get(1)) {
+        return Err(format!(
+            "template: {{{{{}}}}} is not supported in --format",
+            m.as_str()
+        ));
+    }
+    let verb = VERB.get_or_init(|| {
+        regex::Regex::new(r"%[-+# 0]*(\*|\d+)?(?:\.(\*|\d+))?").expect("valid regex")
+    });
+    for c in verb.captures_iter(text) {
+        for part in [c.get(1), c.get(2)].into_iter().flatten() {
+            let ok = part
+                .as_str()
+                .parse::<u64>()
+                .is_ok_and(|n| n <= MAX_WIDTH);
+            if !ok {
+                return Err(format!(
+                    "template: printf width or precision {:?} is not allowed (at most {MAX_WIDTH})",
+                    part.as_str()
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Split an `ls --format` value as the original did: the `table` prefix

@@ -136,3 +136,43 @@ fn long_machine_names_are_refused_before_any_certificate_is_made() {
     assert!(stderr(&out).contains("at most 63 characters"), "{}", stderr(&out));
     assert!(!store.path().join("certs").exists(), "a CA was made for a refused name");
 }
+
+#[test]
+fn remote_text_reaches_ls_without_escape_sequences() {
+    let s = TestStore::new();
+    let p = fake_daemon(&s, "n1", "24.0.7");
+    s.add_none("n1", &format!("tcp://127.0.0.1:{p}"));
+    std::fs::write(
+        s.machine_dir("n1").join("last-error"),
+        "Starting Docker failed: \x1b[2J\x1b]0;owned\x07 journal says \x1b[31mred",
+    )
+    .expect("write");
+    for args in [vec!["ls"], vec!["ls", "--format", "json"], vec!["ls", "-f", "{{.Error}}"]] {
+        let out = ok(&s.run(&args));
+        assert!(!out.contains('\x1b') && !out.contains('\x07'), "{args:?}: {out:?}");
+        assert!(out.contains("journal says"), "{args:?}: {out}");
+    }
+}
+
+#[test]
+fn format_templates_that_would_crash_are_refused() {
+    let s = TestStore::new();
+    let p = fake_daemon(&s, "n1", "24.0.7");
+    s.add_none("n1", &format!("tcp://127.0.0.1:{p}"));
+    for (args, says) in [
+        (
+            vec!["ls", "--format", r#"{{define "x"}}{{template "x" .}}{{end}}{{template "x" .}}"#],
+            "define",
+        ),
+        (vec!["ls", "--format", r#"{{printf "%*d" 999999999 1}}"#], "printf width"),
+        (vec!["ls", "--format", r#"{{printf "%999999999d" 1}}"#], "printf width"),
+        (vec!["inspect", "n1", "-f", r#"{{printf "%.99999s" .Name}}"#], "printf width"),
+    ] {
+        let out = s.run(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+    }
+    // ordinary widths still work
+    let out = ok(&s.run(&["ls", "--format", r#"{{printf "%-8s|" .Name}}"#]));
+    assert_eq!(out, "n1      |\n");
+}

@@ -658,6 +658,10 @@ impl Store {
 }
 
 /// An error with its sources, joined by `: `.
+///
+/// Errors often quote what a machine said (a step's stderr, a daemon's log
+/// tail): control characters other than line breaks and tabs are shown as
+/// `?`, so a remote escape sequence never reaches a terminal raw.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
@@ -666,7 +670,20 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         s.push_str(&c.to_string());
         cur = c.source();
     }
-    s
+    printable(&s)
+}
+
+/// `text` with control characters other than `\n` and `\t` replaced by `?`.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                '?'
+            } else {
+                c
+            }
+        })
+        .collect()
 }
 
 /// A named machine: its driver plus engine, swarm and TLS options.
@@ -726,7 +743,7 @@ impl Host {
     pub fn last_error(&self) -> Option<String> {
         std::fs::read_to_string(self.dir().join(ERROR_FILE))
             .ok()
-            .map(|s| s.trim().to_string())
+            .map(|s| printable(s.trim()))
             .filter(|s| !s.is_empty())
     }
     fn record_error(&self, e: &HostError) {
