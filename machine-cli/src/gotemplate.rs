@@ -70,10 +70,7 @@ fn check_limits(text: &str) -> Result<(), String> {
     });
     for c in verb.captures_iter(text) {
         for part in [c.get(1), c.get(2)].into_iter().flatten() {
-            let ok = part
-                .as_str()
-                .parse::<u64>()
-                .is_ok_and(|n| n <= MAX_WIDTH);
+            let ok = part.as_str().parse::<u64>().is_ok_and(|n| n <= MAX_WIDTH);
             if !ok {
                 return Err(format!(
                     "template: printf width or precision {:?} is not allowed (at most {MAX_WIDTH})",

@@ -247,7 +247,8 @@ async fn endpoint(ctx: &Ctx, arg: &str) -> CliResult<Endpoint> {
         None => (None, host_part),
     };
     if let Some(u) = &user {
-        machine_core::ssh::check_user(u).map_err(|e| CliError::msg(format!("Error: {arg}: {e}")))?;
+        machine_core::ssh::check_user(u)
+            .map_err(|e| CliError::msg(format!("Error: {arg}: {e}")))?;
     }
     if name == "localhost" {
         return Ok(Endpoint {

@@ -46,7 +46,11 @@ fn ssh_user_from_config_never_becomes_an_ssh_option() {
     s.add_generic("g2", "127.0.0.1", port, 2376);
     let out = s.run(&["scp", "--", "-oProxyCommand=x@g2:/etc/hostname", "."]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("invalid SSH user"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("invalid SSH user"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -65,7 +69,11 @@ fn generic_flags_refuse_option_like_users_and_hosts() {
         args.push("bad");
         let out = s.run(&args);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
-        assert!(stderr(&out).contains(flag.trim_start_matches('-')), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains(flag.trim_start_matches('-')),
+            "{}",
+            stderr(&out)
+        );
         assert!(!s.machine_dir("bad").exists(), "{args:?} left a machine");
     }
 }
@@ -74,19 +82,47 @@ fn generic_flags_refuse_option_like_users_and_hosts() {
 fn engine_values_with_line_breaks_or_bad_names_are_refused_up_front() {
     let s = TestStore::new();
     for (flag, value, says) in [
-        ("--engine-env", "A=1\nExecStartPre=/usr/bin/touch /pwned\n#", "control character"),
-        ("--engine-env", "X;touch /pwned-openrc;Y=1", "not a variable name"),
+        (
+            "--engine-env",
+            "A=1\nExecStartPre=/usr/bin/touch /pwned\n#",
+            "control character",
+        ),
+        (
+            "--engine-env",
+            "X;touch /pwned-openrc;Y=1",
+            "not a variable name",
+        ),
         ("--engine-label", "a=b\nc", "control character"),
         ("--engine-opt", "log-level=debug\rx", "control character"),
-        ("--engine-insecure-registry", "r:5000\n", "control character"),
+        (
+            "--engine-insecure-registry",
+            "r:5000\n",
+            "control character",
+        ),
     ] {
         let pair = format!("{flag}={value}");
-        let out = s.run(&["create", "-d", "none", "--url", "tcp://127.0.0.1:1", &pair, "e1"]);
-        assert_eq!(out.status.code(), Some(1), "{flag} {value:?}: {}", stderr(&out));
+        let out = s.run(&[
+            "create",
+            "-d",
+            "none",
+            "--url",
+            "tcp://127.0.0.1:1",
+            &pair,
+            "e1",
+        ]);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{flag} {value:?}: {}",
+            stderr(&out)
+        );
         let err = stderr(&out);
         assert!(err.contains(flag.trim_start_matches('-')), "{err}");
         assert!(err.contains(says), "{err}");
-        assert!(!s.machine_dir("e1").exists(), "{flag} {value:?} left a machine");
+        assert!(
+            !s.machine_dir("e1").exists(),
+            "{flag} {value:?} left a machine"
+        );
     }
 }
 
@@ -119,7 +155,11 @@ fn without_home_or_storage_path_nothing_is_created_here() {
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("no store location"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no store location"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(std::fs::read_dir(cwd.path()).expect("ls").count(), 0);
 }
 
@@ -133,8 +173,15 @@ fn long_machine_names_are_refused_before_any_certificate_is_made() {
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("at most 63 characters"), "{}", stderr(&out));
-    assert!(!store.path().join("certs").exists(), "a CA was made for a refused name");
+    assert!(
+        stderr(&out).contains("at most 63 characters"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !store.path().join("certs").exists(),
+        "a CA was made for a refused name"
+    );
 }
 
 #[test]
@@ -147,9 +194,16 @@ fn remote_text_reaches_ls_without_escape_sequences() {
         "Starting Docker failed: \x1b[2J\x1b]0;owned\x07 journal says \x1b[31mred",
     )
     .expect("write");
-    for args in [vec!["ls"], vec!["ls", "--format", "json"], vec!["ls", "-f", "{{.Error}}"]] {
+    for args in [
+        vec!["ls"],
+        vec!["ls", "--format", "json"],
+        vec!["ls", "-f", "{{.Error}}"],
+    ] {
         let out = ok(&s.run(&args));
-        assert!(!out.contains('\x1b') && !out.contains('\x07'), "{args:?}: {out:?}");
+        assert!(
+            !out.contains('\x1b') && !out.contains('\x07'),
+            "{args:?}: {out:?}"
+        );
         assert!(out.contains("journal says"), "{args:?}: {out}");
     }
 }
@@ -161,12 +215,25 @@ fn format_templates_that_would_crash_are_refused() {
     s.add_none("n1", &format!("tcp://127.0.0.1:{p}"));
     for (args, says) in [
         (
-            vec!["ls", "--format", r#"{{define "x"}}{{template "x" .}}{{end}}{{template "x" .}}"#],
+            vec![
+                "ls",
+                "--format",
+                r#"{{define "x"}}{{template "x" .}}{{end}}{{template "x" .}}"#,
+            ],
             "define",
         ),
-        (vec!["ls", "--format", r#"{{printf "%*d" 999999999 1}}"#], "printf width"),
-        (vec!["ls", "--format", r#"{{printf "%999999999d" 1}}"#], "printf width"),
-        (vec!["inspect", "n1", "-f", r#"{{printf "%.99999s" .Name}}"#], "printf width"),
+        (
+            vec!["ls", "--format", r#"{{printf "%*d" 999999999 1}}"#],
+            "printf width",
+        ),
+        (
+            vec!["ls", "--format", r#"{{printf "%999999999d" 1}}"#],
+            "printf width",
+        ),
+        (
+            vec!["inspect", "n1", "-f", r#"{{printf "%.99999s" .Name}}"#],
+            "printf width",
+        ),
     ] {
         let out = s.run(&args);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));

@@ -150,8 +150,8 @@ pub fn parse_version_response(raw: &[u8]) -> Result<EngineVersion, String> {
     } else {
         body.to_vec()
     };
-    let v: serde_json::Value = serde_json::from_slice(body.trim_ascii())
-        .map_err(|e| format!("bad JSON: {e}"))?;
+    let v: serde_json::Value =
+        serde_json::from_slice(body.trim_ascii()).map_err(|e| format!("bad JSON: {e}"))?;
     let s = |k: &str| {
         v.get(k)
             .and_then(|x| x.as_str())
@@ -231,7 +231,11 @@ mod tests {
     #[test]
     fn a_character_split_across_chunks_is_joined_not_a_panic() {
         let doc = "{\"Version\":\"caf\u{e9}\"}".as_bytes();
-        let cut = doc.iter().position(|&b| b == 0xc3).expect("first byte of é") + 1;
+        let cut = doc
+            .iter()
+            .position(|&b| b == 0xc3)
+            .expect("first byte of é")
+            + 1;
         let (a, b) = doc.split_at(cut);
         let mut raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
         for part in [a, b] {
@@ -240,7 +244,10 @@ mod tests {
             raw.extend_from_slice(b"\r\n");
         }
         raw.extend_from_slice(b"0\r\n\r\n");
-        assert_eq!(parse_version_response(&raw).expect("ok").version, "caf\u{e9}");
+        assert_eq!(
+            parse_version_response(&raw).expect("ok").version,
+            "caf\u{e9}"
+        );
     }
 
     #[test]

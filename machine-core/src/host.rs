@@ -986,10 +986,13 @@ impl Host {
     /// remote file's permission bits (0600 when unknown).
     pub async fn copy_from(&self, remote: &str, local: &Path) -> Result<(), HostError> {
         let c = self.connect().await?;
-        let r = c.download(remote, local).await.map_err(|source| HostError::Ssh {
-            name: self.name().to_string(),
-            source,
-        });
+        let r = c
+            .download(remote, local)
+            .await
+            .map_err(|source| HostError::Ssh {
+                name: self.name().to_string(),
+                source,
+            });
         c.close().await;
         r.map(|_| ())
     }

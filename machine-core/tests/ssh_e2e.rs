@@ -285,18 +285,42 @@ async fn writes_never_follow_planted_links_and_output_is_bounded() {
         ))
         .await
         .expect("check");
-    assert_eq!(out.stdout_text(), "precious\n600\nnew\n644\n3\n", "{}", out.stderr_text());
+    assert_eq!(
+        out.stdout_text(),
+        "precious\n600\nnew\n644\n3\n",
+        "{}",
+        out.stderr_text()
+    );
 
     // download: the remote 0600 stays 0600 locally, 0640 stays 0640
     use std::os::unix::fs::PermissionsExt;
     let local = tmp.path().join("victim");
-    assert_eq!(c.download(&format!("{dir}/victim"), &local).await.expect("dl"), 0o600);
+    assert_eq!(
+        c.download(&format!("{dir}/victim"), &local)
+            .await
+            .expect("dl"),
+        0o600
+    );
     assert_eq!(std::fs::read(&local).expect("read"), b"precious");
-    let mode = std::fs::metadata(&local).expect("meta").permissions().mode() & 0o777;
+    let mode = std::fs::metadata(&local)
+        .expect("meta")
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o600);
-    assert!(c.run(&format!("chmod 640 {dir}/target")).await.expect("chmod").success());
-    c.download(&format!("{dir}/target"), &local).await.expect("dl2");
-    let mode = std::fs::metadata(&local).expect("meta").permissions().mode() & 0o777;
+    assert!(c
+        .run(&format!("chmod 640 {dir}/target"))
+        .await
+        .expect("chmod")
+        .success());
+    c.download(&format!("{dir}/target"), &local)
+        .await
+        .expect("dl2");
+    let mode = std::fs::metadata(&local)
+        .expect("meta")
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o640);
 
     // 40 MiB of output: the first 32 MiB are kept, the rest dropped and said
@@ -306,7 +330,11 @@ async fn writes_never_follow_planted_links_and_output_is_bounded() {
         .await
         .expect("big output");
     assert_eq!(out.stdout.len(), limit);
-    assert!(out.stderr_text().contains("dropped"), "{}", out.stderr_text());
+    assert!(
+        out.stderr_text().contains("dropped"),
+        "{}",
+        out.stderr_text()
+    );
     let _ = c.run(&format!("rm -rf {dir}")).await;
     c.close().await;
 }

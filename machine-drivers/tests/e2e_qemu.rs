@@ -716,6 +716,8 @@ async fn qemu_accel_auto() {
     let _guard = VmGuard(s.files().machine_dir("auto"));
     let mut o = qemu_options(&own_cache);
     o.driver_option("qemu-accel", OptionValue::String("auto".into()));
+    // a pipe this process holds open, inheritable, as a test runner's would be
+    let (pipe_read, pipe_write) = nix::unistd::pipe().expect("pipe");
     let t = Instant::now();
     let steps = std::sync::Mutex::new(Vec::<String>::new());
     let mut host = s
@@ -749,15 +751,52 @@ async fn qemu_accel_auto() {
         assert!(matches!(outcome, "works" | "fails"), "{memo}");
         assert_eq!(used, if outcome == "works" { "kvm" } else { "tcg" });
         assert!(
-            steps.iter().any(|s| s == "Checking whether KVM can boot a guest here"),
+            steps
+                .iter()
+                .any(|s| s == "Checking whether KVM can boot a guest here"),
             "{steps:#?}"
         );
         if outcome == "fails" {
-            assert!(!memo["reason"].as_str().unwrap_or_default().is_empty(), "{memo}");
+            assert!(
+                !memo["reason"].as_str().unwrap_or_default().is_empty(),
+                "{memo}"
+            );
         }
     } else {
         assert_eq!(used, "tcg");
     }
+    // QEMU (which outlives us) does not hold the pipe: with our end closed,
+    // its reader sees the end at once
+    let dir = s.files().machine_dir("auto");
+    let pid = std::fs::read_to_string(dir.join("qemu.pid")).expect("pid");
+    let ours = std::fs::read_link(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&pipe_write)
+    ))
+    .expect("our pipe");
+    let held: Vec<_> = std::fs::read_dir(format!("/proc/{}/fd", pid.trim()))
+        .expect("qemu fds")
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|l| *l == ours)
+        .collect();
+    assert!(
+        held.is_empty(),
+        "QEMU holds the caller's pipe {}",
+        ours.display()
+    );
+    drop(pipe_write);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut f = std::fs::File::from(pipe_read);
+        let mut b = [0u8; 1];
+        let _ = tx.send(f.read(&mut b).map_err(|e| e.to_string()));
+    });
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("the pipe's end"),
+        Ok(0)
+    );
     host.kill().await.expect("kill");
     s.remove("auto", false).await.expect("rm");
 }

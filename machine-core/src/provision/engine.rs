@@ -230,7 +230,10 @@ mod tests {
     #[test]
     fn a_newline_in_an_engine_value_never_starts_a_unit_line() {
         let env = vec!["A=1\nExecStartPre=/usr/bin/touch /pwned\n#".to_string()];
-        let args = vec!["--label".to_string(), "x\nExecStartPre=/bin/false".to_string()];
+        let args = vec![
+            "--label".to_string(),
+            "x\nExecStartPre=/bin/false".to_string(),
+        ];
         let d = systemd_drop_in("/usr/bin/dockerd", &args, &env);
         let lines: Vec<&str> = d.lines().collect();
         assert_eq!(lines.len(), 4, "{d}");
@@ -252,7 +255,10 @@ mod tests {
 
     #[test]
     fn openrc_conf_exports_only_variable_names() {
-        let c = openrc_conf(&[], &["X;touch /pwned-openrc;Y=1".into(), "OK_1=a b".into()]);
+        let c = openrc_conf(
+            &[],
+            &["X;touch /pwned-openrc;Y=1".into(), "OK_1=a b".into()],
+        );
         assert!(!c.contains("touch"), "{c}");
         assert!(c.contains("export OK_1='a b'\n"), "{c}");
         let e = crate::config::check_engine_value("engine-env", "X;touch /p;Y=1").expect_err("key");

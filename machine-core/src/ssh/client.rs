@@ -489,7 +489,10 @@ impl SshClient {
         if out.success() {
             Ok(())
         } else {
-            Err(format!("rename into place failed: {}", out.stderr_text().trim()))
+            Err(format!(
+                "rename into place failed: {}",
+                out.stderr_text().trim()
+            ))
         }
     }
 

@@ -200,7 +200,13 @@ mod tests {
             assert!(check_user(u).is_err(), "{u:?}");
         }
         assert!(check_user(&"u".repeat(65)).is_err());
-        for h in ["10.0.0.1", "host-1.example", "::1", "fe80::1%eth0", "127.0.0.1"] {
+        for h in [
+            "10.0.0.1",
+            "host-1.example",
+            "::1",
+            "fe80::1%eth0",
+            "127.0.0.1",
+        ] {
             assert!(check_host(h).is_ok(), "{h}");
         }
         for h in ["", "-oProxyCommand=x", "a b", "h;id", "h/x", "h\n", "[::1]"] {

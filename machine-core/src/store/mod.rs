@@ -189,13 +189,14 @@ impl FileStore {
     pub fn validate_name(name: &str) -> Result<(), StoreError> {
         let mut chars = name.chars();
         // 63: a host name label, which the machine's name becomes
-        let valid = name.len() <= MAX_NAME_LEN && match chars.next() {
-            Some(first) => {
-                first.is_ascii_alphanumeric()
-                    && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
-            }
-            None => false,
-        };
+        let valid = name.len() <= MAX_NAME_LEN
+            && match chars.next() {
+                Some(first) => {
+                    first.is_ascii_alphanumeric()
+                        && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+                }
+                None => false,
+            };
         if valid {
             Ok(())
         } else {

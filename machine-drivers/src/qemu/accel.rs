@@ -127,7 +127,9 @@ async fn run_probe(qemu: &str, kernel: &Path, serial: &Path) -> Result<Duration,
                 .rev()
                 .find(|l| !l.trim().is_empty())
                 .unwrap_or("no message");
-            Err(format!("QEMU under KVM ended ({status}) before the kernel booted: {last}"))
+            Err(format!(
+                "QEMU under KVM ended ({status}) before the kernel booted: {last}"
+            ))
         }
         Ok(Err(e)) => Err(format!("waiting for QEMU: {e}")),
         Err(_) => {
@@ -192,7 +194,9 @@ mod tests {
             "[    0.9] VFS: Unable to mount root fs on unknown-block(0,0)\n[    0.9] Kernel panic - not syncing"
         ));
         assert!(!probe_succeeded(""));
-        assert!(!probe_succeeded("SeaBIOS (version 1.16)\nBooting from ROM..."));
+        assert!(!probe_succeeded(
+            "SeaBIOS (version 1.16)\nBooting from ROM..."
+        ));
     }
 
     #[test]

@@ -255,7 +255,7 @@ cat >"$work/manifest.json" <<JSON
   "variant": "$variant",
   "suite": "$suite",
   "kernel": "$kver",
-  "cmdline": "root=/dev/vda rw console=ttyS0,115200 loglevel=4 mitigations=off",
+  "cmdline": "root=/dev/vda rw console=ttyS0,115200 loglevel=4",
   "docker": "$(pkgver docker.io)",
   "openssh": "$(pkgver openssh-server)",
   "disk_bytes": $disk_bytes,

@@ -25,8 +25,17 @@ pub const IMAGE_NAME: &str = "machine-debian-12";
 /// Name of the image without Docker (Docker is installed by provisioning).
 pub const IMAGE_NAME_NODOCKER: &str = "machine-debian-12-nodocker";
 /// Kernel command line for images booted directly (root file system on `/dev/vda`).
-pub const DEFAULT_CMDLINE: &str =
-    "root=/dev/vda rw console=ttyS0,115200 loglevel=4 mitigations=off";
+pub const DEFAULT_CMDLINE: &str = "root=/dev/vda rw console=ttyS0,115200 loglevel=4";
+
+/// A kernel command line without words that switch off the guest's defences
+/// (`mitigations=off`, as images built by earlier releases carry).
+pub fn hardened_cmdline(cmdline: &str) -> String {
+    cmdline
+        .split_whitespace()
+        .filter(|w| *w != "mitigations=off")
+        .collect::<Vec<_>>()
+        .join(" ")
+}
 
 const BUILD_SCRIPT: &str = include_str!("build-image.sh");
 
@@ -461,8 +470,7 @@ pub fn dir_image(dir: &Path) -> Result<BootImage, ImageError> {
         .get("cmdline")
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
-        .unwrap_or(DEFAULT_CMDLINE)
-        .to_string();
+        .map_or_else(|| DEFAULT_CMDLINE.to_string(), hardened_cmdline);
     Ok(BootImage {
         disk: dir.join("disk.qcow2"),
         format: "qcow2".into(),
@@ -509,6 +517,7 @@ async fn disk_image(
     progress: Progress<'_>,
 ) -> Result<BootImage, ImageError> {
     let format = detect_format(disk)?;
+    check_no_external_files(disk, &format).await?;
     let marker = work.join("boot.json");
     let (kernel, initrd) = (work.join("vmlinuz"), work.join("initrd.img"));
     let known: Option<Value> = std::fs::read(&marker)
@@ -537,6 +546,52 @@ async fn disk_image(
         initrd: direct.then_some(initrd),
         cmdline: DEFAULT_CMDLINE.into(),
     })
+}
+
+/// Refuse a disk image that names other files: a qcow2 backing file or
+/// external data file would let an image we did not make read (and show the
+/// guest) any file of this machine, `/root/.ssh/id_rsa` say.
+pub async fn check_no_external_files(disk: &Path, format: &str) -> Result<(), ImageError> {
+    let out = run_tool(
+        "qemu-img",
+        &[
+            "info".as_ref(),
+            "--output=json".as_ref(),
+            "-f".as_ref(),
+            format.as_ref(),
+            disk.as_os_str(),
+        ],
+    )
+    .await?;
+    let bad = |reason: String| ImageError::BadSpec {
+        spec: disk.display().to_string(),
+        reason,
+    };
+    if !out.status.success() {
+        return Err(bad(format!(
+            "qemu-img info failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let info: Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| bad(format!("qemu-img info printed no JSON: {e}")))?;
+    if let Some(b) = info
+        .get("full-backing-filename")
+        .or_else(|| info.get("backing-filename"))
+    {
+        return Err(bad(format!(
+            "the image has a backing file ({b}); only self-contained images are used"
+        )));
+    }
+    let data_file = info
+        .pointer("/format-specific/data/data-file")
+        .or_else(|| info.pointer("/format-specific/data/data-file-raw"));
+    if let Some(d) = data_file.filter(|d| !d.is_null() && *d != &Value::Bool(false)) {
+        return Err(bad(format!(
+            "the image has an external data file ({d}); only self-contained images are used"
+        )));
+    }
+    Ok(())
 }
 
 /// Copy `/boot/vmlinuz-*` and the matching `/boot/initrd.img-*` out of an ext4
@@ -777,7 +832,10 @@ fn tls_config() -> Result<std::sync::Arc<rustls::ClientConfig>, String> {
     Ok(std::sync::Arc::new(cfg))
 }
 
-async fn open(u: &Url) -> Result<Box<dyn Stream>, String> {
+/// How long a download may go without receiving anything.
+pub const STALL_LIMIT: Duration = Duration::from_secs(60);
+
+async fn open(u: &Url, stall: Duration) -> Result<Box<dyn Stream>, String> {
     let tcp = tokio::time::timeout(
         Duration::from_secs(30),
         tokio::net::TcpStream::connect((u.host.as_str(), u.port)),
@@ -785,6 +843,8 @@ async fn open(u: &Url) -> Result<Box<dyn Stream>, String> {
     .await
     .map_err(|_| "connection timed out".to_string())?
     .map_err(|e| e.to_string())?;
+    // every read, the TLS handshake's included, must make progress in time
+    let tcp = super::stall::Stall::new(tcp, stall);
     if !u.https {
         return Ok(Box::new(tcp));
     }
@@ -798,6 +858,15 @@ async fn open(u: &Url) -> Result<Box<dyn Stream>, String> {
 
 /// GET `url` (following redirects) into `dest`; returns the body's SHA-256.
 async fn fetch_to(url: &str, dest: &Path, progress: Progress<'_>) -> Result<String, ImageError> {
+    fetch_with_limit(url, dest, progress, STALL_LIMIT).await
+}
+
+async fn fetch_with_limit(
+    url: &str,
+    dest: &Path,
+    progress: Progress<'_>,
+    stall: Duration,
+) -> Result<String, ImageError> {
     let fail = |reason: String| ImageError::Download {
         url: url.to_string(),
         reason,
@@ -805,7 +874,7 @@ async fn fetch_to(url: &str, dest: &Path, progress: Progress<'_>) -> Result<Stri
     let mut current = url.to_string();
     for _ in 0..8 {
         let u = parse_url(&current).ok_or_else(|| fail(format!("cannot parse URL {current}")))?;
-        let stream = open(&u).await.map_err(fail)?;
+        let stream = open(&u, stall).await.map_err(fail)?;
         let mut r = BufReader::new(stream);
         let host_header = if (u.https && u.port == 443) || (!u.https && u.port == 80) {
             u.host.clone()
@@ -1114,5 +1183,87 @@ mod tests {
             .expect("body");
         assert_eq!(std::fs::read(&dest).expect("read"), b"hello world");
         assert_eq!(h, hex::encode(sha2::Sha256::digest(b"hello world")));
+    }
+
+    #[test]
+    fn defences_stay_on_in_the_guest_kernel() {
+        assert!(!DEFAULT_CMDLINE.contains("mitigations"));
+        assert_eq!(
+            hardened_cmdline("root=/dev/vda rw mitigations=off loglevel=4"),
+            "root=/dev/vda rw loglevel=4"
+        );
+    }
+
+    #[tokio::test]
+    async fn images_naming_other_files_are_refused() {
+        if find_program("qemu-img").is_none() {
+            assert!(
+                std::env::var("CI").is_err(),
+                "qemu-img is required under CI"
+            );
+            eprintln!("SKIPPED: qemu-img missing (scripts/qemu-setup.sh)");
+            return;
+        }
+        let d = tempfile::tempdir().expect("tmp");
+        let secret = d.path().join("id_rsa");
+        std::fs::write(&secret, vec![b'k'; 4096]).expect("secret");
+        let evil = d.path().join("evil.qcow2");
+        let ok = std::process::Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
+            .arg(&secret)
+            .arg(&evil)
+            .status()
+            .expect("qemu-img");
+        assert!(ok.success());
+        let spec = ImageSpec::File(evil.clone());
+        let e = resolve(&d.path().join("cache"), &spec, &|_: &str| {})
+            .await
+            .expect_err("backing file");
+        assert!(e.to_string().contains("backing file"), "{e}");
+        // a self-contained image passes the check
+        let plain = d.path().join("plain.qcow2");
+        let ok = std::process::Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2"])
+            .arg(&plain)
+            .arg("1M")
+            .status()
+            .expect("qemu-img");
+        assert!(ok.success());
+        check_no_external_files(&plain, "qcow2")
+            .await
+            .expect("plain image");
+    }
+
+    #[tokio::test]
+    async fn a_server_that_stops_sending_ends_the_download() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        let server = tokio::spawn(async move {
+            let (mut c, _) = l.accept().await.expect("accept");
+            let mut req = [0u8; 1024];
+            let _ = c.read(&mut req).await;
+            c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\nstart")
+                .await
+                .expect("write");
+            // then nothing, with the connection open
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        });
+        let d = tempfile::tempdir().expect("tmp");
+        let url = format!("http://127.0.0.1:{port}/img.qcow2");
+        let e = fetch_with_limit(
+            &url,
+            &d.path().join("part"),
+            &|_: &str| {},
+            Duration::from_millis(500),
+        )
+        .await
+        .expect_err("stalled");
+        assert!(
+            e.to_string().contains("no data for") || format!("{e:?}").contains("no data for"),
+            "{e:?}"
+        );
+        server.abort();
     }
 }

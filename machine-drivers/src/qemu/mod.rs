@@ -39,6 +39,7 @@ pub mod accel;
 pub mod image;
 pub mod qmp;
 pub mod seed;
+pub mod stall;
 
 pub use accel::{kvm_usable, Accel};
 use async_trait::async_trait;
@@ -384,6 +385,42 @@ fn port_free(port: u16) -> bool {
     port != 0 && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
 
+/// A directory for sockets that only this user can enter:
+/// `$XDG_RUNTIME_DIR/machine` when set, else `<tmp>/machine-<uid>`. It is
+/// made with mode 0700; an existing one must be a real directory owned by
+/// this user with no access for others, else `None` (the caller keeps the
+/// long path, which QEMU reports as too long: better than a socket another
+/// user can squat).
+pub fn private_socket_dir() -> Option<PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let uid = nix::unistd::Uid::effective().as_raw();
+    let dir = match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        Some(d) => PathBuf::from(d).join("machine"),
+        None => std::env::temp_dir().join(format!("machine-{uid}")),
+    };
+    let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+    match std::fs::symlink_metadata(&dir) {
+        Ok(m) if m.is_dir() && m.uid() == uid && m.mode() & 0o077 == 0 => Some(dir),
+        _ => {
+            tracing::warn!(dir = %dir.display(), "not a private directory of this user; not used for sockets");
+            None
+        }
+    }
+}
+
+/// A command that runs `program` with no open file descriptor above 2 but
+/// those it opens itself. QEMU outlives us (daemonized): a pipe our caller
+/// passed us (a test runner, a CI agent) must not stay open in it, or whoever
+/// waits for that pipe's end waits forever. Rust opens its own descriptors
+/// close-on-exec; the ones we inherited are closed by a bash wrapper (bash,
+/// not sh: dash cannot name descriptors above 9).
+pub fn without_inherited_fds(program: &str) -> tokio::process::Command {
+    const CLOSE: &str = r#"for fd in /proc/self/fd/*; do n=${fd##*/}; if [ "$n" -gt 2 ]; then eval "exec $n>&-"; fi; done 2>/dev/null; exec "$@""#;
+    let mut c = tokio::process::Command::new("bash");
+    c.arg("-c").arg(CLOSE).arg("machine-exec").arg(program);
+    c
+}
+
 /// Total memory of this machine in MiB.
 fn host_memory_mib() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
@@ -439,6 +476,9 @@ impl QemuDriver {
 
     /// The QMP socket: in the machine's directory, or under /tmp when that path
     /// is too long for a unix socket address.
+    /// The QMP socket: in the machine's directory, or where that path is too
+    /// long for a unix socket, in a directory of this user's own
+    /// ([`private_socket_dir`]) under a name derived from it.
     fn qmp_path(&self) -> PathBuf {
         let p = self.file("qmp.sock");
         if p.as_os_str().len() < 100 {
@@ -446,7 +486,10 @@ impl QemuDriver {
         }
         use sha2::Digest;
         let h = hex::encode(sha2::Sha256::digest(p.as_os_str().as_encoded_bytes()));
-        std::env::temp_dir().join(format!("machine-qmp-{}.sock", &h[..16]))
+        match private_socket_dir() {
+            Some(dir) => dir.join(format!("qmp-{}.sock", &h[..16])),
+            None => p,
+        }
     }
 
     /// The QEMU process of this machine, if it is alive.
@@ -513,9 +556,9 @@ impl QemuDriver {
         ]);
         if self.file("vmlinuz").is_file() {
             let cmdline = if self.own.cmdline.is_empty() {
-                image::DEFAULT_CMDLINE
+                image::DEFAULT_CMDLINE.to_string()
             } else {
-                &self.own.cmdline
+                image::hardened_cmdline(&self.own.cmdline)
             };
             a.extend([
                 "-kernel".into(),
@@ -523,7 +566,7 @@ impl QemuDriver {
                 "-initrd".into(),
                 self.file("initrd.img").to_string_lossy().into_owned(),
                 "-append".into(),
-                cmdline.to_string(),
+                cmdline,
             ]);
         } else if self.file("seed.iso").is_file() {
             a.extend([
@@ -579,6 +622,11 @@ impl QemuDriver {
             }
         }
         a.extend([
+            // QEMU's seccomp filter: no obsolete system calls, no changing of
+            // scheduling or affinity. (`spawn` and `elevateprivileges` would
+            // forbid the fork and setsid of -daemonize.)
+            "-sandbox".into(),
+            "on,obsolete=deny,resourcecontrol=deny".into(),
             "-serial".into(),
             format!("file:{}", f("serial.log")),
             "-qmp".into(),
@@ -624,7 +672,7 @@ impl QemuDriver {
             let _ = std::fs::remove_file(self.qmp_path());
             let args = self.qemu_args(accel, ssh, engine);
             tracing::debug!(machine = %self.base.machine_name, ?args, "starting qemu");
-            let out = tokio::process::Command::new(&self.own.binary)
+            let out = without_inherited_fds(&self.own.binary)
                 .args(&args)
                 .stdin(std::process::Stdio::null())
                 .output()
@@ -708,10 +756,7 @@ impl QemuDriver {
                 _ => self.auto_accel().await,
             },
         };
-        machine_core::progress::report(&format!(
-            "Starting the VM under {}",
-            first.describe()
-        ));
+        machine_core::progress::report(&format!("Starting the VM under {}", first.describe()));
         let limit = if probing {
             KVM_PROBE.min(boot_limit)
         } else {
@@ -733,7 +778,13 @@ impl QemuDriver {
                 tracing::warn!(machine = %self.base.machine_name, failure = %why,
                     "the VM did not boot under KVM within {} s; using TCG", limit.as_secs());
                 self.end_process(Duration::from_secs(5)).await;
-                accel::remember(&self.cache_dir(), &self.own.binary, false, &why, &time_now());
+                accel::remember(
+                    &self.cache_dir(),
+                    &self.own.binary,
+                    false,
+                    &why,
+                    &time_now(),
+                );
                 machine_core::progress::report(&format!(
                     "Starting the VM under {}",
                     Accel::Tcg.describe()
@@ -1180,6 +1231,33 @@ mod tests {
     }
 
     #[test]
+    fn long_socket_paths_go_to_a_private_directory() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = private_socket_dir().expect("private dir");
+        let m = std::fs::symlink_metadata(&dir).expect("exists");
+        assert!(m.is_dir());
+        assert_eq!(m.mode() & 0o077, 0, "{}", dir.display());
+        assert_eq!(m.uid(), nix::unistd::Uid::effective().as_raw());
+        // a machine directory too deep for a socket path
+        let d = tempfile::tempdir().expect("tmp");
+        let long = d.path().join("x".repeat(120));
+        std::fs::create_dir_all(&long).expect("mkdir");
+        let drv = QemuDriver {
+            base: BaseDriver::default(),
+            own: serde_json::from_str("{}").expect("own"),
+            machine_dir: long.clone(),
+            store_root: d.path().to_path_buf(),
+        };
+        let q = drv.qmp_path();
+        assert!(q.starts_with(&dir), "{}", q.display());
+        assert!(
+            !q.starts_with(std::env::temp_dir().join("machine-qmp")),
+            "{}",
+            q.display()
+        );
+    }
+
+    #[test]
     fn qemu_command_line() {
         let d = tempfile::tempdir().expect("tmp");
         let o = opts(&[
@@ -1222,6 +1300,10 @@ mod tests {
             "{a}"
         );
         assert!(a.contains("name=opt/machine/hostname,string=vm1"), "{a}");
+        assert!(
+            a.contains("-sandbox on,obsolete=deny,resourcecontrol=deny"),
+            "{a}"
+        );
         assert!(a.ends_with("-daemonize"), "{a}");
         assert!(!a.contains("-kernel") && !a.contains("seed.iso"), "{a}");
         let a = drv.qemu_args(Accel::Kvm, 1, 2).join(" ");
