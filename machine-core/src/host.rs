@@ -1254,19 +1254,7 @@ impl Host {
             progress("Regenerating the CA and client certificates");
             let _lock = self.store.files.lock_store()?;
             let certs = CertPaths::in_dir(&self.store.files.certs_dir());
-            for p in [
-                &certs.ca_cert,
-                &certs.ca_key,
-                &certs.client_cert,
-                &certs.client_key,
-            ] {
-                match std::fs::remove_file(p) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(self.io(p, e)),
-                }
-            }
-            cert::bootstrap(&certs, &cert::default_org(), self.key_algorithm())
+            cert::regenerate(&certs, &cert::default_org(), self.key_algorithm())
                 .map_err(|e| self.cert_err(e))?;
         }
         self.provision(progress).await

@@ -98,6 +98,14 @@ fn bootstrap_at(
             } else if expired(&paths.client_cert, now)? {
                 tracing::info!(path = %paths.client_cert.display(), "client certificate expired, issuing a new one");
                 true
+            } else if let Err(why) = client_pair_fits(paths, ca.cert_pem(), now) {
+                // an interrupted write (key before certificate) or a replaced
+                // file: the pair would fail at every daemon
+                tracing::warn!(
+                    path = %paths.client_cert.display(),
+                    "the client certificate does not fit ({why}); issuing a new one"
+                );
+                true
             } else {
                 false
             }
@@ -109,6 +117,68 @@ fn bootstrap_at(
         write_pair(&paths.client_cert, &cert_pem, &paths.client_key, &key_pem)?;
     }
     Ok(outcome)
+}
+
+/// Whether the client key belongs to the client certificate and the
+/// certificate verifies against the CA at `now`.
+fn client_pair_fits(paths: &CertPaths, ca_pem: &str, now: SystemTime) -> Result<(), String> {
+    let what = paths.client_cert.display().to_string();
+    let cert_pem = read_text(&paths.client_cert).map_err(|e| e.to_string())?;
+    let key_pem = read_text(&paths.client_key).map_err(|e| e.to_string())?;
+    let der = parse_cert_pem(&cert_pem, &what).map_err(|e| e.to_string())?;
+    let info = CertInfo::parse(&der, &what).map_err(|e| e.to_string())?;
+    let key_what = paths.client_key.display().to_string();
+    let key_der = super::authority::parse_key_pem(&key_pem, &key_what).map_err(|e| e.to_string())?;
+    use rcgen::PublicKeyData;
+    let key = rcgen::KeyPair::try_from(&key_der).map_err(|e| e.to_string())?;
+    if key.der_bytes() != info.public_key.as_slice() {
+        return Err("the key is not the certificate's".into());
+    }
+    super::tls::verify_client_cert(ca_pem, &cert_pem, now).map_err(|e| e.to_string())
+}
+
+/// Replace the CA and the client certificate at `paths` with new ones: all
+/// four files are made in a private staging directory beside them first, and
+/// only then renamed into place (keys before certificates). A failure while
+/// making them (a full disk, say) leaves the old set untouched.
+pub fn regenerate(paths: &CertPaths, org: &str, alg: KeyAlgorithm) -> Result<(), CertError> {
+    regenerate_with(paths, |staged| bootstrap(staged, org, alg).map(|_| ()))
+}
+
+fn regenerate_with(
+    paths: &CertPaths,
+    make: impl FnOnce(&CertPaths) -> Result<(), CertError>,
+) -> Result<(), CertError> {
+    let dir = paths
+        .ca_cert
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    fsutil::create_private_dir(dir).map_err(|source| CertError::CreateDir {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let staging = tempfile::Builder::new()
+        .prefix(".regenerate-")
+        .tempdir_in(dir)
+        .map_err(|source| CertError::CreateDir {
+            path: dir.to_owned(),
+            source,
+        })?;
+    let staged = CertPaths::in_dir(staging.path());
+    make(&staged)?;
+    for (from, to) in [
+        (&staged.ca_key, &paths.ca_key),
+        (&staged.ca_cert, &paths.ca_cert),
+        (&staged.client_key, &paths.client_key),
+        (&staged.client_cert, &paths.client_cert),
+    ] {
+        std::fs::rename(from, to).map_err(|source| CertError::Write {
+            path: to.clone(),
+            source,
+        })?;
+    }
+    Ok(())
 }
 
 fn exists(path: &Path) -> Result<bool, CertError> {
@@ -146,6 +216,79 @@ fn write_pair(cert: &Path, cert_pem: &str, key: &Path, key_pem: &str) -> Result<
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn regenerating_keeps_the_old_set_until_the_new_one_is_complete() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let certs = dir.path().join("certs");
+        let paths = CertPaths::in_dir(&certs);
+        let alg = KeyAlgorithm::EcdsaP256;
+        bootstrap(&paths, "alice", alg).expect("first");
+        let read_all = |p: &CertPaths| {
+            [&p.ca_cert, &p.ca_key, &p.client_cert, &p.client_key]
+                .map(|f| std::fs::read(f).expect("read"))
+        };
+        let before = read_all(&paths);
+        // making the new set fails half-way (as on a full disk)
+        let e = regenerate_with(&paths, |staged| {
+            let ca = CertificateAuthority::generate("alice", alg)?;
+            std::fs::write(&staged.ca_key, ca.key_pem()).expect("partial");
+            Err(CertError::Write {
+                path: staged.ca_cert.clone(),
+                source: std::io::Error::other("No space left on device"),
+            })
+        })
+        .expect_err("failed");
+        assert!(e.to_string().contains("ca.pem"), "{e}");
+        assert_eq!(read_all(&paths), before, "the old set was touched");
+        let leftovers: Vec<_> = std::fs::read_dir(&certs)
+            .expect("ls")
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name())
+            .filter(|n| n.to_string_lossy().starts_with(".regenerate"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+        // and a successful run replaces all four, consistently
+        regenerate(&paths, "alice", alg).expect("regenerate");
+        let after = read_all(&paths);
+        for (a, b) in before.iter().zip(after.iter()) {
+            assert_ne!(a, b);
+        }
+        CertificateAuthority::load(&paths.ca_cert, &paths.ca_key).expect("CA pair");
+        let ca_pem = std::fs::read_to_string(&paths.ca_cert).expect("ca");
+        assert_eq!(client_pair_fits(&paths, &ca_pem, SystemTime::now()), Ok(()));
+    }
+
+    #[test]
+    fn a_client_key_or_certificate_that_does_not_fit_is_reissued() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let paths = CertPaths::in_dir(&dir.path().join("certs"));
+        let alg = KeyAlgorithm::EcdsaP256;
+        bootstrap(&paths, "alice", alg).expect("first");
+        let ca_pem = std::fs::read_to_string(&paths.ca_cert).expect("ca");
+        let fits = |p: &CertPaths| client_pair_fits(p, &ca_pem, SystemTime::now());
+        assert_eq!(fits(&paths), Ok(()));
+
+        // a key.pem replaced by another key (an interrupted write, or a user)
+        let other = CertificateAuthority::generate("mallory", alg).expect("other");
+        let stray = other.issue_client("mallory.x", alg).expect("stray");
+        let good_cert = std::fs::read(&paths.client_cert).expect("cert");
+        std::fs::write(&paths.client_key, &stray.key_pem).expect("replace key");
+        assert!(fits(&paths).is_err());
+        assert_eq!(
+            bootstrap(&paths, "alice", alg).expect("again"),
+            BootstrapOutcome::Existing
+        );
+        assert_eq!(fits(&paths), Ok(()));
+        assert_ne!(std::fs::read(&paths.client_cert).expect("cert"), good_cert);
+
+        // a certificate from another CA, with its own key
+        std::fs::write(&paths.client_key, &stray.key_pem).expect("key");
+        std::fs::write(&paths.client_cert, &stray.cert_pem).expect("cert");
+        assert!(fits(&paths).is_err());
+        bootstrap(&paths, "alice", alg).expect("third");
+        assert_eq!(fits(&paths), Ok(()));
+    }
 
     #[test]
     fn expired_client_is_reissued_with_current_ca() {

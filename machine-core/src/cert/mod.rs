@@ -36,7 +36,7 @@ use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 
 pub use authority::CertificateAuthority;
-pub use bootstrap::{bootstrap, BootstrapOutcome};
+pub use bootstrap::{bootstrap, regenerate, BootstrapOutcome};
 pub use tls::{client_tls_config, server_tls_config, verify_client_cert, verify_server_cert};
 
 /// Boxed error from a library used underneath (parsers, signers).
