@@ -521,8 +521,9 @@ impl Store {
         config.host_options.engine_options = opts.engine.clone();
         config.host_options.auth_options.server_cert_sans = Some(opts.tls_san.clone());
         config.driver = driver.saved_state().map_err(drv_err)?;
-        self.files.create(&config)?;
+        // lock first: a remove of the same name waits until create is done
         let _lock = self.files.lock_machine(name)?;
+        self.files.create(&config)?;
         let mut host = Host {
             config,
             driver,
@@ -754,6 +755,16 @@ impl Host {
     }
     fn clear_error(&self) {
         let _ = std::fs::remove_file(self.dir().join(ERROR_FILE));
+    }
+
+    /// Read the configuration and the driver's state again from the store
+    /// (under the machine's lock, before changing anything: another process
+    /// may have changed or removed the machine since this `Host` was loaded).
+    fn reload(&mut self) -> Result<(), HostError> {
+        let fresh = self.store.get(self.name())?;
+        self.config = fresh.config;
+        self.driver = fresh.driver;
+        Ok(())
     }
 
     /// Save the configuration (the driver's state included).
@@ -1189,6 +1200,7 @@ impl Host {
     /// daemon configuration with a fresh server certificate and restart it.
     pub async fn provision(&mut self, progress: Progress<'_>) -> Result<(), HostError> {
         let _lock = self.store.files.lock_machine(self.name())?;
+        self.reload()?;
         self.provision_locked(progress).await
     }
 
@@ -1206,6 +1218,7 @@ impl Host {
     /// distribution's package), then restart the daemon with our configuration.
     pub async fn upgrade(&mut self, progress: Progress<'_>) -> Result<(), HostError> {
         let _lock = self.store.files.lock_machine(self.name())?;
+        self.reload()?;
         let client = self.connect().await?;
         let prov_err = |source| HostError::Provision {
             name: self.name().to_string(),
@@ -1262,21 +1275,29 @@ impl Host {
 
     /// Start the machine (driver-dependent).
     pub async fn start(&mut self) -> Result<(), HostError> {
+        let _lock = self.store.files.lock_machine(self.name())?;
+        self.reload()?;
         self.driver.start().await.map_err(|e| self.drv(e))?;
         self.save()
     }
     /// Stop the machine (driver-dependent).
     pub async fn stop(&mut self) -> Result<(), HostError> {
+        let _lock = self.store.files.lock_machine(self.name())?;
+        self.reload()?;
         self.driver.stop().await.map_err(|e| self.drv(e))?;
         self.save()
     }
     /// Restart the machine (driver-dependent).
     pub async fn restart(&mut self) -> Result<(), HostError> {
+        let _lock = self.store.files.lock_machine(self.name())?;
+        self.reload()?;
         self.driver.restart().await.map_err(|e| self.drv(e))?;
         self.save()
     }
     /// Kill the machine (driver-dependent).
     pub async fn kill(&mut self) -> Result<(), HostError> {
+        let _lock = self.store.files.lock_machine(self.name())?;
+        self.reload()?;
         self.driver.kill().await.map_err(|e| self.drv(e))?;
         self.save()
     }

@@ -128,7 +128,8 @@ fn client_pair_fits(paths: &CertPaths, ca_pem: &str, now: SystemTime) -> Result<
     let der = parse_cert_pem(&cert_pem, &what).map_err(|e| e.to_string())?;
     let info = CertInfo::parse(&der, &what).map_err(|e| e.to_string())?;
     let key_what = paths.client_key.display().to_string();
-    let key_der = super::authority::parse_key_pem(&key_pem, &key_what).map_err(|e| e.to_string())?;
+    let key_der =
+        super::authority::parse_key_pem(&key_pem, &key_what).map_err(|e| e.to_string())?;
     use rcgen::PublicKeyData;
     let key = rcgen::KeyPair::try_from(&key_der).map_err(|e| e.to_string())?;
     if key.der_bytes() != info.public_key.as_slice() {

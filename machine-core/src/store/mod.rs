@@ -332,15 +332,22 @@ impl FileStore {
     }
 
     /// Write `config` to `machines/<config.name>/config.json` (mode 0600),
-    /// atomically replacing any previous file; the directories are created
-    /// (mode 0700) if missing. Serializing concurrent read-modify-write cycles
-    /// is up to the caller (see [`Self::lock_machine`]).
+    /// atomically replacing any previous file. The machine must exist
+    /// ([`StoreError::NotFound`] otherwise: a save never brings a removed
+    /// machine back; [`Self::create`] claims new names). Serializing
+    /// concurrent read-modify-write cycles is up to the caller (see
+    /// [`Self::lock_machine`]).
     pub fn save(&self, config: &HostConfig) -> Result<(), StoreError> {
         let name = config.name.as_str();
         Self::validate_name(name)?;
         let bytes = encode(config)?;
         let dir = self.machine_dir(name);
-        create_private_dir(&dir).map_err(io_err(&dir))?;
+        // never bring a removed machine back: only `create` makes the directory
+        if !dir.is_dir() {
+            return Err(StoreError::NotFound {
+                name: name.to_string(),
+            });
+        }
         let path = dir.join(CONFIG_FILE);
         write_atomic(&path, &bytes, PRIVATE_FILE_MODE).map_err(io_err(&path))
     }
