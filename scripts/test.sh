@@ -58,6 +58,11 @@ log "Node.js bindings"
 status=${PIPESTATUS[0]}
 [ "$status" = 0 ] || fail "node tests" "$status"
 
+log "Fuzzing (bounded: ${MT_FUZZ_SECONDS:-30} s per target)"
+bash scripts/fuzz.sh "${MT_FUZZ_SECONDS:-30}" 2>&1 | tee "$LOGS/fuzz.log"
+status=${PIPESTATUS[0]}
+[ "$status" = 0 ] || fail "fuzzing" "$status"
+
 count() { # count WORD FILE: the number before WORD on the runner's closing line
     { grep -oE "[0-9]+ $1" "$2" || true; } | tail -n 1 | cut -d' ' -f1
 }
@@ -68,8 +73,11 @@ rust_passed=$(cargo_sum passed); rust_failed=$(cargo_sum failed)
 py_passed=$(count passed "$LOGS/pytest.log"); py_failed=$(count failed "$LOGS/pytest.log")
 node_passed=$(count passed "$LOGS/node.log"); node_failed=$(count failed "$LOGS/node.log")
 py_passed=${py_passed:-0}; py_failed=${py_failed:-0}; node_passed=${node_passed:-0}; node_failed=${node_failed:-0}
+fuzz_passed=$(count passed "$LOGS/fuzz.log"); fuzz_failed=$(count failed "$LOGS/fuzz.log")
+fuzz_passed=${fuzz_passed:-0}; fuzz_failed=${fuzz_failed:-0}
 log "all tests passed"
 echo "Rust: $rust_passed passed, $rust_failed failed"
 echo "Python: $py_passed passed, $py_failed failed"
 echo "Node.js: $node_passed passed, $node_failed failed"
-echo "$((rust_passed + py_passed + node_passed)) passed, $((rust_failed + py_failed + node_failed)) failed"
+echo "Fuzz targets: $fuzz_passed passed, $fuzz_failed failed"
+echo "$((rust_passed + py_passed + node_passed + fuzz_passed)) passed, $((rust_failed + py_failed + node_failed + fuzz_failed)) failed"

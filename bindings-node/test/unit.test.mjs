@@ -292,6 +292,31 @@ test('a driver factory may be a function, async, with the options given at regis
   assert.deepEqual(made, [{ where: 'tcp://127.0.0.1:7' }, { where: 'tcp://127.0.0.1:7' }])
 })
 
+test('list is bounded by its timeout even when a driver factory never settles', async (t) => {
+  const store = tempStore(t)
+  let hang = false
+  const factory = async (context, options) => {
+    if (hang) return new Promise(() => {})
+    return {
+      needsProvisioning: false,
+      create() {},
+      remove() {},
+      state: () => 'Running',
+      ip: () => '127.0.0.1',
+      url: () => 'tcp://127.0.0.1:1',
+    }
+  }
+  store.registerDriver('hang', factory, [])
+  await store.create('h1', { driver: 'hang' })
+  hang = true
+  const started = Date.now()
+  const [row] = await store.list({ timeout: 1 })
+  assert.equal(row.name, 'h1')
+  assert.equal(row.state, 'Timeout')
+  assert.match(row.error, /loading/)
+  assert.ok(Date.now() - started < 5000, `list took ${Date.now() - started} ms`)
+})
+
 test('failures of a JavaScript driver reject with its message', async (t) => {
   const store = tempStore(t)
   class Picky extends MemoryDriver {

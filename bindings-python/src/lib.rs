@@ -14,7 +14,7 @@
 use machine_core::host::HostError;
 use pyo3::prelude::*;
 use std::future::Future;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 mod driver;
@@ -22,34 +22,67 @@ mod error;
 mod host;
 mod store;
 
-/// The runtime every blocking call runs on, started on first use.
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .thread_name("docker-machine")
-            .build()
-            .expect("cannot start the tokio runtime")
-    })
+/// The runtime every blocking call runs on, started on first use, and again
+/// in a child process after `fork()`: a forked child has none of the
+/// parent's runtime threads, so the parent's runtime is left alone (never
+/// dropped there) and a new one is started.
+fn runtime() -> PyResult<Arc<tokio::runtime::Runtime>> {
+    static RUNTIME: Mutex<Option<(u32, Arc<tokio::runtime::Runtime>)>> = Mutex::new(None);
+    let pid = std::process::id();
+    let mut slot = RUNTIME.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((owner, rt)) = slot.as_ref() {
+        if *owner == pid {
+            return Ok(rt.clone());
+        }
+    }
+    if let Some(inherited) = slot.take() {
+        std::mem::forget(inherited);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("docker-machine")
+        .build()
+        .map(Arc::new)
+        .map_err(|e| {
+            pyo3::exceptions::PyRuntimeError::new_err(format!("cannot start the runtime: {e}"))
+        })?;
+    *slot = Some((pid, rt.clone()));
+    Ok(rt)
 }
 
 /// Run `fut` to completion with the GIL released and map its error to an
 /// exception. Signals are checked every 200 ms, so Ctrl-C interrupts a long
 /// operation (the operation is dropped where it stands, as when the CLI is
-/// interrupted).
+/// interrupted). Called from inside another operation (a progress callback,
+/// a driver written in Python), the nested operation runs on a thread of its
+/// own, as a runtime cannot be entered twice on one thread.
 fn wait<T, F>(py: Python<'_>, fut: F) -> PyResult<T>
 where
     F: Future<Output = Result<T, HostError>> + Send,
     T: Send,
 {
-    let out = py.detach(|| {
-        runtime().block_on(async {
+    let rt = runtime()?;
+    let run = move || {
+        rt.block_on(async {
             tokio::select! {
                 r = fut => Ok(r),
                 e = interrupted() => Err(e),
             }
         })
+    };
+    let nested = tokio::runtime::Handle::try_current().is_ok();
+    let out = py.detach(|| {
+        if nested {
+            std::thread::scope(|s| {
+                s.spawn(run).join().unwrap_or_else(|_| {
+                    Err(pyo3::exceptions::PyRuntimeError::new_err(
+                        "the nested operation panicked",
+                    ))
+                })
+            })
+        } else {
+            run()
+        }
     });
     match out {
         Ok(r) => r.map_err(|e| error::to_py(py, e)),

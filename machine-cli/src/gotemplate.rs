@@ -54,6 +54,15 @@ impl GoTemplate {
 pub const MAX_WIDTH: u64 = 1000;
 
 fn check_limits(text: &str) -> Result<(), String> {
+    // an action left open at the end (`{{eq .`) sends the template library's
+    // lexer into an endless loop
+    let mut rest = text;
+    while let Some(open) = rest.find("{{") {
+        match rest[open + 2..].find("}}") {
+            Some(close) => rest = &rest[open + 2 + close + 2..],
+            None => return Err("template: unclosed action (\"{{\" without \"}}\")".into()),
+        }
+    }
     static NAMED: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
     static VERB: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
     let named = NAMED.get_or_init(|| {

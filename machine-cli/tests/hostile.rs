@@ -234,6 +234,9 @@ fn format_templates_that_would_crash_are_refused() {
             vec!["inspect", "n1", "-f", r#"{{printf "%.99999s" .Name}}"#],
             "printf width",
         ),
+        // found by the go_template fuzz target: the library's lexer never ends
+        (vec!["inspect", "n1", "-f", "{{eq ."], "unclosed action"),
+        (vec!["ls", "-f", "{{.Name}}{{$x := ."], "unclosed action"),
     ] {
         let out = s.run(&args);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));

@@ -612,26 +612,46 @@ impl Store {
             error: String::new(),
             response_time_ms: 0,
         };
-        let host = match self.get(name) {
-            Ok(h) => h,
-            Err(err) => {
+        // Loading runs the driver's factory, which may be foreign code (Python,
+        // JavaScript) that blocks: off the async threads, and within the timeout.
+        let store = self.clone();
+        let owned = name.to_string();
+        let load = tokio::task::spawn_blocking(move || store.get(&owned));
+        let host = match tokio::time::timeout(timeout, load).await {
+            Ok(Ok(Ok(h))) => h,
+            Ok(Ok(Err(err))) => {
                 e.driver_name = "not found".into();
                 e.error = error_chain(&err);
                 return e;
             }
+            Ok(Err(join)) => {
+                e.driver_name = "not found".into();
+                e.error = format!("loading the machine failed: {join}");
+                return e;
+            }
+            Err(_) => {
+                e.state = State::Timeout;
+                e.error = format!(
+                    "loading the machine's driver took longer than {} s",
+                    timeout.as_secs()
+                );
+                e.response_time_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+                return e;
+            }
         };
         e.driver_name = host.driver_name().to_string();
+        let remaining = timeout.saturating_sub(start.elapsed());
         let q = async {
             let state = host.state().await?;
             e.state = state;
             if state == State::Running {
                 e.url = host.url().await?;
-                let v = host.docker_version(timeout).await?;
+                let v = host.docker_version(remaining).await?;
                 e.docker_version = format!("v{}", v.version);
             }
             Ok::<(), HostError>(())
         };
-        match tokio::time::timeout(timeout, q).await {
+        match tokio::time::timeout(remaining, q).await {
             Ok(Ok(())) => {
                 if let Some(msg) = host.last_error() {
                     e.state = State::Error;

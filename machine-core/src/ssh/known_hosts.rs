@@ -34,13 +34,18 @@ fn entries(dir: &Path) -> Result<Vec<(String, String)>, SshError> {
             })
         }
     };
-    Ok(text
-        .lines()
+    Ok(parse(&text))
+}
+
+/// The `(pattern, key)` lines of a pin file's text; lines without a key are
+/// skipped.
+pub fn parse(text: &str) -> Vec<(String, String)> {
+    text.lines()
         .filter_map(|l| {
             let (pat, key) = l.trim().split_once(' ')?;
             (!key.trim().is_empty()).then(|| (pat.to_string(), key.trim().to_string()))
         })
-        .collect())
+        .collect()
 }
 
 /// The pinned key (OpenSSH public key text) for `host:port`, if any.

@@ -267,26 +267,8 @@ impl FileStore {
         }
         let path = dir.join(CONFIG_FILE);
         let bytes = fs::read(&path).map_err(io_err(&path))?;
-        let corrupt = |source| StoreError::Corrupt {
-            name: name.to_string(),
-            path: path.clone(),
-            source,
-        };
-        let doc: Map<String, Value> = serde_json::from_slice(&bytes).map_err(corrupt)?;
-        let version = migrate::config_version(&doc).map_err(corrupt)?;
-        if version > CONFIG_VERSION {
-            return Err(StoreError::FromTheFuture {
-                name: name.to_string(),
-                version,
-            });
-        }
+        let (mut config, version) = decode_config(&bytes, name, &path, &self.root)?;
         let migrated = version < CONFIG_VERSION;
-        let doc = if migrated {
-            migrate::migrate(doc, version, &self.root).map_err(corrupt)?
-        } else {
-            doc
-        };
-        let mut config: HostConfig = serde_json::from_value(Value::Object(doc)).map_err(corrupt)?;
         config.name = name.to_string();
         if migrated {
             if let Err(e) = self.persist_migration(&path, &bytes, &config) {
@@ -438,6 +420,37 @@ impl FileStore {
         create_private_dir(&machines).map_err(io_err(&machines))?;
         Ok(self.machine_lock_path(name))
     }
+}
+
+/// Decode the bytes of machine `name`'s config.json (read from `path` in the
+/// store at `root`), migrating versions 0-2 in memory. Returns the config and
+/// the version the file had.
+pub fn decode_config(
+    bytes: &[u8],
+    name: &str,
+    path: &Path,
+    root: &Path,
+) -> Result<(HostConfig, u32), StoreError> {
+    let corrupt = |source| StoreError::Corrupt {
+        name: name.to_string(),
+        path: path.to_path_buf(),
+        source,
+    };
+    let doc: Map<String, Value> = serde_json::from_slice(bytes).map_err(corrupt)?;
+    let version = migrate::config_version(&doc).map_err(corrupt)?;
+    if version > CONFIG_VERSION {
+        return Err(StoreError::FromTheFuture {
+            name: name.to_string(),
+            version,
+        });
+    }
+    let doc = if version < CONFIG_VERSION {
+        migrate::migrate(doc, version, root).map_err(corrupt)?
+    } else {
+        doc
+    };
+    let config: HostConfig = serde_json::from_value(Value::Object(doc)).map_err(corrupt)?;
+    Ok((config, version))
 }
 
 fn encode(config: &HostConfig) -> Result<Vec<u8>, StoreError> {
