@@ -411,7 +411,12 @@ pub(crate) async fn mount(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
         )));
     }
     let mut cmd = Command::new(sshfs);
-    for o in remote.options() {
+    // sshfs runs ssh with -x -a itself and refuses the Forward* options
+    for o in remote
+        .options()
+        .into_iter()
+        .filter(|o| !o.starts_with("Forward"))
+    {
         cmd.arg("-o").arg(o);
     }
     cmd.arg("-o").arg(format!("Port={}", remote.target.port));

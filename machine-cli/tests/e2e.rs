@@ -408,6 +408,20 @@ fn sudo_user_env_variables_and_host_key_pinning() {
     );
     assert_eq!(std::fs::read_to_string(&kh).expect("known_hosts"), real);
 
+    // A machine without a pin (imported, or its file deleted): the first
+    // connection says which key it trusts.
+    std::fs::remove_file(&kh).expect("rm known_hosts");
+    let out = cli.run(&["ssh", name, "true"]);
+    ok(&out);
+    let err = text(&out.stderr);
+    let fp = real.split_whitespace().nth(1).expect("key type");
+    assert!(
+        err.contains("no SSH host key was pinned; pinning SHA256:"),
+        "{err}"
+    );
+    assert!(!fp.is_empty());
+    assert_eq!(std::fs::read_to_string(&kh).expect("known_hosts"), real);
+
     ok(&cli.run(&["rm", "-y", name]));
     assert!(!cli.store.join("machines").join(name).exists());
 }

@@ -246,3 +246,38 @@ fn format_templates_that_would_crash_are_refused() {
     let out = ok(&s.run(&["ls", "--format", r#"{{printf "%-8s|" .Name}}"#]));
     assert_eq!(out, "n1      |\n");
 }
+
+#[test]
+fn cmd_output_keeps_operators_in_values_as_text() {
+    // a store path with cmd.exe operators in it reaches DOCKER_CERT_PATH
+    let s = TestStore::new();
+    let p = fake_daemon(&s, "n1", "24.0.7");
+    s.add_none("n1", &format!("tcp://127.0.0.1:{p}"));
+    let outer = tempfile::tempdir().expect("tmp");
+    let root = outer.path().join("a&calc|b");
+    std::fs::rename(s.path(), &root).expect("move store");
+    std::fs::create_dir_all(s.path()).expect("keep the temp dir");
+    let cfg_path = root.join("machines/n1/config.json");
+    let cfg = std::fs::read_to_string(&cfg_path)
+        .expect("config")
+        .replace(&s.root(), &root.to_string_lossy());
+    std::fs::write(&cfg_path, cfg).expect("config");
+    let out = std::process::Command::new(bin())
+        .env("MACHINE_STORAGE_PATH", &root)
+        .args(["env", "--shell", "cmd", "n1"])
+        .output()
+        .expect("run");
+    let text = ok(&out);
+    let cert_line = text
+        .lines()
+        .find(|l| l.contains("DOCKER_CERT_PATH"))
+        .expect("a DOCKER_CERT_PATH line");
+    assert_eq!(
+        cert_line,
+        format!(
+            "SET \"DOCKER_CERT_PATH={}\"",
+            root.join("machines/n1").display()
+        )
+    );
+    assert!(text.contains("SET DOCKER_MACHINE_NAME=n1\n"), "{text}");
+}

@@ -646,7 +646,7 @@ impl Store {
             e.state = state;
             if state == State::Running {
                 e.url = host.url().await?;
-                let v = host.docker_version(remaining).await?;
+                let v = host.docker_version(timeout).await?;
                 e.docker_version = format!("v{}", v.version);
             }
             Ok::<(), HostError>(())

@@ -1230,6 +1230,24 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn long_lived_children_get_no_inherited_descriptors() {
+        // an inheritable pipe, as a caller's test runner would leave open
+        let (r, w) = nix::unistd::pipe().expect("pipe");
+        let out = without_inherited_fds("ls")
+            .arg("/proc/self/fd")
+            .output()
+            .await
+            .expect("ls");
+        let fds: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        // 0-2, and the one ls opens to read its own /proc/self/fd
+        assert_eq!(fds, ["0", "1", "2", "3"], "{fds:?}");
+        drop((r, w));
+    }
+
     #[test]
     fn long_socket_paths_go_to_a_private_directory() {
         use std::os::unix::fs::MetadataExt;
