@@ -6,7 +6,7 @@
 # program runs and says in one line per problem what is missing. Installs
 # nothing when all is there.
 set -euo pipefail
-SETUP_TAG=qemu-setup
+SETUP_TAG="qemu-setup"
 # shellcheck source=scripts/setup-lib.sh
 . "$(dirname "$0")/setup-lib.sh"
 [ "$(id -u)" = 0 ] || setup_die "must run as root"

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the setup scripts (sourced, not run): installing Debian packages in
 # one apt transaction and checking afterwards that what the scripts rely on is
 # really there. Callers set SETUP_TAG (the prefix of every message) first.

@@ -25,9 +25,19 @@ command -v nu >/dev/null || { echo "nushell (nu) could not be installed" >&2; ex
 # qemu-system-x86, qemu-utils and debootstrap for the local-VM driver
 bash scripts/qemu-setup.sh
 
+log "lint: rustfmt, shellcheck"
+command -v shellcheck >/dev/null || {
+    apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null 2>&1 || true
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq shellcheck >/dev/null
+}
+cargo fmt --all --check
+shellcheck -S warning scripts/*.sh benches/*.sh machine-drivers/src/qemu/build-image.sh
+
 export CARGO_TERM_COLOR=never
 log "building (dev profile)"
 cargo build --workspace --all-targets --locked
+log "lint: clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 log "starting test hosts"
 bash scripts/testhosts.sh up 10

@@ -184,16 +184,16 @@ cmd_install() {
     mkdir -p /var/lib/docker /var/lib/containerd
     chmod 710 /var/lib/docker
     # Every program the hosts and tests run must run, not just be installed.
-    local bad=() c
+    local broken=() c
     for c in "/usr/sbin/sshd -V" "ssh -V" "ssh-keygen -l -f /dev/null -E sha256" "dockerd --version" \
         "containerd --version" "runc --version" "tini --version" "docker --version" "sudo -V" \
         "/bin/busybox true" "rsync --version" "openssl version" "tcsh -c true" "fish -c true" "zsh -c true"; do
         # ssh-keygen -l on an empty file fails by design; only its presence counts
-        case $c in ssh-keygen*) command -v ssh-keygen >/dev/null || bad+=("ssh-keygen"); continue ;; esac
-        $c >/dev/null 2>&1 || bad+=("${c%% *}")
+        case $c in ssh-keygen*) command -v ssh-keygen >/dev/null || broken+=("ssh-keygen"); continue ;; esac
+        $c >/dev/null 2>&1 || broken+=("${c%% *}")
     done
-    [ -d /var/lib/docker ] && [ -d /var/lib/containerd ] || bad+=(/var/lib/docker)
-    [ ${#bad[@]} -eq 0 ] || die "installed, but these do not run: ${bad[*]} (apt-get install --reinstall the package that provides each)"
+    [ -d /var/lib/docker ] && [ -d /var/lib/containerd ] || broken+=(/var/lib/docker)
+    [ ${#broken[@]} -eq 0 ] || die "installed, but these do not run: ${broken[*]} (apt-get install --reinstall the package that provides each)"
     ensure_user
     info "install done"
 }

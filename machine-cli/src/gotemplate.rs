@@ -38,15 +38,15 @@ impl GoTemplate {
     /// becomes an error.
     pub fn render(&self, data: &Value) -> Result<String, String> {
         let ctx = Context::from(data.clone());
-        let run = std::panic::AssertUnwindSafe(|| self.inner.render(&ctx));
-        std::panic::catch_unwind(run)
-            .map_err(|_| "template: execution failed".to_string())?
-            .map_err(|e| match e {
+        let run = std::panic::AssertUnwindSafe(|| {
+            self.inner.render(&ctx).map_err(|e| match e {
                 gtmpl::error::ExecError::NoFiledFor(field, _) => {
                     format!("template: can't evaluate field {field}")
                 }
                 other => format!("template: {other}"),
             })
+        });
+        std::panic::catch_unwind(run).map_err(|_| "template: execution failed".to_string())?
     }
 }
 

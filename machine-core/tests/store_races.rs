@@ -129,9 +129,13 @@ fn rm_racing_start_never_brings_the_machine_back() {
     // both load the machine first, then act
     let mut host = rt().block_on(async { store(&root).get("m1").expect("load") });
     let r1 = root.clone();
-    let starter = std::thread::spawn(move || rt().block_on(host.start()));
+    let starter =
+        std::thread::spawn(move || rt().block_on(host.start()).map_err(|e| e.to_string()));
     std::thread::sleep(Duration::from_millis(50));
-    let remover = std::thread::spawn(move || rt().block_on(store(&r1).remove("m1", false)));
+    let remover = std::thread::spawn(move || {
+        rt().block_on(store(&r1).remove("m1", false))
+            .map_err(|e| e.to_string())
+    });
     let started = starter.join().expect("starter");
     remover.join().expect("remover").expect("remove");
     // whichever won, the machine is gone for good
@@ -164,7 +168,9 @@ fn concurrent_starts_each_see_the_others_save() {
         .collect();
     let threads: Vec<_> = hosts
         .into_iter()
-        .map(|mut h| std::thread::spawn(move || rt().block_on(h.start())))
+        .map(|mut h| {
+            std::thread::spawn(move || rt().block_on(h.start()).map_err(|e| e.to_string()))
+        })
         .collect();
     for t in threads {
         t.join().expect("thread").expect("start");

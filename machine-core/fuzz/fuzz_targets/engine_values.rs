@@ -12,7 +12,9 @@ fuzz_target!(|input: (String, String)| {
     // whatever the values, the drop-in keeps its four lines
     let d = systemd_drop_in("/usr/bin/dockerd", &args, &envs);
     assert_eq!(d.lines().count(), 4, "{d:?}");
-    if check_engine_value("engine-label", &label).is_ok() && check_engine_value("engine-env", &env).is_ok() {
+    if check_engine_value("engine-label", &label).is_ok()
+        && check_engine_value("engine-env", &env).is_ok()
+    {
         let c = openrc_conf(&args, &envs);
         assert_eq!(c.lines().count(), 3, "{c:?}");
     }

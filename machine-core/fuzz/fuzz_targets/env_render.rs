@@ -21,7 +21,10 @@ fuzz_target!(|input: (String, String, String, String, bool)| {
         if let Ok(text) = render(&env, shell, Some(&hint)) {
             if shell == Shell::Cmd {
                 // one line per variable plus the two hint lines
-                assert!(text.lines().count() <= env.vars.len() + env.clear.len() + 2, "{text:?}");
+                assert!(
+                    text.lines().count() <= env.vars.len() + env.clear.len() + 2,
+                    "{text:?}"
+                );
             }
         }
         let _ = render_unset(&[name.clone()], shell, Some(&hint));
