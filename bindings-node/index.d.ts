@@ -207,6 +207,9 @@ export interface EnvOptions {
   noProxy?: boolean
 }
 
+/** Every code a rejection can carry in `error.code` (the core's list). */
+export declare function errorCodes(): Array<string>
+
 /** One row of `list()`: the fields of `docker-machine ls`. */
 export interface ListEntry {
   name: string

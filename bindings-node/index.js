@@ -837,3 +837,4 @@ module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __n
 module.exports = nativeBinding
 module.exports.Machine = nativeBinding.Machine
 module.exports.Store = nativeBinding.Store
+module.exports.errorCodes = nativeBinding.errorCodes

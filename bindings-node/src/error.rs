@@ -14,13 +14,22 @@ use std::future::Future;
 /// What a binding's core call ends with.
 pub(crate) type Outcome<T> = Result<T, HostError>;
 
+/// Every code a rejection can carry in `error.code` (the core's list).
+#[napi_derive::napi]
+pub fn error_codes() -> Vec<String> {
+    machine_core::ErrorCode::ALL
+        .iter()
+        .map(|c| c.as_str().to_string())
+        .collect()
+}
+
 /// The JavaScript error for `e`, carrying `code` and `machine`.
 pub(crate) fn to_js(env: &Env, e: &HostError) -> napi::Error {
     let message = error_chain(e);
     let built = (|| -> napi::Result<napi::Error> {
         let mut obj =
             env.create_error(napi::Error::new(Status::GenericFailure, message.clone()))?;
-        obj.set_named_property("code", e.code())?;
+        obj.set_named_property("code", e.code().as_str())?;
         if let Some(machine) = e.machine() {
             obj.set_named_property("machine", machine)?;
         }
@@ -29,7 +38,10 @@ pub(crate) fn to_js(env: &Env, e: &HostError) -> napi::Error {
     // Building the object only fails while the environment shuts down; the
     // plain error still carries the code.
     built.unwrap_or_else(|_| {
-        napi::Error::new(Status::GenericFailure, format!("{}: {message}", e.code()))
+        napi::Error::new(
+            Status::GenericFailure,
+            format!("{}: {message}", e.code().as_str()),
+        )
     })
 }
 

@@ -10,7 +10,8 @@ import { join } from 'node:path'
 import { createRequire } from 'node:module'
 
 const require = createRequire(import.meta.url)
-const { Store } = require('..')
+const native = require('..')
+const { Store } = native
 
 function tempStore(t) {
   const dir = mkdtempSync(join(tmpdir(), 'dmrs-node-'))
@@ -290,6 +291,14 @@ test('a driver factory may be a function, async, with the options given at regis
   assert.equal((await m.inspect()).Driver.where, 'tcp://127.0.0.1:7', 'without save(), the create options are kept')
   assert.equal(await (await store.get('f1')).url(), 'tcp://127.0.0.1:7')
   assert.deepEqual(made, [{ where: 'tcp://127.0.0.1:7' }, { where: 'tcp://127.0.0.1:7' }])
+})
+
+test('every error code of the core is documented in the type declarations', () => {
+  const codes = native.errorCodes()
+  assert.ok(codes.length >= 18, `${codes}`)
+  const dts = readFileSync(new URL('../index.d.ts', import.meta.url), 'utf8')
+  const documented = dts.slice(dts.indexOf('export interface MachineError'))
+  for (const code of codes) assert.ok(documented.includes('`' + code + '`'), `code ${code} is not documented`)
 })
 
 test('list is bounded by its timeout even when a driver factory never settles', async (t) => {

@@ -8,6 +8,7 @@
 //! failed file or socket operation.
 
 use machine_core::host::{error_chain, HostError};
+use machine_core::ErrorCode;
 use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -16,7 +17,7 @@ use pyo3::types::{PyDict, PyTuple, PyType};
 /// One exception class: its code, name, parent in the hierarchy, the builtin
 /// exception it also derives from, and its docstring.
 struct Class {
-    code: &'static str,
+    code: Option<ErrorCode>,
     name: &'static str,
     parent: Option<&'static str>,
     builtin: Option<&'static str>,
@@ -25,25 +26,25 @@ struct Class {
 
 /// Parents come before their children.
 const CLASSES: &[Class] = &[
-    Class { code: "", name: "MachineError", parent: None, builtin: Some("Exception"), doc: "Base class of every error raised by docker_machine. `code` is the stable error code, `machine` the machine's name (or None)." },
-    Class { code: "Store", name: "StoreError", parent: Some("MachineError"), builtin: None, doc: "The store failed: a configuration that cannot be read or written." },
-    Class { code: "NotFound", name: "NotFoundError", parent: Some("StoreError"), builtin: Some("LookupError"), doc: "No machine of that name is in the store." },
-    Class { code: "AlreadyExists", name: "AlreadyExistsError", parent: Some("StoreError"), builtin: None, doc: "A machine of that name is already in the store." },
-    Class { code: "InvalidName", name: "InvalidNameError", parent: Some("StoreError"), builtin: Some("ValueError"), doc: "The machine name is not allowed." },
-    Class { code: "Driver", name: "DriverError", parent: Some("MachineError"), builtin: None, doc: "The machine's driver failed." },
-    Class { code: "NotSupported", name: "NotSupportedError", parent: Some("DriverError"), builtin: Some("NotImplementedError"), doc: "The driver does not support this operation." },
-    Class { code: "UnknownDriver", name: "UnknownDriverError", parent: Some("DriverError"), builtin: Some("LookupError"), doc: "No driver of that name is registered with the store." },
-    Class { code: "PreCreateCheck", name: "PreCreateCheckError", parent: Some("DriverError"), builtin: None, doc: "The driver's pre-create check refused to create the machine." },
-    Class { code: "InvalidOption", name: "InvalidOptionError", parent: Some("MachineError"), builtin: Some("ValueError"), doc: "A driver or engine option is unknown, missing or has a bad value; the message names the flag." },
-    Class { code: "Cert", name: "CertError", parent: Some("MachineError"), builtin: None, doc: "TLS certificates could not be made, loaded or checked." },
-    Class { code: "CertCheck", name: "CertCheckError", parent: Some("CertError"), builtin: None, doc: "The machine's server certificate is not valid for its address any more (see Machine.regenerate_certs)." },
-    Class { code: "Ssh", name: "SshError", parent: Some("MachineError"), builtin: None, doc: "SSH to the machine failed, or its driver gives no SSH access." },
-    Class { code: "HostKeyMismatch", name: "HostKeyMismatchError", parent: Some("SshError"), builtin: None, doc: "The machine presented an SSH host key other than the one pinned at create time." },
-    Class { code: "Provision", name: "ProvisionError", parent: Some("MachineError"), builtin: None, doc: "Provisioning Docker on the machine failed." },
-    Class { code: "Engine", name: "EngineError", parent: Some("MachineError"), builtin: None, doc: "The Docker daemon did not answer over TLS; the message quotes its log when it could be read." },
-    Class { code: "NotRunning", name: "NotRunningError", parent: Some("MachineError"), builtin: None, doc: "The machine must be running for this operation." },
-    Class { code: "Timeout", name: "MachineTimeoutError", parent: Some("MachineError"), builtin: Some("TimeoutError"), doc: "A waiting step ran out of time." },
-    Class { code: "Io", name: "IoError", parent: Some("MachineError"), builtin: Some("OSError"), doc: "A local file operation failed." },
+    Class { code: None, name: "MachineError", parent: None, builtin: Some("Exception"), doc: "Base class of every error raised by docker_machine. `code` is the stable error code, `machine` the machine's name (or None)." },
+    Class { code: Some(ErrorCode::Store), name: "StoreError", parent: Some("MachineError"), builtin: None, doc: "The store failed: a configuration that cannot be read or written." },
+    Class { code: Some(ErrorCode::NotFound), name: "NotFoundError", parent: Some("StoreError"), builtin: Some("LookupError"), doc: "No machine of that name is in the store." },
+    Class { code: Some(ErrorCode::AlreadyExists), name: "AlreadyExistsError", parent: Some("StoreError"), builtin: None, doc: "A machine of that name is already in the store." },
+    Class { code: Some(ErrorCode::InvalidName), name: "InvalidNameError", parent: Some("StoreError"), builtin: Some("ValueError"), doc: "The machine name is not allowed." },
+    Class { code: Some(ErrorCode::Driver), name: "DriverError", parent: Some("MachineError"), builtin: None, doc: "The machine's driver failed." },
+    Class { code: Some(ErrorCode::NotSupported), name: "NotSupportedError", parent: Some("DriverError"), builtin: Some("NotImplementedError"), doc: "The driver does not support this operation." },
+    Class { code: Some(ErrorCode::UnknownDriver), name: "UnknownDriverError", parent: Some("DriverError"), builtin: Some("LookupError"), doc: "No driver of that name is registered with the store." },
+    Class { code: Some(ErrorCode::PreCreateCheck), name: "PreCreateCheckError", parent: Some("DriverError"), builtin: None, doc: "The driver's pre-create check refused to create the machine." },
+    Class { code: Some(ErrorCode::InvalidOption), name: "InvalidOptionError", parent: Some("MachineError"), builtin: Some("ValueError"), doc: "A driver or engine option is unknown, missing or has a bad value; the message names the flag." },
+    Class { code: Some(ErrorCode::Cert), name: "CertError", parent: Some("MachineError"), builtin: None, doc: "TLS certificates could not be made, loaded or checked." },
+    Class { code: Some(ErrorCode::CertCheck), name: "CertCheckError", parent: Some("CertError"), builtin: None, doc: "The machine's server certificate is not valid for its address any more (see Machine.regenerate_certs)." },
+    Class { code: Some(ErrorCode::Ssh), name: "SshError", parent: Some("MachineError"), builtin: None, doc: "SSH to the machine failed, or its driver gives no SSH access." },
+    Class { code: Some(ErrorCode::HostKeyMismatch), name: "HostKeyMismatchError", parent: Some("SshError"), builtin: None, doc: "The machine presented an SSH host key other than the one pinned at create time." },
+    Class { code: Some(ErrorCode::Provision), name: "ProvisionError", parent: Some("MachineError"), builtin: None, doc: "Provisioning Docker on the machine failed." },
+    Class { code: Some(ErrorCode::Engine), name: "EngineError", parent: Some("MachineError"), builtin: None, doc: "The Docker daemon did not answer over TLS; the message quotes its log when it could be read." },
+    Class { code: Some(ErrorCode::NotRunning), name: "NotRunningError", parent: Some("MachineError"), builtin: None, doc: "The machine must be running for this operation." },
+    Class { code: Some(ErrorCode::Timeout), name: "MachineTimeoutError", parent: Some("MachineError"), builtin: Some("TimeoutError"), doc: "A waiting step ran out of time." },
+    Class { code: Some(ErrorCode::Io), name: "IoError", parent: Some("MachineError"), builtin: Some("OSError"), doc: "A local file operation failed." },
 ];
 
 /// The created classes, in the order of [`CLASSES`].
@@ -69,7 +70,7 @@ fn types(py: Python<'_>) -> PyResult<&Vec<Py<PyType>>> {
             let ns = PyDict::new(py);
             ns.set_item("__module__", "docker_machine")?;
             ns.set_item("__doc__", c.doc)?;
-            ns.set_item("code", c.code)?;
+            ns.set_item("code", c.code.map_or("", ErrorCode::as_str))?;
             ns.set_item("machine", py.None())?;
             let cls = type_.call1((c.name, PyTuple::new(py, bases)?, ns))?;
             made.push(cls.cast_into::<PyType>()?.unbind());
@@ -87,10 +88,30 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     Ok(())
 }
 
+/// Every error code of the core, and the name of the exception class it is
+/// raised as (a code without a class of its own would be raised as
+/// `MachineError`; the test suite checks that none is).
+#[pyfunction]
+pub(crate) fn error_classes() -> Vec<(&'static str, &'static str)> {
+    ErrorCode::ALL
+        .iter()
+        .map(|code| {
+            let class = CLASSES
+                .iter()
+                .find(|c| c.code == Some(*code))
+                .map_or("MachineError", |c| c.name);
+            (code.as_str(), class)
+        })
+        .collect()
+}
+
 /// The exception for a core error.
 pub(crate) fn to_py(py: Python<'_>, e: HostError) -> PyErr {
     let code = e.code();
-    let i = CLASSES.iter().position(|c| c.code == code).unwrap_or(0);
+    let i = CLASSES
+        .iter()
+        .position(|c| c.code == Some(code))
+        .unwrap_or(0);
     let ty = match types(py) {
         Ok(t) => t[i].bind(py).clone(),
         Err(err) => return err,
@@ -98,7 +119,7 @@ pub(crate) fn to_py(py: Python<'_>, e: HostError) -> PyErr {
     let err = PyErr::from_type(ty, error_chain(&e));
     let value = err.value(py);
     let attrs = value
-        .setattr("code", code)
+        .setattr("code", code.as_str())
         .and_then(|()| value.setattr("machine", e.machine()));
     if let Err(attr_err) = attrs {
         return attr_err;

@@ -128,6 +128,8 @@ mod _native {
     #[pymodule_export]
     use crate::driver::{PyDriverContext, PyDriverOption, PySshTarget};
     #[pymodule_export]
+    use crate::error::error_classes;
+    #[pymodule_export]
     use crate::host::{PyMachine, PySshOutput};
     #[pymodule_export]
     use crate::store::{PyListEntry, PyStore};

@@ -61,3 +61,15 @@ def test_classes_can_be_raised_by_users():
         raise dm.NotFoundError("no such thing")
     assert ei.value.code == "NotFound"
     assert ei.value.machine is None
+
+
+def test_every_core_error_code_has_its_own_exception_class():
+    from docker_machine import _native
+
+    pairs = _native.error_classes()
+    assert len(pairs) >= 18
+    for code, class_name in pairs:
+        assert class_name != "MachineError", f"core code {code} has no exception class"
+        cls = getattr(dm, class_name)
+        assert issubclass(cls, dm.MachineError)
+        assert cls.code == code

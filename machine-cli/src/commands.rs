@@ -8,6 +8,7 @@ use clap::ArgMatches;
 use machine_core::driver::{OptionKind, OptionValue};
 use machine_core::env::{self, MachineEnv, Shell};
 use machine_core::host::{CreateOptions, EnvOptions, HostError};
+use machine_core::ErrorCode;
 use machine_core::State;
 use std::time::Duration;
 
@@ -167,7 +168,7 @@ async fn create(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
         }
         Err(e) => {
             let mut err = ctx.err("Error creating machine", &e);
-            let claimed = !matches!(e.code(), "AlreadyExists" | "InvalidName")
+            let claimed = !matches!(e.code(), ErrorCode::AlreadyExists | ErrorCode::InvalidName)
                 && ctx.store.files().exists(name);
             if claimed {
                 err.message.push_str(&format!(
@@ -231,7 +232,7 @@ async fn env_cmd(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
 /// A failed dial of the daemon, with the hint the original gave for it.
 fn daemon_error(ctx: &Ctx, name: &str, e: &HostError) -> CliError {
     let mut err = ctx.err("Error checking TLS connection", e);
-    if e.code() == "Engine" {
+    if e.code() == ErrorCode::Engine {
         err.message.push_str(&format!(
             "\nIf the daemon runs but rejects the certificates, regenerate them with '{} regenerate-certs {name}'.",
             ctx.prog

@@ -2,6 +2,7 @@
 //! the ones this CLI adds (certificate and host key problems).
 
 use machine_core::host::{error_chain, HostError};
+use machine_core::ErrorCode;
 
 /// Exit status for every failure but a failed pre-create check.
 pub const EXIT_ERROR: i32 = 1;
@@ -30,14 +31,14 @@ impl CliError {
     /// A machine error with `context` (e.g. `Error creating machine`) and
     /// hints on what to do next; `prog` is the name the CLI was invoked as.
     pub fn host(prog: &str, context: &str, e: &HostError) -> Self {
-        let code = if e.code() == "PreCreateCheck" {
+        let code = if e.code() == ErrorCode::PreCreateCheck {
             EXIT_PRE_CREATE
         } else {
             EXIT_ERROR
         };
         let name = e.machine().unwrap_or("NAME");
         let message = match e.code() {
-            "NotFound" => {
+            ErrorCode::NotFound => {
                 let sentence = format!(
                     "Docker machine \"{name}\" does not exist. Use \"{prog} ls\" to list machines. Use \"{prog} create\" to add a new one."
                 );
@@ -47,13 +48,13 @@ impl CliError {
                     format!("{context}: {sentence}")
                 }
             }
-            "CertCheck" => format!(
+            ErrorCode::CertCheck => format!(
                 "{context}: {}\n\
                  You can regenerate the certificates with '{prog} regenerate-certs {name}'.\n\
                  Be advised that this restarts the Docker daemon of the machine, which stops its running containers.",
                 error_chain(e)
             ),
-            "HostKeyMismatch" => format!(
+            ErrorCode::HostKeyMismatch => format!(
                 "{context}: {}\n\
                  The machine presented a different SSH host key than the one pinned when it was created.\n\
                  If it was reinstalled or its address now belongs to another host on purpose, re-pin the key with\n\

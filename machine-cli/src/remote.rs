@@ -138,7 +138,9 @@ impl Remote {
     /// changed host key was the cause and say how to re-pin it.
     async fn explain_failure(&self, ctx: &Ctx) -> Option<CliError> {
         match self.host.connect().await {
-            Err(e) if e.code() == "HostKeyMismatch" => Some(ctx.err("Error", &e)),
+            Err(e) if e.code() == machine_core::ErrorCode::HostKeyMismatch => {
+                Some(ctx.err("Error", &e))
+            }
             Ok(c) => {
                 c.close().await;
                 None

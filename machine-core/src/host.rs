@@ -27,6 +27,7 @@ use crate::driver::{
 };
 use crate::engine::{self, EngineError, EngineVersion};
 use crate::env::MachineEnv;
+use crate::error_code::ErrorCode;
 use crate::provision::{self, ProvisionError, ProvisionRequest, ProvisionerSet};
 use crate::ssh::{
     known_hosts, CommandRunner, HostKeyCheck, Output, SshClient, SshConfig, SshError,
@@ -126,43 +127,43 @@ pub enum HostError {
 impl HostError {
     /// A stable, language-neutral code for this error (the bindings expose it as
     /// the exception class in Python and the `code` property in Node).
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         use crate::driver::DriverError as D;
         match self {
-            HostError::Store(StoreError::NotFound { .. }) => "NotFound",
-            HostError::Store(StoreError::AlreadyExists { .. }) => "AlreadyExists",
-            HostError::Store(StoreError::InvalidName { .. }) => "InvalidName",
-            HostError::Store(_) => "Store",
+            HostError::Store(StoreError::NotFound { .. }) => ErrorCode::NotFound,
+            HostError::Store(StoreError::AlreadyExists { .. }) => ErrorCode::AlreadyExists,
+            HostError::Store(StoreError::InvalidName { .. }) => ErrorCode::InvalidName,
+            HostError::Store(_) => ErrorCode::Store,
             HostError::Driver {
                 source: D::NotSupported { .. },
                 ..
-            } => "NotSupported",
+            } => ErrorCode::NotSupported,
             HostError::Driver {
                 source: D::UnknownDriver { .. },
                 ..
-            } => "UnknownDriver",
+            } => ErrorCode::UnknownDriver,
             HostError::Driver {
                 source: D::MissingOption { .. } | D::UnknownOption { .. } | D::InvalidOption { .. },
                 ..
-            } => "InvalidOption",
+            } => ErrorCode::InvalidOption,
             HostError::Driver {
                 source: D::PreCreateCheck { .. },
                 ..
-            } => "PreCreateCheck",
-            HostError::Driver { .. } => "Driver",
-            HostError::Cert { .. } => "Cert",
-            HostError::CertCheck { .. } => "CertCheck",
+            } => ErrorCode::PreCreateCheck,
+            HostError::Driver { .. } => ErrorCode::Driver,
+            HostError::Cert { .. } => ErrorCode::Cert,
+            HostError::CertCheck { .. } => ErrorCode::CertCheck,
             HostError::Ssh {
                 source: SshError::HostKeyMismatch { .. },
                 ..
-            } => "HostKeyMismatch",
-            HostError::Ssh { .. } | HostError::NoSsh { .. } => "Ssh",
-            HostError::Provision { .. } => "Provision",
-            HostError::Engine { .. } => "Engine",
-            HostError::NotRunning { .. } => "NotRunning",
-            HostError::Timeout { .. } => "Timeout",
-            HostError::InvalidOption { .. } => "InvalidOption",
-            HostError::Io { .. } => "Io",
+            } => ErrorCode::HostKeyMismatch,
+            HostError::Ssh { .. } | HostError::NoSsh { .. } => ErrorCode::Ssh,
+            HostError::Provision { .. } => ErrorCode::Provision,
+            HostError::Engine { .. } => ErrorCode::Engine,
+            HostError::NotRunning { .. } => ErrorCode::NotRunning,
+            HostError::Timeout { .. } => ErrorCode::Timeout,
+            HostError::InvalidOption { .. } => ErrorCode::InvalidOption,
+            HostError::Io { .. } => ErrorCode::Io,
         }
     }
 

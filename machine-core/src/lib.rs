@@ -17,6 +17,7 @@
 //! - [`provision`]: OS detection and the provisioning steps for each distribution.
 //! - [`ssh`]: the SSH client (pinned host keys, one connection per operation) and
 //!   the command runner trait the provisioning steps execute through.
+//! - [`error_code`]: the stable error codes every front end reports.
 //! - [`host`]: a machine and its operations.
 //! - [`progress`]: step reports of long operations, also from inside drivers.
 
@@ -25,6 +26,7 @@ pub mod config;
 pub mod driver;
 pub mod engine;
 pub mod env;
+pub mod error_code;
 pub mod fsutil;
 pub mod host;
 pub mod progress;
@@ -33,5 +35,6 @@ pub mod ssh;
 pub mod state;
 pub mod store;
 
+pub use error_code::ErrorCode;
 pub use host::{Host, Store};
 pub use state::State;

@@ -152,7 +152,7 @@ fn rm_racing_start_never_brings_the_machine_back() {
     let e = rt()
         .block_on(host.start())
         .expect_err("start of a removed machine");
-    assert_eq!(e.code(), "NotFound", "{e}");
+    assert_eq!(e.code(), machine_core::ErrorCode::NotFound, "{e}");
     assert!(!FileStore::new(root).exists("m2"));
 }
 
