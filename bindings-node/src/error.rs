@@ -16,6 +16,8 @@ pub(crate) type Outcome<T> = Result<T, HostError>;
 
 /// Every code a rejection can carry in `error.code` (the core's list).
 #[napi_derive::napi]
+// registered with Node by the macro; a test build has no caller
+#[cfg_attr(test, allow(dead_code))]
 pub fn error_codes() -> Vec<String> {
     machine_core::ErrorCode::ALL
         .iter()
