@@ -48,7 +48,7 @@ fn option_value(v: JsOptionValue) -> OptionValue {
 /// What `create()` makes.
 #[napi(object, js_name = "CreateOptions", object_to_js = false)]
 pub struct JsCreateOptions {
-    /// Driver name: `generic` (default), `none`, or one added with `registerDriver()`.
+    /// Driver name: `qemu` (the default, a local VM), `generic`, `none`, or one added with `registerDriver()`.
     pub driver: Option<String>,
     /// Driver options keyed by CLI flag name, e.g. `{ 'generic-ip-address': '192.0.2.10' }`.
     #[napi(ts_type = "Record<string, string | boolean | number | string[]>")]
@@ -182,7 +182,13 @@ impl JsStore {
             None => (None, None, None, None),
         };
         let progress = progress_fn(on_progress);
-        let opts = create_options(driver.as_deref().unwrap_or("generic"), options, engine);
+        let opts = create_options(
+            driver
+                .as_deref()
+                .unwrap_or(machine_core::driver::DEFAULT_DRIVER),
+            options,
+            engine,
+        );
         promise(
             env,
             async move {

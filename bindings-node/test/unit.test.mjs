@@ -293,6 +293,14 @@ test('a driver factory may be a function, async, with the options given at regis
   assert.deepEqual(made, [{ where: 'tcp://127.0.0.1:7' }, { where: 'tcp://127.0.0.1:7' }])
 })
 
+test('the default driver is the CLI\'s', async (t) => {
+  const store = tempStore(t)
+  const e = await rejection(store.create('d1', { options: { 'generic-ip-address': '192.0.2.10' } }))
+  assert.equal(e.code, 'InvalidOption')
+  assert.match(e.message, /driver qemu has no option generic-ip-address/)
+  assert.deepEqual(await store.names(), [])
+})
+
 test('every error code of the core is documented in the type declarations', () => {
   const codes = native.errorCodes()
   assert.ok(codes.length >= 18, `${codes}`)

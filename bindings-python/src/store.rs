@@ -3,6 +3,7 @@
 use crate::driver::option_value;
 use crate::host::PyMachine;
 use crate::{error, wait, Progress};
+use machine_core::driver::DEFAULT_DRIVER;
 use machine_core::host::{CreateOptions, ListEntry, Store};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -85,7 +86,7 @@ impl PyStore {
     }
 
     /// Create a machine and provision Docker on it.
-    #[pyo3(signature = (name, driver = "generic", options = None, engine = None, progress = None))]
+    #[pyo3(signature = (name, driver = DEFAULT_DRIVER, options = None, engine = None, progress = None))]
     fn create(
         &self,
         py: Python<'_>,

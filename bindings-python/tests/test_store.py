@@ -161,11 +161,19 @@ def test_invalid_driver_option_names_the_flag(store, options, flag):
 
 def test_generic_options_are_checked_by_kind(store):
     with pytest.raises(InvalidOptionError) as ei:
-        store.create("g", options={"generic-ip-address": "192.0.2.10", "generic-ssh-port": "twenty"})
+        store.create("g", driver="generic", options={"generic-ip-address": "192.0.2.10", "generic-ssh-port": "twenty"})
     assert "generic-ssh-port" in str(ei.value) and "twenty" in str(ei.value)
     with pytest.raises(InvalidOptionError) as ei:
-        store.create("g", options={"generic-ssh-port": 22})
+        store.create("g", driver="generic", options={"generic-ssh-port": 22})
     assert "generic-ip-address" in str(ei.value)
+
+
+def test_the_default_driver_is_the_clis(store):
+    # the same default as `machine create`: options of another driver are refused by it
+    with pytest.raises(InvalidOptionError) as ei:
+        store.create("g", options={"generic-ip-address": "192.0.2.10"})
+    assert "driver qemu has no option generic-ip-address" in str(ei.value)
+    assert store.names() == []
 
 
 @pytest.mark.parametrize(

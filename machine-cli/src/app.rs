@@ -5,7 +5,7 @@ use clap::{Arg, ArgAction, Command};
 use machine_core::driver::{DriverRegistry, OptionKind};
 
 /// The driver `create` uses when neither `--driver` nor `MACHINE_DRIVER` names one.
-pub const DEFAULT_DRIVER: &str = "qemu";
+pub use machine_core::driver::DEFAULT_DRIVER;
 
 /// The version printed by `version` and `--version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -22,6 +22,10 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// The driver `create` uses when none is named, in every front end (the CLI,
+/// Python, Node): a local VM, as the original's default (VirtualBox) was.
+pub const DEFAULT_DRIVER: &str = "qemu";
+
 /// Everything that can go wrong in a driver or while resolving its options.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

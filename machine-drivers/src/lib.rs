@@ -16,10 +16,19 @@ pub mod qemu;
 use machine_core::driver::DriverRegistry;
 use std::sync::Arc;
 
-/// A registry with every built-in driver.
+/// A registry with every built-in driver (the default driver among them).
 pub fn builtin_registry() -> DriverRegistry {
     DriverRegistry::new()
         .with(Arc::new(none::NoneFactory))
         .with(Arc::new(generic::GenericFactory))
         .with(Arc::new(qemu::QemuFactory))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_default_driver_is_built_in() {
+        let reg = super::builtin_registry();
+        assert!(reg.get(machine_core::driver::DEFAULT_DRIVER).is_ok());
+    }
 }

@@ -83,7 +83,7 @@ class Store:
     def create(
         self,
         name: str,
-        driver: str = "generic",
+        driver: str = ...,  # the default driver of the CLI: "qemu"
         options: Optional[Mapping[str, _OptionValue]] = None,
         engine: Optional[Mapping[str, _OptionValue]] = None,
         progress: _Progress = None,
