@@ -197,6 +197,12 @@ export interface DriverOptionSpec {
   required?: boolean
 }
 
+/**
+ * The engine and TLS options `create()` takes in `engine`, keyed by their
+ * CLI flag names (the core's list, as `machine create --help` shows).
+ */
+export declare function engineOptions(): Array<DriverOptionSpec>
+
 /** How `env()` renders the environment. */
 export interface EnvOptions {
   /** `bash` (default), `sh`, `zsh`, `fish`, `powershell`, `cmd`, `tcsh`, `emacs`, `json` or `nu`. */

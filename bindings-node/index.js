@@ -837,4 +837,5 @@ module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __n
 module.exports = nativeBinding
 module.exports.Machine = nativeBinding.Machine
 module.exports.Store = nativeBinding.Store
+module.exports.engineOptions = nativeBinding.engineOptions
 module.exports.errorCodes = nativeBinding.errorCodes

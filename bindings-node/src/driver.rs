@@ -62,6 +62,33 @@ pub struct JsDriverOptionSpec {
     pub required: Option<bool>,
 }
 
+/// The engine and TLS options `create()` takes in `engine`, keyed by their
+/// CLI flag names (the core's list, as `machine create --help` shows).
+#[napi]
+// registered with Node by the macro; a test build has no caller
+#[cfg_attr(test, allow(dead_code))]
+pub fn engine_options() -> Vec<JsDriverOptionSpec> {
+    machine_core::host::engine_options()
+        .into_iter()
+        .map(|o| JsDriverOptionSpec {
+            kind: Some(
+                match o.kind {
+                    OptionKind::String => "string",
+                    OptionKind::Int => "int",
+                    OptionKind::Bool => "bool",
+                    OptionKind::StringList => "stringList",
+                }
+                .to_string(),
+            ),
+            default: o.default.clone().map(Either3::A),
+            env_var: o.env_var.clone(),
+            help: Some(o.help.clone()),
+            required: Some(o.required),
+            flag: o.flag,
+        })
+        .collect()
+}
+
 impl JsDriverOptionSpec {
     fn to_core(&self, driver: &str) -> Result<DriverOption, HostError> {
         let kind = match self.kind.as_deref().unwrap_or("string") {

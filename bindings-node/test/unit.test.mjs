@@ -301,6 +301,17 @@ test('the default driver is the CLI\'s', async (t) => {
   assert.deepEqual(await store.names(), [])
 })
 
+test('engineOptions() is the list the CLI builds its create flags from', () => {
+  const opts = Object.fromEntries(native.engineOptions().map((o) => [o.flag, o]))
+  for (const f of ['engine-install-url', 'engine-opt', 'engine-env', 'engine-label', 'tls-san']) assert.ok(opts[f], f)
+  assert.equal(opts['engine-opt'].kind, 'stringList')
+  assert.equal(opts['engine-install-url'].envVar, 'MACHINE_DOCKER_INSTALL_URL')
+  const bin = new URL('../../target/debug/machine', import.meta.url).pathname
+  if (!existsSync(bin)) return
+  const help = require('node:child_process').execFileSync(bin, ['create', '--help'], { encoding: 'utf8' })
+  for (const flag of Object.keys(opts)) assert.ok(help.includes(`--${flag} `), flag)
+})
+
 test('every error code of the core is documented in the type declarations', () => {
   const codes = native.errorCodes()
   assert.ok(codes.length >= 18, `${codes}`)

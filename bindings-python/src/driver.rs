@@ -66,6 +66,16 @@ fn kind_name(k: OptionKind) -> &'static str {
     }
 }
 
+/// The engine and TLS options `Store.create` takes in `engine=`, keyed by
+/// their CLI flag names (the core's list, as `machine create --help` shows).
+#[pyfunction]
+pub(crate) fn engine_options() -> Vec<PyDriverOption> {
+    machine_core::host::engine_options()
+        .into_iter()
+        .map(PyDriverOption)
+        .collect()
+}
+
 /// A create option a driver declares, keyed by its CLI flag name.
 #[pyclass(frozen, name = "DriverOption", module = "docker_machine")]
 #[derive(Debug, Clone)]

@@ -126,7 +126,7 @@ fn json_loads<'py>(py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyAny>> {
 #[pymodule]
 mod _native {
     #[pymodule_export]
-    use crate::driver::{PyDriverContext, PyDriverOption, PySshTarget};
+    use crate::driver::{engine_options, PyDriverContext, PyDriverOption, PySshTarget};
     #[pymodule_export]
     use crate::error::error_classes;
     #[pymodule_export]

@@ -20,7 +20,7 @@ from docker_machine import (
     UnknownDriverError,
 )
 
-from conftest import none_machine
+from conftest import REPO, none_machine
 
 
 def test_empty_store(store, tmp_path):
@@ -281,3 +281,18 @@ def test_remove_force_forgets_a_broken_machine(store):
         store.remove("broken")
     store.remove("broken", force=True)
     assert store.names() == []
+
+
+def test_engine_options_are_the_clis():
+    import subprocess
+
+    opts = {o.flag: o for o in docker_machine.engine_options()}
+    assert {"engine-install-url", "engine-opt", "engine-env", "engine-label", "tls-san"} <= set(opts)
+    assert opts["engine-opt"].kind == "list"
+    assert opts["engine-install-url"].env_var == "MACHINE_DOCKER_INSTALL_URL"
+    binary = REPO / "target" / "debug" / "machine"
+    if not binary.exists():
+        pytest.skip("the machine CLI is not built (cargo build -p machine-cli)")
+    helptext = subprocess.run([binary, "create", "--help"], capture_output=True, text=True, check=True).stdout
+    for flag in opts:
+        assert f"--{flag} " in helptext, flag

@@ -2,7 +2,7 @@
 //! create flags each registered driver declares.
 
 use clap::{Arg, ArgAction, Command};
-use machine_core::driver::{DriverRegistry, OptionKind};
+use machine_core::driver::{DriverOption, DriverRegistry, OptionKind};
 
 /// The driver `create` uses when neither `--driver` nor `MACHINE_DRIVER` names one.
 pub use machine_core::driver::DEFAULT_DRIVER;
@@ -290,55 +290,30 @@ fn lifecycle(name: &'static str, about: &'static str) -> Command {
         .arg(names("Machine names (default: \"default\")"))
 }
 
-/// An engine-level flag of `create`.
-#[derive(Debug, Clone, Copy)]
-pub struct EngineArg {
-    pub flag: &'static str,
-    pub help: &'static str,
-    /// Environment variable read when the flag is not given.
-    pub env: Option<&'static str>,
-    pub default: Option<&'static str>,
-    /// Repeatable (collects a list).
-    pub multiple: bool,
-}
-
-const fn engine_arg(flag: &'static str, help: &'static str, multiple: bool) -> EngineArg {
-    EngineArg {
-        flag,
-        help,
-        env: None,
-        default: None,
-        multiple,
+/// A clap argument for a declared option (an engine option of the core, or
+/// a driver's): its kind decides the action, with its environment variable
+/// and default.
+fn option_arg(opt: &DriverOption) -> Arg {
+    let mut a = Arg::new(opt.flag.clone())
+        .long(opt.flag.clone())
+        .help(opt.help.clone())
+        .hide_env_values(true);
+    a = match opt.kind {
+        OptionKind::Bool => a.action(ArgAction::SetTrue),
+        OptionKind::StringList => a.action(ArgAction::Append).value_name("VALUE"),
+        OptionKind::Int => a.value_name("N"),
+        OptionKind::String => a.value_name("VALUE"),
+    };
+    if let Some(e) = &opt.env_var {
+        a = a.env(e.clone());
     }
+    if let Some(d) = &opt.default {
+        if opt.kind != OptionKind::Bool {
+            a = a.default_value(d.clone());
+        }
+    }
+    a
 }
-
-/// The engine flags of `create`, mapped through `CreateOptions::engine_flag`.
-pub const ENGINE_ARGS: [EngineArg; 9] = [
-    EngineArg {
-        env: Some("MACHINE_DOCKER_INSTALL_URL"),
-        default: Some(machine_core::config::DEFAULT_INSTALL_URL),
-        ..engine_arg(
-            "engine-install-url",
-            "Custom URL to use for engine installation (`distro`: the distribution's package, `none`: never install)",
-            false,
-        )
-    },
-    engine_arg("engine-opt", "Specify arbitrary flags to include with the created engine in the form flag=value", true),
-    engine_arg("engine-insecure-registry", "Specify insecure registries to allow with the created engine", true),
-    EngineArg {
-        env: Some("ENGINE_REGISTRY_MIRROR"),
-        ..engine_arg("engine-registry-mirror", "Specify registry mirrors to use", true)
-    },
-    engine_arg("engine-label", "Specify labels for the created engine", true),
-    engine_arg("engine-storage-driver", "Specify a storage driver to use with the engine", false),
-    engine_arg("engine-env", "Specify environment variables to set in the engine", true),
-    engine_arg("tls-san", "Support extra SANs for TLS certs", true),
-    engine_arg(
-        "tls-key-algorithm",
-        "Key algorithm of new certificates: rsa (RSA 2048, as the original) or ecdsa (P-256)",
-        false,
-    ),
-];
 
 fn create_command(prog: &str, drivers: &DriverRegistry) -> Command {
     let mut cmd = Command::new("create")
@@ -357,21 +332,8 @@ fn create_command(prog: &str, drivers: &DriverRegistry) -> Command {
                 .help(format!("Driver to create machine with ({})", drivers.names().join(", "))),
         )
         .arg(Arg::new("name").value_name("NAME").help("Name of the new machine"));
-    for e in ENGINE_ARGS {
-        let mut a = Arg::new(e.flag)
-            .long(e.flag)
-            .value_name("VALUE")
-            .help(e.help);
-        if e.multiple {
-            a = a.action(ArgAction::Append);
-        }
-        if let Some(v) = e.env {
-            a = a.env(v).hide_env_values(true);
-        }
-        if let Some(d) = e.default {
-            a = a.default_value(d);
-        }
-        cmd = cmd.arg(a);
+    for e in machine_core::host::engine_options() {
+        cmd = cmd.arg(option_arg(&e));
     }
     let taken: Vec<String> = cmd
         .get_arguments()
@@ -387,25 +349,7 @@ fn create_command(prog: &str, drivers: &DriverRegistry) -> Command {
                 continue;
             }
             seen.push(opt.flag.clone());
-            let mut a = Arg::new(opt.flag.clone())
-                .long(opt.flag.clone())
-                .help(opt.help.clone())
-                .help_heading(format!("Driver {driver}"))
-                .hide_env_values(true);
-            a = match opt.kind {
-                OptionKind::Bool => a.action(ArgAction::SetTrue),
-                OptionKind::StringList => a.action(ArgAction::Append).value_name("VALUE"),
-                OptionKind::Int => a.value_name("N"),
-                OptionKind::String => a.value_name("VALUE"),
-            };
-            if let Some(e) = &opt.env_var {
-                a = a.env(e.clone());
-            }
-            if let Some(d) = &opt.default {
-                if opt.kind != OptionKind::Bool {
-                    a = a.default_value(d.clone());
-                }
-            }
+            let mut a = option_arg(&opt).help_heading(format!("Driver {driver}"));
             if opt.required {
                 a = a.help(format!("{} (required with driver {driver})", opt.help));
             }

@@ -117,21 +117,17 @@ async fn create(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
         .cloned()
         .unwrap_or_else(|| app::DEFAULT_DRIVER.into());
     let mut opts = CreateOptions::new(&driver);
-    for app::EngineArg { flag, multiple, .. } in app::ENGINE_ARGS {
+    let engine = machine_core::host::engine_options();
+    for e in &engine {
         if !matches!(
-            m.value_source(flag),
+            m.value_source(&e.flag),
             Some(ValueSource::CommandLine | ValueSource::EnvVariable)
         ) {
             continue;
         }
-        let kind = if multiple {
-            OptionKind::StringList
-        } else {
-            OptionKind::String
-        };
-        if let Some(v) = option_value(m, flag, kind) {
-            opts.engine_flag(flag, v)
-                .map_err(|e| ctx.err("Error creating machine", &e))?;
+        if let Some(v) = option_value(m, &e.flag, e.kind) {
+            opts.engine_flag(&e.flag, v)
+                .map_err(|err| ctx.err("Error creating machine", &err))?;
         }
     }
     // Driver flags given on the command line; the library reads their
@@ -143,7 +139,7 @@ async fn create(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
             continue;
         };
         for opt in factory.options() {
-            if seen.contains(&opt.flag) || app::ENGINE_ARGS.iter().any(|a| a.flag == opt.flag) {
+            if seen.contains(&opt.flag) || engine.iter().any(|e| e.flag == opt.flag) {
                 continue;
             }
             seen.push(opt.flag.clone());

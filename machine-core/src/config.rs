@@ -107,7 +107,7 @@ fn always() -> bool {
 #[non_exhaustive]
 pub struct EngineValueError {
     /// The create flag the value belongs to (`engine-env`, `engine-label`, ...).
-    pub flag: &'static str,
+    pub flag: String,
     /// The offending value.
     pub value: String,
     /// What is wrong with it.
@@ -117,9 +117,9 @@ pub struct EngineValueError {
 /// Check one value of engine setting `flag`: no control characters (a newline
 /// would start a new line in the daemon's unit or settings file); `engine-env`
 /// values must be `KEY=VALUE` with a portable variable name.
-pub fn check_engine_value(flag: &'static str, value: &str) -> Result<(), EngineValueError> {
+pub fn check_engine_value(flag: &str, value: &str) -> Result<(), EngineValueError> {
     let bad = |reason: String| EngineValueError {
-        flag,
+        flag: flag.to_string(),
         value: value.to_string(),
         reason,
     };

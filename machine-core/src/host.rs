@@ -23,7 +23,7 @@
 use crate::cert::{self, CertError, CertPaths, CertificateAuthority, KeyAlgorithm};
 use crate::config::{EngineOptions, HostConfig};
 use crate::driver::{
-    Driver, DriverContext, DriverError, DriverOptions, DriverRegistry, OptionValue,
+    Driver, DriverContext, DriverError, DriverOption, DriverOptions, DriverRegistry, OptionValue,
 };
 use crate::engine::{self, EngineError, EngineVersion};
 use crate::env::MachineEnv;
@@ -204,7 +204,7 @@ fn log_suffix(tail: &str) -> String {
 impl From<crate::config::EngineValueError> for HostError {
     fn from(e: crate::config::EngineValueError) -> Self {
         HostError::InvalidOption {
-            flag: e.flag.to_string(),
+            flag: e.flag,
             value: e.value,
             reason: e.reason,
         }
@@ -228,18 +228,50 @@ pub struct CreateOptions {
     pub use_environment: bool,
 }
 
-/// The engine-level flags `create` accepts besides the driver's, by flag name.
-pub const ENGINE_FLAGS: [&str; 9] = [
-    "engine-install-url",
-    "engine-opt",
-    "engine-insecure-registry",
-    "engine-registry-mirror",
-    "engine-label",
-    "engine-storage-driver",
-    "engine-env",
-    "tls-san",
-    "tls-key-algorithm",
-];
+/// The engine and TLS options `create` takes besides the driver's, declared
+/// as data like driver options (flag, kind, default, environment variable,
+/// help). The CLI builds its flags from this list; Python and Node expose it.
+pub fn engine_options() -> Vec<DriverOption> {
+    use crate::driver::OptionKind::{String as Text, StringList as List};
+    vec![
+        DriverOption::new(
+            "engine-install-url",
+            Text,
+            "Custom URL to use for engine installation (`distro`: the distribution's package, `none`: never install)",
+        )
+        .env("MACHINE_DOCKER_INSTALL_URL")
+        .default_value(crate::config::DEFAULT_INSTALL_URL),
+        DriverOption::new(
+            "engine-opt",
+            List,
+            "Specify arbitrary flags to include with the created engine in the form flag=value",
+        ),
+        DriverOption::new(
+            "engine-insecure-registry",
+            List,
+            "Specify insecure registries to allow with the created engine",
+        ),
+        DriverOption::new("engine-registry-mirror", List, "Specify registry mirrors to use")
+            .env("ENGINE_REGISTRY_MIRROR"),
+        DriverOption::new("engine-label", List, "Specify labels for the created engine"),
+        DriverOption::new(
+            "engine-storage-driver",
+            Text,
+            "Specify a storage driver to use with the engine",
+        ),
+        DriverOption::new(
+            "engine-env",
+            List,
+            "Specify environment variables to set in the engine",
+        ),
+        DriverOption::new("tls-san", List, "Support extra SANs for TLS certs"),
+        DriverOption::new(
+            "tls-key-algorithm",
+            Text,
+            "Key algorithm of new certificates: rsa (RSA 2048, as the original) or ecdsa (P-256)",
+        ),
+    ]
+}
 
 impl CreateOptions {
     /// Options for `driver` with the default engine settings.
@@ -261,7 +293,7 @@ impl CreateOptions {
         self
     }
 
-    /// Set an engine flag by name (one of [`ENGINE_FLAGS`]); list flags append.
+    /// Set an engine flag by name (one of [`engine_options`]); list flags append.
     pub fn engine_flag(&mut self, flag: &str, value: OptionValue) -> Result<&mut Self, HostError> {
         let flag = flag.trim_start_matches('-');
         let list = match &value {
@@ -274,7 +306,7 @@ impl CreateOptions {
                 .get_or_insert_with(Vec::new)
                 .extend(list.iter().cloned())
         };
-        if let Some(flag) = ENGINE_FLAGS.iter().find(|f| **f == flag) {
+        if engine_options().iter().any(|o| o.flag == flag) {
             for v in &list {
                 crate::config::check_engine_value(flag, v)?;
             }
@@ -311,7 +343,14 @@ impl CreateOptions {
                 return Err(HostError::InvalidOption {
                     flag: flag.into(),
                     value: value.to_string(),
-                    reason: format!("not an engine option (known: {})", ENGINE_FLAGS.join(", ")),
+                    reason: format!(
+                        "not an engine option (known: {})",
+                        engine_options()
+                            .iter()
+                            .map(|o| o.flag.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
                 })
             }
         }

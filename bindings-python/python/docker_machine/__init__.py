@@ -38,6 +38,7 @@ from ._native import (
     SshTarget,
     Store,
     StoreError,
+    engine_options,
     UnknownDriverError,
     __version__,
 )
@@ -71,6 +72,7 @@ __all__ = [
     "DriverContext",
     "DriverError",
     "DriverOption",
+    "engine_options",
     "EngineError",
     "HostKeyMismatchError",
     "InvalidNameError",

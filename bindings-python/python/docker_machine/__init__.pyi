@@ -19,6 +19,7 @@ __all__ = [
     "DriverContext",
     "DriverError",
     "DriverOption",
+    "engine_options",
     "EngineError",
     "HostKeyMismatchError",
     "InvalidNameError",
@@ -237,6 +238,11 @@ class SshOutput:
     def stderr_bytes(self) -> bytes: ...
     @property
     def exit_status(self) -> int: ...
+
+def engine_options() -> List["DriverOption"]:
+    """The engine and TLS options ``Store.create`` takes in ``engine=``, keyed by
+    their CLI flag names (``engine-opt``, ``engine-label``, ``tls-san``, ...)."""
+    ...
 
 @final
 class DriverOption:
