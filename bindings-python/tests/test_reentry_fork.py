@@ -48,32 +48,39 @@ def test_a_progress_callback_can_call_the_library(store, closed_port):
     assert seen == [["n1"]]
 
 
+class _Quiet:
+    """A driver for a daemon that is not there; subclasses change one method."""
+
+    options: list = []
+    needs_provisioning = False
+    port = 1
+
+    def __init__(self, ctx, options):
+        self.name = ctx.machine_name
+
+    def create(self):
+        pass
+
+    def remove(self):
+        pass
+
+    def state(self):
+        return "Running"
+
+    def ip(self):
+        return "127.0.0.1"
+
+    def url(self):
+        return f"tcp://127.0.0.1:{self.port}"
+
+
 def test_a_driver_hook_can_call_the_library(store, closed_port):
     url = f"tcp://127.0.0.1:{closed_port}"
     seen = []
 
-    class Nested:
-        options = []
-
-        def __init__(self, ctx, options):
-            self.name = ctx.machine_name
-
+    class Nested(_Quiet):
         def create(self):
             seen.append(sorted(r.name for r in store.list(timeout=1)))
-
-        def remove(self):
-            pass
-
-        def state(self):
-            return "Running"
-
-        def ip(self):
-            return "127.0.0.1"
-
-        def url(self):
-            return url
-
-    Nested.needs_provisioning = False
 
     store.register_driver("nested", Nested)
     store.create("n1", driver="none", options={"url": url})
@@ -82,27 +89,8 @@ def test_a_driver_hook_can_call_the_library(store, closed_port):
 
 
 def test_list_is_bounded_by_its_timeout_even_while_a_driver_loads(store, closed_port):
-    class SlowToLoad:
-        options = []
-        needs_provisioning = False
-
-        def __init__(self, ctx, options):
-            self.slow = ctx.machine_name == "slow"
-
-        def create(self):
-            pass
-
-        def remove(self):
-            pass
-
-        def state(self):
-            return "Running"
-
-        def ip(self):
-            return "127.0.0.1"
-
-        def url(self):
-            return f"tcp://127.0.0.1:{closed_port}"
+    class SlowToLoad(_Quiet):
+        port = closed_port
 
     store.register_driver("slowload", SlowToLoad)
     store.create("slow", driver="slowload")
@@ -110,6 +98,7 @@ def test_list_is_bounded_by_its_timeout_even_while_a_driver_loads(store, closed_
     class Loading(SlowToLoad):
         def __init__(self, ctx, options):
             time.sleep(4)
+            super().__init__(ctx, options)
 
     store.register_driver("slowload", Loading)
     started = time.monotonic()

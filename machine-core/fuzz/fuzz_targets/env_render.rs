@@ -8,16 +8,7 @@ use machine_core::env::{render, render_unset, MachineEnv, Shell};
 fuzz_target!(|input: (String, String, String, String, bool)| {
     let (name, host, path, hint, verify) = input;
     let env = MachineEnv::new(&name, &host, &path, verify);
-    for shell in [
-        Shell::Bash,
-        Shell::Fish,
-        Shell::Powershell,
-        Shell::Cmd,
-        Shell::Tcsh,
-        Shell::Emacs,
-        Shell::Nushell,
-        Shell::Json,
-    ] {
+    for shell in Shell::ALL {
         if let Ok(text) = render(&env, shell, Some(&hint)) {
             if shell == Shell::Cmd {
                 // one line per variable plus the two hint lines
