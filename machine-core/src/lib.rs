@@ -9,7 +9,8 @@
 //! Modules, one concern each:
 //! - [`state`]: machine states as docker-machine spells them.
 //! - [`config`]: the `config.json` data model (version 3) and its migrations.
-//! - [`store`]: the file store with atomic writes and locks.
+//! - [`store`]: the file store with atomic writes and locks, and [`Store`], the
+//!   entry point that creates, lists, loads and removes machines.
 //! - [`cert`]: CA, client and server certificates, local verification, TLS configs.
 //! - [`env`](mod@env): rendering of the `DOCKER_*` environment for every supported shell.
 //! - [`engine`]: readiness and version checks against the Docker daemon over mutual TLS.
@@ -18,7 +19,7 @@
 //! - [`ssh`]: the SSH client (pinned host keys, one connection per operation) and
 //!   the command runner trait the provisioning steps execute through.
 //! - [`error_code`]: the stable error codes every front end reports.
-//! - [`host`]: a machine and its operations.
+//! - [`host`]: a machine and its operations, their options and errors.
 //! - [`progress`]: step reports of long operations, also from inside drivers.
 
 pub mod cert;

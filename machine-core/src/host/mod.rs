@@ -1,0 +1,662 @@
+//! A machine and its operations ([`Host`]); what they take ([`CreateOptions`],
+//! the engine options, [`EnvOptions`]) and how they fail ([`HostError`]).
+//! [`Store`] (in [`crate::store`]) finds, creates and removes machines.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), machine_core::host::HostError> {
+//! use machine_core::host::{CreateOptions, Store};
+//! use machine_core::driver::{DriverRegistry, OptionValue};
+//! use machine_core::store::FileStore;
+//!
+//! let drivers = DriverRegistry::new(); // add drivers, e.g. machine_drivers::builtin_registry()
+//! let store = Store::new(FileStore::new("/tmp/machines"), drivers);
+//! let mut opts = CreateOptions::new("generic");
+//! opts.driver_option("generic-ip-address", OptionValue::String("192.0.2.10".into()));
+//! let host = store.create("web1", opts, &|step: &str| println!("{step}")).await?;
+//! println!("{}", host.url().await?);
+//! # Ok(()) }
+//! ```
+
+// Errors carry the machine name and the failing step; they are the cold path of
+// operations that take milliseconds to minutes, so their size does not matter.
+#![allow(clippy::result_large_err)]
+
+use crate::cert::{self, CertError, CertPaths, CertificateAuthority, KeyAlgorithm};
+use crate::config::HostConfig;
+use crate::driver::{Driver, DriverError};
+use crate::engine::{self, EngineVersion};
+use crate::env::MachineEnv;
+use crate::provision::{self, ProvisionError, ProvisionRequest};
+use crate::ssh::{known_hosts, CommandRunner, HostKeyCheck, Output, SshClient};
+use crate::state::State;
+pub use crate::store::{ListEntry, Settings, Store};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+pub use crate::progress::Progress;
+
+mod error;
+mod options;
+
+pub use error::{error_chain, printable, HostError};
+pub use options::{engine_options, CreateOptions, EnvOptions};
+
+/// File in a machine's directory recording why its last create or provision failed.
+pub const ERROR_FILE: &str = "last-error";
+
+/// A named machine: its driver plus engine, swarm and TLS options.
+#[derive(Debug)]
+pub struct Host {
+    pub(crate) config: HostConfig,
+    pub(crate) driver: Box<dyn Driver>,
+    pub(crate) store: Store,
+    /// A first SSH contact is expected (during create): pinning the host
+    /// key then is routine, not worth a warning.
+    pub(crate) new_machine: bool,
+}
+
+impl Host {
+    /// The machine's name.
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+    /// The driver's name.
+    pub fn driver_name(&self) -> &str {
+        &self.config.driver_name
+    }
+    /// The saved configuration.
+    pub fn config(&self) -> &HostConfig {
+        &self.config
+    }
+    /// The driver.
+    pub fn driver(&self) -> &dyn Driver {
+        self.driver.as_ref()
+    }
+    /// The machine's directory.
+    pub fn dir(&self) -> PathBuf {
+        self.store.files.machine_dir(self.name())
+    }
+
+    fn drv(&self, source: DriverError) -> HostError {
+        HostError::Driver {
+            name: self.name().to_string(),
+            source,
+        }
+    }
+    fn io(&self, path: &Path, source: std::io::Error) -> HostError {
+        HostError::Io {
+            name: self.name().to_string(),
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+    fn cert_err(&self, source: CertError) -> HostError {
+        HostError::Cert {
+            name: self.name().to_string(),
+            source: Box::new(source),
+        }
+    }
+
+    /// The failure recorded by the last create or provision, if it failed.
+    pub fn last_error(&self) -> Option<String> {
+        std::fs::read_to_string(self.dir().join(ERROR_FILE))
+            .ok()
+            .map(|s| printable(s.trim()))
+            .filter(|s| !s.is_empty())
+    }
+    pub(crate) fn record_error(&self, e: &HostError) {
+        let p = self.dir().join(ERROR_FILE);
+        if let Err(err) = crate::fsutil::write_atomic(&p, error_chain(e).as_bytes(), 0o600) {
+            tracing::warn!(path = %p.display(), error = %err, "cannot record the failure");
+        }
+    }
+    pub(crate) fn clear_error(&self) {
+        let _ = std::fs::remove_file(self.dir().join(ERROR_FILE));
+    }
+
+    /// Read the configuration and the driver's state again from the store
+    /// (under the machine's lock, before changing anything: another process
+    /// may have changed or removed the machine since this `Host` was loaded).
+    fn reload(&mut self) -> Result<(), HostError> {
+        let fresh = self.store.get(self.name())?;
+        self.config = fresh.config;
+        self.driver = fresh.driver;
+        Ok(())
+    }
+
+    /// Save the configuration (the driver's state included).
+    pub fn save(&mut self) -> Result<(), HostError> {
+        let mut fresh = self.driver.saved_state().map_err(|e| self.drv(e))?;
+        crate::config::keep_unknown_fields(&mut fresh, &self.config.driver);
+        self.config.driver = fresh;
+        self.store.files.save(&self.config)?;
+        Ok(())
+    }
+
+    /// The state: the driver's, or Error when the last create or provision failed.
+    pub async fn state(&self) -> Result<State, HostError> {
+        if self.last_error().is_some() {
+            return Ok(State::Error);
+        }
+        self.driver.state().await.map_err(|e| self.drv(e))
+    }
+    /// The machine's IP address or host name.
+    pub async fn ip(&self) -> Result<String, HostError> {
+        self.driver.ip().await.map_err(|e| self.drv(e))
+    }
+    /// The Docker daemon's URL.
+    pub async fn url(&self) -> Result<String, HostError> {
+        self.driver.url().await.map_err(|e| self.drv(e))
+    }
+
+    /// Where the client certificates for this machine live (`DOCKER_CERT_PATH`).
+    pub fn cert_path(&self) -> PathBuf {
+        self.dir()
+    }
+
+    fn read(&self, p: &Path) -> Result<String, HostError> {
+        std::fs::read_to_string(p).map_err(|e| self.io(p, e))
+    }
+
+    /// rustls client configuration with this machine's client certificate.
+    pub fn tls_client_config(&self) -> Result<Arc<rustls::ClientConfig>, HostError> {
+        let d = self.cert_path();
+        let (ca, cert, key) = (
+            self.read(&d.join("ca.pem"))?,
+            self.read(&d.join("cert.pem"))?,
+            self.read(&d.join("key.pem"))?,
+        );
+        cert::client_tls_config(&ca, &cert, &key).map_err(|e| self.cert_err(e))
+    }
+
+    /// Check locally, without dialing the daemon, that the machine's server
+    /// certificate chains to its CA, covers its address and is unexpired.
+    pub async fn check_certs(&self) -> Result<(), HostError> {
+        let url = self.url().await?;
+        let host = engine::parse_tcp_url(&url)
+            .map(|(h, _)| h)
+            .unwrap_or_default();
+        let d = self.cert_path();
+        let server = d.join("server.pem");
+        if !server.exists() && !self.driver.needs_provisioning() {
+            return Ok(());
+        }
+        let (ca, srv) = (self.read(&d.join("ca.pem"))?, self.read(&server)?);
+        cert::verify_server_cert(&ca, &srv, &host, SystemTime::now()).map_err(|source| {
+            HostError::CertCheck {
+                name: self.name().to_string(),
+                address: host.clone(),
+                source: Box::new(source),
+            }
+        })
+    }
+
+    /// The `DOCKER_*` variables for this machine, after the local certificate check.
+    pub async fn env(&self) -> Result<MachineEnv, HostError> {
+        self.check_certs().await?;
+        let url = self.url().await?;
+        Ok(MachineEnv::new(
+            self.name(),
+            &url,
+            &self.cert_path().to_string_lossy(),
+            // the daemon we provision always verifies clients
+            true,
+        ))
+    }
+
+    /// The environment as shell text, per `opts` (see [`crate::env::render`]).
+    pub async fn env_text(&self, opts: &EnvOptions) -> Result<String, HostError> {
+        let shell = opts.shell.unwrap_or(crate::env::Shell::Bash);
+        let bad = |e: crate::env::EnvError| HostError::InvalidOption {
+            flag: "shell".into(),
+            value: shell.to_string(),
+            reason: e.to_string(),
+        };
+        let hint = opts.hint_command.as_deref();
+        if opts.unset {
+            let lower_set = opts
+                .no_proxy_lower
+                .as_deref()
+                .is_some_and(|v| !v.is_empty());
+            let u = MachineEnv::unset(opts.no_proxy, lower_set);
+            return crate::env::render_unset(&u.clear, shell, hint).map_err(bad);
+        }
+        let mut env = self.env().await?;
+        if opts.no_proxy {
+            let ip = self.ip().await?;
+            env = env.with_no_proxy(
+                &ip,
+                opts.no_proxy_lower.as_deref(),
+                opts.no_proxy_upper.as_deref(),
+            );
+        }
+        crate::env::render(&env, shell, hint).map_err(bad)
+    }
+
+    /// The `docker` client flags for this machine, one per element, as `config` prints them.
+    pub async fn config_flags(&self) -> Result<Vec<String>, HostError> {
+        self.check_certs().await?;
+        let d = self.cert_path();
+        let url = self.url().await?;
+        Ok(vec![
+            "--tlsverify".to_string(),
+            format!("--tlscacert=\"{}\"", d.join("ca.pem").display()),
+            format!("--tlscert=\"{}\"", d.join("cert.pem").display()),
+            format!("--tlskey=\"{}\"", d.join("key.pem").display()),
+            format!("-H={url}"),
+        ])
+    }
+
+    /// Ask the daemon for its version over mutual TLS.
+    pub async fn docker_version(&self, timeout: Duration) -> Result<EngineVersion, HostError> {
+        let url = self.url().await?;
+        let (h, p) = engine::parse_tcp_url(&url).ok_or_else(|| HostError::InvalidOption {
+            flag: "url".into(),
+            value: url.clone(),
+            reason: "expected tcp://HOST:PORT".into(),
+        })?;
+        let tls = self.tls_client_config()?;
+        engine::version(&h, p, tls, timeout)
+            .await
+            .map_err(|source| HostError::Engine {
+                name: self.name().to_string(),
+                log_tail: String::new(),
+                source,
+            })
+    }
+
+    /// Open one SSH connection to the machine, pinning its host key on first use.
+    pub async fn connect(&self) -> Result<SshClient, HostError> {
+        let target = self.driver.ssh_target().ok_or_else(|| HostError::NoSsh {
+            name: self.name().to_string(),
+            driver: self.driver_name().to_string(),
+        })?;
+        let ssh = |source| HostError::Ssh {
+            name: self.name().to_string(),
+            source,
+        };
+        crate::ssh::check_user(&target.user).map_err(ssh)?;
+        crate::ssh::check_host(&target.host).map_err(ssh)?;
+        let dir = self.dir();
+        // The pin belongs to the machine, not to an address: a VM whose forwarded
+        // port changed keeps its pin, and the file is rewritten for the new address.
+        let pin = known_hosts::read_machine(&dir).map_err(ssh)?;
+        let want = known_hosts::host_pattern(&target.host, target.port);
+        let check = match &pin {
+            Some((_, key)) => HostKeyCheck::Pinned(key.clone()),
+            None => HostKeyCheck::TrustOnFirstUse,
+        };
+        let client = SshClient::connect(&target, &check, &self.store.settings.ssh)
+            .await
+            .map_err(ssh)?;
+        if pin.is_none() && !client.host_key().is_empty() {
+            let fp = crate::ssh::client::fingerprint(client.host_key());
+            if self.new_machine {
+                tracing::info!(machine = self.name(), fingerprint = %fp, "pinning the SSH host key");
+            } else {
+                // an imported or edited machine: say what is being trusted
+                tracing::warn!(
+                    "machine {}: no SSH host key was pinned; pinning {fp} as presented by {}:{}",
+                    self.name(),
+                    target.host,
+                    target.port
+                );
+            }
+        }
+        let stale = pin.as_ref().is_some_and(|(pattern, _)| *pattern != want);
+        if (pin.is_none() || stale) && !client.host_key().is_empty() {
+            known_hosts::write(&dir, &target.host, target.port, client.host_key()).map_err(ssh)?;
+        }
+        Ok(client)
+    }
+
+    /// Forget the pinned SSH host key; the next connection pins what it is shown.
+    pub fn forget_host_key(&self) -> Result<(), HostError> {
+        known_hosts::forget(&self.dir()).map_err(|source| HostError::Ssh {
+            name: self.name().to_string(),
+            source,
+        })
+    }
+
+    /// Run a command over SSH.
+    pub async fn ssh(&self, command: &str) -> Result<Output, HostError> {
+        let c = self.connect().await?;
+        let out = c.run(command).await.map_err(|source| HostError::Ssh {
+            name: self.name().to_string(),
+            source,
+        });
+        c.close().await;
+        out
+    }
+
+    /// Copy a local file to the machine (mode taken from the local file).
+    pub async fn copy_to(&self, local: &Path, remote: &str) -> Result<(), HostError> {
+        use std::os::unix::fs::PermissionsExt;
+        let bytes = std::fs::read(local).map_err(|e| self.io(local, e))?;
+        let mode = std::fs::metadata(local)
+            .map_err(|e| self.io(local, e))?
+            .permissions()
+            .mode()
+            & 0o7777;
+        let c = self.connect().await?;
+        let r = c
+            .write_file(remote, &bytes, mode)
+            .await
+            .map_err(|source| HostError::Ssh {
+                name: self.name().to_string(),
+                source,
+            });
+        c.close().await;
+        r
+    }
+
+    /// Copy a file from the machine to `local`, streaming; the copy keeps the
+    /// remote file's permission bits (0600 when unknown).
+    pub async fn copy_from(&self, remote: &str, local: &Path) -> Result<(), HostError> {
+        let c = self.connect().await?;
+        let r = c
+            .download(remote, local)
+            .await
+            .map_err(|source| HostError::Ssh {
+                name: self.name().to_string(),
+                source,
+            });
+        c.close().await;
+        r.map(|_| ())
+    }
+
+    async fn wait_running(&self, progress: Progress<'_>) -> Result<(), HostError> {
+        progress("Waiting for the machine to be running");
+        let limit = self.store.settings.running_timeout;
+        let deadline = Instant::now() + limit;
+        loop {
+            let st = self.driver.state().await.map_err(|e| self.drv(e))?;
+            if st == State::Running {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(HostError::Timeout {
+                    name: self.name().to_string(),
+                    what: format!("reaching state Running (last state {st})"),
+                    seconds: limit.as_secs(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    pub(crate) async fn finish_create(
+        &mut self,
+        alg: KeyAlgorithm,
+        progress: Progress<'_>,
+    ) -> Result<(), HostError> {
+        progress("Creating machine");
+        crate::progress::forward(progress, self.driver.create())
+            .await
+            .map_err(|e| self.drv(e))?;
+        self.save()?;
+        self.wait_running(progress).await?;
+        self.copy_client_certs()?;
+        if self.driver.needs_provisioning() {
+            self.provision_with(alg, progress).await?;
+        }
+        Ok(())
+    }
+
+    fn copy_client_certs(&self) -> Result<(), HostError> {
+        let certs = self.store.files.certs_dir();
+        let dir = self.dir();
+        for (from, to) in [
+            ("ca.pem", "ca.pem"),
+            ("cert.pem", "cert.pem"),
+            ("key.pem", "key.pem"),
+        ] {
+            let src = certs.join(from);
+            let dst = dir.join(to);
+            let bytes = std::fs::read(&src).map_err(|e| self.io(&src, e))?;
+            crate::fsutil::write_atomic(&dst, &bytes, 0o600).map_err(|e| self.io(&dst, e))?;
+        }
+        Ok(())
+    }
+
+    /// Make and save a new server certificate for the machine's current address.
+    fn issue_server_cert(
+        &mut self,
+        ip: &str,
+        alg: KeyAlgorithm,
+    ) -> Result<(String, String, String), HostError> {
+        let certs = CertPaths::in_dir(&self.store.files.certs_dir());
+        let ca = CertificateAuthority::load(&certs.ca_cert, &certs.ca_key)
+            .map_err(|e| self.cert_err(e))?;
+        let mut sans: Vec<String> = self
+            .config
+            .host_options
+            .auth_options
+            .server_cert_sans
+            .clone()
+            .unwrap_or_default();
+        for extra in [ip.to_string(), "localhost".to_string()] {
+            if !sans.contains(&extra) {
+                sans.push(extra);
+            }
+        }
+        let org = format!("{}.{}", cert::default_org(), self.name());
+        let bundle = ca
+            .issue_server(&org, &sans, alg)
+            .map_err(|e| self.cert_err(e))?;
+        let dir = self.dir();
+        let (cp, kp) = (dir.join("server.pem"), dir.join("server-key.pem"));
+        crate::fsutil::write_atomic(&cp, bundle.cert_pem.as_bytes(), 0o600)
+            .map_err(|e| self.io(&cp, e))?;
+        crate::fsutil::write_atomic(&kp, bundle.key_pem.as_bytes(), 0o600)
+            .map_err(|e| self.io(&kp, e))?;
+        Ok((ca.cert_pem().to_string(), bundle.cert_pem, bundle.key_pem))
+    }
+
+    async fn provision_with(
+        &mut self,
+        alg: KeyAlgorithm,
+        progress: Progress<'_>,
+    ) -> Result<(), HostError> {
+        // config.json may have been edited since create: check again
+        self.config
+            .host_options
+            .engine_options
+            .validate()
+            .map_err(HostError::from)?;
+        let ip = self.ip().await?;
+        progress("Generating the server certificate");
+        let (ca_pem, server_cert_pem, server_key_pem) = self.issue_server_cert(&ip, alg)?;
+        {
+            let a = &mut self.config.host_options.auth_options;
+            a.ca_cert_remote_path = provision::engine::REMOTE_CA.into();
+            a.server_cert_remote_path = provision::engine::REMOTE_SERVER_CERT.into();
+            a.server_key_remote_path = provision::engine::REMOTE_SERVER_KEY.into();
+        }
+        self.save()?;
+        let req = ProvisionRequest {
+            hostname: self.name().to_string(),
+            driver_name: self.driver_name().to_string(),
+            engine: self.config.host_options.engine_options.clone(),
+            engine_port: self.driver.engine_port(),
+            ca_pem,
+            server_cert_pem,
+            server_key_pem,
+        };
+        // A connection lost mid-way is retried once on a new connection (the
+        // steps are idempotent); connecting again is itself bounded by the
+        // SSH settings' attempts and deadlines.
+        let mut retried = false;
+        loop {
+            progress("Connecting over SSH");
+            let client = self.connect().await?;
+            let result = self.provision_over(&client, &req, progress).await;
+            client.close().await;
+            match result {
+                Err(HostError::Provision {
+                    source: ProvisionError::Transport { .. },
+                    ..
+                }) if !retried => {
+                    retried = true;
+                    progress("Connection lost; reconnecting");
+                }
+                r => return r,
+            }
+        }
+    }
+
+    async fn provision_over(
+        &self,
+        client: &SshClient,
+        req: &ProvisionRequest,
+        progress: Progress<'_>,
+    ) -> Result<(), HostError> {
+        let report = provision::provision(client, &self.store.provisioners, req, progress)
+            .await
+            .map_err(|source| HostError::Provision {
+                name: self.name().to_string(),
+                source,
+            })?;
+        progress("Waiting for the Docker daemon to answer over TLS");
+        let limit = self.store.settings.engine_timeout;
+        let deadline = Instant::now() + limit;
+        loop {
+            let attempt = self.docker_version(Duration::from_secs(10)).await;
+            match attempt {
+                Ok(_) => return Ok(()),
+                Err(HostError::Engine { source, .. }) if Instant::now() >= deadline => {
+                    let tail = client
+                        .run(&report.log_command)
+                        .await
+                        .map(|o| o.stdout_text())
+                        .unwrap_or_default();
+                    return Err(HostError::Engine {
+                        name: self.name().to_string(),
+                        log_tail: tail,
+                        source,
+                    });
+                }
+                Err(HostError::Engine { .. }) => {
+                    // A daemon usually answers within a second of starting: poll
+                    // quickly at first, then back off.
+                    let waited =
+                        limit.saturating_sub(deadline.saturating_duration_since(Instant::now()));
+                    let pause = if waited < Duration::from_secs(5) {
+                        100
+                    } else {
+                        500
+                    };
+                    tokio::time::sleep(Duration::from_millis(pause)).await
+                }
+                Err(other) => return Err(other),
+            }
+        }
+    }
+
+    /// Provision again: re-detect the OS, install Docker if missing, rewrite the
+    /// daemon configuration with a fresh server certificate and restart it.
+    pub async fn provision(&mut self, progress: Progress<'_>) -> Result<(), HostError> {
+        let _lock = self.store.files.lock_machine(self.name())?;
+        self.reload()?;
+        self.provision_locked(progress).await
+    }
+
+    async fn provision_locked(&mut self, progress: Progress<'_>) -> Result<(), HostError> {
+        self.copy_client_certs()?;
+        let r = self.provision_with(self.key_algorithm(), progress).await;
+        match &r {
+            Ok(()) => self.clear_error(),
+            Err(e) => self.record_error(e),
+        }
+        r
+    }
+
+    /// Upgrade Docker: run the install method again (the install script, or the
+    /// distribution's package), then restart the daemon with our configuration.
+    pub async fn upgrade(&mut self, progress: Progress<'_>) -> Result<(), HostError> {
+        let _lock = self.store.files.lock_machine(self.name())?;
+        self.reload()?;
+        let client = self.connect().await?;
+        let prov_err = |source| HostError::Provision {
+            name: self.name().to_string(),
+            source,
+        };
+        let r = async {
+            let facts = provision::probe(&client).await.map_err(prov_err)?;
+            let p = self
+                .store
+                .provisioners
+                .detect(&facts.os)
+                .map_err(prov_err)?;
+            let method = provision::InstallMethod::from_install_url(
+                &self.config.host_options.engine_options.install_url,
+            );
+            let steps = p.install_steps(&facts, &method).map_err(prov_err)?;
+            progress("Upgrading Docker");
+            provision::run_steps(&client, &steps, facts.is_root, progress)
+                .await
+                .map_err(prov_err)
+        }
+        .await;
+        client.close().await;
+        r?;
+        self.provision_locked(progress).await
+    }
+
+    fn key_algorithm(&self) -> KeyAlgorithm {
+        let p = self.dir().join("server-key.pem");
+        match std::fs::read_to_string(p) {
+            Ok(k) if k.contains("RSA PRIVATE KEY") => KeyAlgorithm::Rsa2048,
+            Ok(k) if k.contains("EC PRIVATE KEY") => KeyAlgorithm::EcdsaP256,
+            _ => KeyAlgorithm::default(),
+        }
+    }
+
+    /// Make a new server certificate and restart the daemon with it. With
+    /// `client_certs`, the CA and client certificate are made anew first (every
+    /// machine of the store must then be regenerated too).
+    pub async fn regenerate_certs(
+        &mut self,
+        client_certs: bool,
+        progress: Progress<'_>,
+    ) -> Result<(), HostError> {
+        if client_certs {
+            progress("Regenerating the CA and client certificates");
+            let _lock = self.store.files.lock_store()?;
+            let certs = CertPaths::in_dir(&self.store.files.certs_dir());
+            cert::regenerate(&certs, &cert::default_org(), self.key_algorithm())
+                .map_err(|e| self.cert_err(e))?;
+        }
+        self.provision(progress).await
+    }
+
+    /// Start the machine (driver-dependent).
+    pub async fn start(&mut self) -> Result<(), HostError> {
+        let _lock = self.store.files.lock_machine(self.name())?;
+        self.reload()?;
+        self.driver.start().await.map_err(|e| self.drv(e))?;
+        self.save()
+    }
+    /// Stop the machine (driver-dependent).
+    pub async fn stop(&mut self) -> Result<(), HostError> {
+        let _lock = self.store.files.lock_machine(self.name())?;
+        self.reload()?;
+        self.driver.stop().await.map_err(|e| self.drv(e))?;
+        self.save()
+    }
+    /// Restart the machine (driver-dependent).
+    pub async fn restart(&mut self) -> Result<(), HostError> {
+        let _lock = self.store.files.lock_machine(self.name())?;
+        self.reload()?;
+        self.driver.restart().await.map_err(|e| self.drv(e))?;
+        self.save()
+    }
+    /// Kill the machine (driver-dependent).
+    pub async fn kill(&mut self) -> Result<(), HostError> {
+        let _lock = self.store.files.lock_machine(self.name())?;
+        self.reload()?;
+        self.driver.kill().await.map_err(|e| self.drv(e))?;
+        self.save()
+    }
+}

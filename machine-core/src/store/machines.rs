@@ -1,0 +1,364 @@
+//! [`Store`]: the entry point that finds, creates, lists and removes the
+//! machines of one [`FileStore`], with the drivers and provisioners that
+//! serve them. A machine's own operations are on [`crate::host::Host`].
+
+// Errors carry the machine name and the failing step; they are the cold path of
+// operations that take milliseconds to minutes, so their size does not matter.
+#![allow(clippy::result_large_err)]
+
+use super::{FileStore, StoreError};
+use crate::cert::{self, CertPaths, KeyAlgorithm};
+use crate::config::HostConfig;
+use crate::driver::{DriverContext, DriverOptions, DriverRegistry};
+use crate::engine::EngineError;
+use crate::host::{error_chain, CreateOptions, Host, HostError};
+use crate::progress::Progress;
+use crate::provision::ProvisionerSet;
+use crate::ssh::SshConfig;
+use crate::state::State;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Timeouts and SSH settings of a [`Store`].
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub ssh: SshConfig,
+    /// How long to wait for a new machine to reach Running.
+    pub running_timeout: Duration,
+    /// How long to wait for the daemon to answer over TLS after (re)starting it.
+    pub engine_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            ssh: SshConfig::default(),
+            running_timeout: Duration::from_secs(300),
+            engine_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// The machines of one store, with the drivers and provisioners that serve them.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub(crate) files: FileStore,
+    pub(crate) drivers: DriverRegistry,
+    pub(crate) provisioners: ProvisionerSet,
+    pub(crate) settings: Settings,
+}
+
+/// One row of a listing: the same fields as `ls`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ListEntry {
+    pub name: String,
+    pub driver_name: String,
+    pub state: State,
+    pub url: String,
+    pub swarm: String,
+    pub docker_version: String,
+    pub error: String,
+    /// How long querying this machine took, in milliseconds.
+    pub response_time_ms: u64,
+}
+
+impl Store {
+    /// A store over `files` using `drivers`.
+    pub fn new(files: FileStore, drivers: DriverRegistry) -> Self {
+        Store {
+            files,
+            drivers,
+            provisioners: ProvisionerSet::builtin(),
+            settings: Settings::default(),
+        }
+    }
+    /// The store at `path`, or at `MACHINE_STORAGE_PATH`, or at
+    /// `~/.docker/machine`; [`StoreError::NoLocation`] when none is set.
+    pub fn open(path: Option<PathBuf>, drivers: DriverRegistry) -> Result<Self, StoreError> {
+        let root = path
+            .or_else(|| {
+                let env = std::env::var("MACHINE_STORAGE_PATH").ok();
+                let home = std::env::var_os("HOME")
+                    .filter(|h| !h.is_empty())
+                    .map(PathBuf::from);
+                FileStore::default_root(env.as_deref(), home.as_deref())
+            })
+            .ok_or(StoreError::NoLocation)?;
+        Ok(Store::new(FileStore::new(root), drivers))
+    }
+
+    /// Replace the timeouts and SSH settings.
+    pub fn with_settings(mut self, settings: Settings) -> Self {
+        self.settings = settings;
+        self
+    }
+    /// Replace the provisioners.
+    pub fn with_provisioners(mut self, p: ProvisionerSet) -> Self {
+        self.provisioners = p;
+        self
+    }
+    /// The file store underneath.
+    pub fn files(&self) -> &FileStore {
+        &self.files
+    }
+    /// The driver registry.
+    pub fn drivers(&self) -> &DriverRegistry {
+        &self.drivers
+    }
+    /// The driver registry, to add drivers.
+    pub fn drivers_mut(&mut self) -> &mut DriverRegistry {
+        &mut self.drivers
+    }
+    /// The settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Machine names, sorted case-insensitively.
+    pub fn names(&self) -> Result<Vec<String>, HostError> {
+        Ok(self.files.names()?)
+    }
+
+    fn context(&self, name: &str) -> DriverContext {
+        DriverContext {
+            machine_name: name.to_string(),
+            store_root: self.files.root().to_path_buf(),
+            machine_dir: self.files.machine_dir(name),
+        }
+    }
+
+    /// Load the machine `name`.
+    pub fn get(&self, name: &str) -> Result<Host, HostError> {
+        let config = self.files.load(name)?;
+        let driver = self
+            .drivers
+            .get(&config.driver_name)
+            .and_then(|f| f.load_driver(&self.context(name), &config.driver))
+            .map_err(|source| HostError::Driver {
+                name: name.to_string(),
+                source,
+            })?;
+        Ok(Host {
+            config,
+            driver,
+            store: self.clone(),
+            new_machine: false,
+        })
+    }
+
+    /// Make sure the CA and client certificate exist (under the store lock).
+    pub fn bootstrap_certs(&self, alg: KeyAlgorithm) -> Result<cert::BootstrapOutcome, HostError> {
+        let _lock = self.files.lock_store()?;
+        cert::bootstrap(
+            &CertPaths::in_dir(&self.files.certs_dir()),
+            &cert::default_org(),
+            alg,
+        )
+        .map_err(|source| HostError::Cert {
+            name: String::new(),
+            source: Box::new(source),
+        })
+    }
+
+    /// Create a machine: certificates, pre-create check, claim the name, let the
+    /// driver create it, wait until it runs, provision Docker and wait until the
+    /// daemon answers over TLS. When a step after the name claim fails, the
+    /// machine stays in the store with the failure recorded (its state reads
+    /// Error) so that `remove` can clean it up.
+    pub async fn create(
+        &self,
+        name: &str,
+        opts: CreateOptions,
+        progress: Progress<'_>,
+    ) -> Result<Host, HostError> {
+        FileStore::validate_name(name)?;
+        opts.engine.validate()?;
+        if self.files.exists(name) {
+            return Err(StoreError::AlreadyExists {
+                name: name.to_string(),
+            }
+            .into());
+        }
+        let drv_err = |source| HostError::Driver {
+            name: name.to_string(),
+            source,
+        };
+        let factory = self.drivers.get(&opts.driver).map_err(drv_err)?;
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let no_env = |_: &str| None;
+        let env_fn: &dyn Fn(&str) -> Option<String> =
+            if opts.use_environment { &env } else { &no_env };
+        let resolved = DriverOptions::resolve(
+            &opts.driver,
+            &factory.options(),
+            opts.driver_options.clone(),
+            env_fn,
+        )
+        .map_err(drv_err)?;
+        progress("Creating CA and client certificates");
+        self.bootstrap_certs(opts.key_algorithm)?;
+        let ctx = self.context(name);
+        let driver = factory.new_driver(&ctx, &resolved).map_err(drv_err)?;
+        progress("Running pre-create checks");
+        driver.pre_create_check().await.map_err(drv_err)?;
+
+        let mut config = HostConfig::new(name, &opts.driver, self.files.root());
+        config.host_options.engine_options = opts.engine.clone();
+        config.host_options.auth_options.server_cert_sans = Some(opts.tls_san.clone());
+        config.driver = driver.saved_state().map_err(drv_err)?;
+        // lock first: a remove of the same name waits until create is done
+        let _lock = self.files.lock_machine(name)?;
+        self.files.create(&config)?;
+        let mut host = Host {
+            config,
+            driver,
+            store: self.clone(),
+            new_machine: true,
+        };
+        let result = host.finish_create(opts.key_algorithm, progress).await;
+        match result {
+            Ok(()) => {
+                host.clear_error();
+                progress("Docker is up and running!");
+                Ok(host)
+            }
+            Err(e) => {
+                host.record_error(&e);
+                Err(e)
+            }
+        }
+    }
+
+    /// Remove the machine: the driver removes what it made, then the store entry
+    /// goes. With `force`, the store entry goes even when the driver fails.
+    pub async fn remove(&self, name: &str, force: bool) -> Result<(), HostError> {
+        let _lock = self.files.lock_machine(name)?;
+        match self.get(name) {
+            Ok(mut host) => {
+                if let Err(source) = host.driver.remove().await {
+                    if !force {
+                        return Err(HostError::Driver {
+                            name: name.to_string(),
+                            source,
+                        });
+                    }
+                    tracing::warn!(machine = name, error = %source, "driver failed to remove the machine; removing it from the store anyway");
+                }
+            }
+            Err(e) if !force => return Err(e),
+            Err(_) => {}
+        }
+        Ok(self.files.remove(name)?)
+    }
+
+    /// Query every machine at once, each bounded by `timeout`; the listing takes
+    /// about as long as the slowest machine and never much more than `timeout`.
+    pub async fn list(&self, timeout: Duration) -> Result<Vec<ListEntry>, HostError> {
+        let names = self.files.names()?;
+        let mut set = tokio::task::JoinSet::new();
+        for (i, name) in names.iter().enumerate() {
+            let store = self.clone();
+            let name = name.clone();
+            set.spawn(async move { (i, store.list_one(&name, timeout).await) });
+        }
+        let mut rows: Vec<Option<ListEntry>> = vec![None; names.len()];
+        while let Some(r) = set.join_next().await {
+            if let Ok((i, entry)) = r {
+                rows[i] = Some(entry);
+            }
+        }
+        Ok(rows
+            .into_iter()
+            .zip(names)
+            .map(|(r, name)| {
+                r.unwrap_or_else(|| ListEntry {
+                    name,
+                    driver_name: String::new(),
+                    state: State::Error,
+                    url: String::new(),
+                    swarm: String::new(),
+                    docker_version: "Unknown".into(),
+                    error: "internal error while querying the machine".into(),
+                    response_time_ms: 0,
+                })
+            })
+            .collect())
+    }
+
+    async fn list_one(&self, name: &str, timeout: Duration) -> ListEntry {
+        let start = Instant::now();
+        let mut e = ListEntry {
+            name: name.to_string(),
+            driver_name: String::new(),
+            state: State::Error,
+            url: String::new(),
+            swarm: String::new(),
+            docker_version: "Unknown".into(),
+            error: String::new(),
+            response_time_ms: 0,
+        };
+        // Loading runs the driver's factory, which may be foreign code (Python,
+        // JavaScript) that blocks: off the async threads, and within the timeout.
+        let store = self.clone();
+        let owned = name.to_string();
+        let load = tokio::task::spawn_blocking(move || store.get(&owned));
+        let host = match tokio::time::timeout(timeout, load).await {
+            Ok(Ok(Ok(h))) => h,
+            Ok(Ok(Err(err))) => {
+                e.driver_name = "not found".into();
+                e.error = error_chain(&err);
+                return e;
+            }
+            Ok(Err(join)) => {
+                e.driver_name = "not found".into();
+                e.error = format!("loading the machine failed: {join}");
+                return e;
+            }
+            Err(_) => {
+                e.state = State::Timeout;
+                e.error = format!(
+                    "loading the machine's driver took longer than {} s",
+                    timeout.as_secs()
+                );
+                e.response_time_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+                return e;
+            }
+        };
+        e.driver_name = host.driver_name().to_string();
+        let remaining = timeout.saturating_sub(start.elapsed());
+        let q = async {
+            let state = host.state().await?;
+            e.state = state;
+            if state == State::Running {
+                e.url = host.url().await?;
+                let v = host.docker_version(timeout).await?;
+                e.docker_version = format!("v{}", v.version);
+            }
+            Ok::<(), HostError>(())
+        };
+        match tokio::time::timeout(remaining, q).await {
+            Ok(Ok(())) => {
+                if let Some(msg) = host.last_error() {
+                    e.state = State::Error;
+                    e.error = msg;
+                }
+            }
+            Ok(Err(err)) => {
+                if let HostError::Engine {
+                    source: EngineError::Timeout { .. },
+                    ..
+                } = err
+                {
+                    e.state = State::Timeout;
+                }
+                e.error = error_chain(&err)
+            }
+            Err(_) => {
+                e.state = State::Timeout;
+                e.error = format!("no answer within {} s", timeout.as_secs());
+            }
+        }
+        e.response_time_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        e
+    }
+}
