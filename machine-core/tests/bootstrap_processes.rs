@@ -14,7 +14,10 @@ use std::time::{Duration, Instant};
 
 const CHILD: &str = "MT_BOOTSTRAP_CHILD";
 
+/// Entry point of the child processes of `concurrent_bootstraps_make_one_ca`;
+/// not a test of its own (ignored in a normal run, run with `--ignored`).
 #[test]
+#[ignore = "entry point of child processes"]
 fn bootstrap_child() {
     let Ok(root) = std::env::var(CHILD) else {
         return;
@@ -48,6 +51,7 @@ fn concurrent_bootstraps_make_one_ca() {
             Command::new(&exe)
                 .args([
                     "--exact",
+                    "--ignored",
                     "bootstrap_child",
                     "--nocapture",
                     "--test-threads=1",

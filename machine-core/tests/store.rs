@@ -522,8 +522,10 @@ fn wait_for(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Entry point of the child processes; does nothing in a normal test run.
+/// Entry point of the child processes; not a test of its own (ignored in a
+/// normal run, run with `--ignored`).
 #[test]
+#[ignore = "entry point of child processes"]
 fn child_process() {
     let mode = env_var(CHILD_MODE);
     if mode.is_empty() {
@@ -645,6 +647,7 @@ fn spawn_child(mode: &str, root: &Path, id: u64, iters: u64) -> std::process::Ch
     Command::new(std::env::current_exe().expect("test binary"))
         .args([
             "--exact",
+            "--ignored",
             "child_process",
             "--nocapture",
             "--test-threads=1",
