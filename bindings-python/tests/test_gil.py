@@ -95,7 +95,10 @@ def test_python_driver_runs_while_the_caller_waits(store):
 def test_ctrl_c_interrupts_a_blocking_call(tmp_path, silent_port):
     script = textwrap.dedent(
         f"""
-        import sys, docker_machine as dm
+        import signal, sys, docker_machine as dm
+        # a launcher without job control starts background jobs with SIGINT
+        # ignored, and Python then keeps it so: give the child its default
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         s = dm.Store({str(tmp_path / 'store')!r})
         s.create("m", driver="none", options={{"url": "tcp://127.0.0.1:{silent_port}"}})
         print("ready", flush=True)
