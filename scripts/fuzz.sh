@@ -22,7 +22,7 @@ targets=$(cargo fuzz list --fuzz-dir "$dir")
 cargo fuzz build --fuzz-dir "$dir" -s none --dev
 failed=0
 for t in $targets; do
-    mkdir -p "target/fuzz-corpus/$t"
+    mkdir -p "target/fuzz-corpus/$t" "$dir/corpus/$t"
     echo "fuzz: $t for $secs s"
     if ! cargo fuzz run --fuzz-dir "$dir" -s none --dev "$t" "target/fuzz-corpus/$t" "$dir/corpus/$t" -- \
         -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \

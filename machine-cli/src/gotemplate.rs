@@ -28,9 +28,12 @@ impl GoTemplate {
             ("json", json as gtmpl::Func),
             ("prettyjson", prettyjson as gtmpl::Func),
         ]);
-        inner
-            .parse(text.to_string())
-            .map_err(|e| format!("template parsing error: {e}"))?;
+        // the library panics on some inputs the checks above do not foresee
+        let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            inner.parse(text.to_string())
+        }))
+        .map_err(|_| "template parsing error: the template cannot be read".to_string())?;
+        parsed.map_err(|e| format!("template parsing error: {e}"))?;
         Ok(GoTemplate { inner })
     }
 
@@ -58,10 +61,8 @@ fn check_limits(text: &str) -> Result<(), String> {
     // lexer into an endless loop
     let mut rest = text;
     while let Some(open) = rest.find("{{") {
-        match rest[open + 2..].find("}}") {
-            Some(close) => rest = &rest[open + 2 + close + 2..],
-            None => return Err("template: unclosed action (\"{{\" without \"}}\")".into()),
-        }
+        let len = action_len(&rest[open + 2..])?;
+        rest = &rest[open + 2 + len + 2..];
     }
     static NAMED: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
     static VERB: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
@@ -89,6 +90,39 @@ fn check_limits(text: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The length of the action that starts `text` (just after its `{{`), up to
+/// its `}}` outside string literals. An action left open at the end (`{{eq .`,
+/// or a string that swallows the `}}`) sends the template library's lexer
+/// into an endless loop, and a non-ASCII character outside a string makes it
+/// slice inside a character and panic (both found by fuzzing): refused.
+fn action_len(text: &str) -> Result<usize, String> {
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for (i, c) in text.char_indices() {
+        if let Some(q) = quote {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' && q != '`' {
+                escaped = true;
+            } else if c == q {
+                quote = None;
+            }
+            continue;
+        }
+        match c {
+            '"' | '`' | '\'' => quote = Some(c),
+            '}' if text[i..].starts_with("}}") => return Ok(i),
+            c if !c.is_ascii() => {
+                return Err(format!(
+                    "template: {c:?} outside a string in an action is not supported"
+                ))
+            }
+            _ => {}
+        }
+    }
+    Err("template: unclosed action or string (\"{{\" without \"}}\")".into())
 }
 
 /// Split an `ls --format` value as the original did: the `table` prefix

@@ -237,14 +237,22 @@ fn format_templates_that_would_crash_are_refused() {
         // found by the go_template fuzz target: the library's lexer never ends
         (vec!["inspect", "n1", "-f", "{{eq ."], "unclosed action"),
         (vec!["ls", "-f", "{{.Name}}{{$x := ."], "unclosed action"),
+        (vec!["inspect", "n1", "-f", "{{printf \"%d}}x"], "unclosed action"),
+        // found by the go_template fuzz target: the library's lexer panics
+        (
+            vec!["inspect", "n1", "-f", "{{ranieL\u{2d8}t}}"],
+            "outside a string",
+        ),
     ] {
         let out = s.run(&args);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
         assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
     }
-    // ordinary widths still work
+    // ordinary widths still work, and non-ASCII text and strings
     let out = ok(&s.run(&["ls", "--format", r#"{{printf "%-8s|" .Name}}"#]));
     assert_eq!(out, "n1      |\n");
+    let out = ok(&s.run(&["ls", "--format", r#"é {{.Name}} {{"ü"}}"#]));
+    assert_eq!(out, "é n1 ü\n");
 }
 
 #[test]
