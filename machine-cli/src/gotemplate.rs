@@ -29,11 +29,12 @@ impl GoTemplate {
             ("prettyjson", prettyjson as gtmpl::Func),
         ]);
         // the library panics on some inputs the checks above do not foresee
-        let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            inner.parse(text.to_string())
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            inner
+                .parse(text.to_string())
+                .map_err(|e| format!("template parsing error: {e}"))
         }))
-        .map_err(|_| "template parsing error: the template cannot be read".to_string())?;
-        parsed.map_err(|e| format!("template parsing error: {e}"))?;
+        .map_err(|_| "template parsing error: the template cannot be read".to_string())??;
         Ok(GoTemplate { inner })
     }
 

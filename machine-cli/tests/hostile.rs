@@ -237,7 +237,10 @@ fn format_templates_that_would_crash_are_refused() {
         // found by the go_template fuzz target: the library's lexer never ends
         (vec!["inspect", "n1", "-f", "{{eq ."], "unclosed action"),
         (vec!["ls", "-f", "{{.Name}}{{$x := ."], "unclosed action"),
-        (vec!["inspect", "n1", "-f", "{{printf \"%d}}x"], "unclosed action"),
+        (
+            vec!["inspect", "n1", "-f", "{{printf \"%d}}x"],
+            "unclosed action",
+        ),
         // found by the go_template fuzz target: the library's lexer panics
         (
             vec!["inspect", "n1", "-f", "{{ranieL\u{2d8}t}}"],
