@@ -133,17 +133,23 @@ pub fn check_engine_value(flag: &str, value: &str) -> Result<(), EngineValueErro
         let Some((key, _)) = value.split_once('=') else {
             return Err(bad("expected KEY=VALUE".into()));
         };
-        let mut chars = key.chars();
-        let first_ok = chars
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
-        if !first_ok || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        if !is_variable_name(key) {
             return Err(bad(format!(
                 "{key:?} is not a variable name (letters, digits and _, not starting with a digit)"
             )));
         }
     }
     Ok(())
+}
+
+/// Whether `key` is a portable environment variable name (letters, digits
+/// and `_`, not starting with a digit): what a POSIX shell can `export`.
+pub fn is_variable_name(key: &str) -> bool {
+    let mut chars = key.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 impl EngineOptions {

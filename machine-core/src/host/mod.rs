@@ -125,6 +125,14 @@ impl Host {
         Ok(())
     }
 
+    /// Take the machine's lock, then read the machine again: the start of
+    /// every operation that changes it.
+    fn lock_fresh(&mut self) -> Result<crate::store::Lock, HostError> {
+        let lock = self.store.files.lock_machine(self.name())?;
+        self.reload()?;
+        Ok(lock)
+    }
+
     /// Save the configuration (the driver's state included).
     pub fn save(&mut self) -> Result<(), HostError> {
         let mut fresh = self.driver.saved_state().map_err(|e| self.drv(e))?;
@@ -557,8 +565,7 @@ impl Host {
     /// Provision again: re-detect the OS, install Docker if missing, rewrite the
     /// daemon configuration with a fresh server certificate and restart it.
     pub async fn provision(&mut self, progress: Progress<'_>) -> Result<(), HostError> {
-        let _lock = self.store.files.lock_machine(self.name())?;
-        self.reload()?;
+        let _lock = self.lock_fresh()?;
         self.provision_locked(progress).await
     }
 
@@ -575,8 +582,7 @@ impl Host {
     /// Upgrade Docker: run the install method again (the install script, or the
     /// distribution's package), then restart the daemon with our configuration.
     pub async fn upgrade(&mut self, progress: Progress<'_>) -> Result<(), HostError> {
-        let _lock = self.store.files.lock_machine(self.name())?;
-        self.reload()?;
+        let _lock = self.lock_fresh()?;
         let client = self.connect().await?;
         let prov_err = |source| HostError::Provision {
             name: self.name().to_string(),
@@ -633,30 +639,41 @@ impl Host {
 
     /// Start the machine (driver-dependent).
     pub async fn start(&mut self) -> Result<(), HostError> {
-        let _lock = self.store.files.lock_machine(self.name())?;
-        self.reload()?;
-        self.driver.start().await.map_err(|e| self.drv(e))?;
-        self.save()
+        self.lifecycle(Lifecycle::Start).await
     }
     /// Stop the machine (driver-dependent).
     pub async fn stop(&mut self) -> Result<(), HostError> {
-        let _lock = self.store.files.lock_machine(self.name())?;
-        self.reload()?;
-        self.driver.stop().await.map_err(|e| self.drv(e))?;
-        self.save()
+        self.lifecycle(Lifecycle::Stop).await
     }
     /// Restart the machine (driver-dependent).
     pub async fn restart(&mut self) -> Result<(), HostError> {
-        let _lock = self.store.files.lock_machine(self.name())?;
-        self.reload()?;
-        self.driver.restart().await.map_err(|e| self.drv(e))?;
-        self.save()
+        self.lifecycle(Lifecycle::Restart).await
     }
     /// Kill the machine (driver-dependent).
     pub async fn kill(&mut self) -> Result<(), HostError> {
-        let _lock = self.store.files.lock_machine(self.name())?;
-        self.reload()?;
-        self.driver.kill().await.map_err(|e| self.drv(e))?;
+        self.lifecycle(Lifecycle::Kill).await
+    }
+
+    /// One driver lifecycle operation under the machine's lock, on the
+    /// machine as it is on disk, saved afterwards.
+    async fn lifecycle(&mut self, op: Lifecycle) -> Result<(), HostError> {
+        let _lock = self.lock_fresh()?;
+        let d = &mut self.driver;
+        let r = match op {
+            Lifecycle::Start => d.start().await,
+            Lifecycle::Stop => d.stop().await,
+            Lifecycle::Restart => d.restart().await,
+            Lifecycle::Kill => d.kill().await,
+        };
+        r.map_err(|e| self.drv(e))?;
         self.save()
     }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Lifecycle {
+    Start,
+    Stop,
+    Restart,
+    Kill,
 }

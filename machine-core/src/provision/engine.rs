@@ -125,15 +125,6 @@ fn systemd_quote(w: &str, dollar_special: bool) -> String {
     s
 }
 
-/// Whether `key` can be exported by a POSIX shell.
-fn shell_name(key: &str) -> bool {
-    let mut chars = key.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
 /// The systemd drop-in that runs `dockerd` with our arguments and environment.
 pub fn systemd_drop_in(dockerd: &str, args: &[String], env: &[String]) -> String {
     let mut out = String::from("[Service]\nExecStart=\nExecStart=");
@@ -155,7 +146,7 @@ pub fn openrc_conf(args: &[String], env: &[String]) -> String {
     let mut out = String::new();
     for e in env {
         match e.split_once('=') {
-            Some((k, v)) if shell_name(k) => {
+            Some((k, v)) if crate::config::is_variable_name(k) => {
                 out.push_str(&format!("export {k}={}\n", shell_quote(v)))
             }
             // the file is sourced by a shell: a name that is not a name is code
