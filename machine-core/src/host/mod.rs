@@ -21,23 +21,25 @@
 // operations that take milliseconds to minutes, so their size does not matter.
 #![allow(clippy::result_large_err)]
 
-use crate::cert::{self, CertError, CertPaths, CertificateAuthority, KeyAlgorithm};
+use crate::cert::{self, CertError};
 use crate::config::HostConfig;
 use crate::driver::{Driver, DriverError};
 use crate::engine::{self, EngineVersion};
 use crate::env::MachineEnv;
-use crate::provision::{self, ProvisionError, ProvisionRequest};
-use crate::ssh::{known_hosts, CommandRunner, HostKeyCheck, Output, SshClient};
+use crate::ssh::{known_hosts, HostKeyCheck, Output, Session};
 use crate::state::State;
 pub use crate::store::{ListEntry, Settings, Store};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 pub use crate::progress::Progress;
 
 mod error;
 mod options;
+mod provisioning;
+#[cfg(test)]
+mod tests;
 
 pub use error::{error_chain, printable, HostError};
 pub use options::{engine_options, CreateOptions, EnvOptions};
@@ -275,7 +277,7 @@ impl Host {
     }
 
     /// Open one SSH connection to the machine, pinning its host key on first use.
-    pub async fn connect(&self) -> Result<SshClient, HostError> {
+    pub async fn connect(&self) -> Result<Box<dyn Session>, HostError> {
         let target = self.driver.ssh_target().ok_or_else(|| HostError::NoSsh {
             name: self.name().to_string(),
             driver: self.driver_name().to_string(),
@@ -295,7 +297,10 @@ impl Host {
             Some((_, key)) => HostKeyCheck::Pinned(key.clone()),
             None => HostKeyCheck::TrustOnFirstUse,
         };
-        let client = SshClient::connect(&target, &check, &self.store.settings.ssh)
+        let client = self
+            .store
+            .connector
+            .connect(&target, &check, &self.store.settings.ssh)
             .await
             .map_err(ssh)?;
         if pin.is_none() && !client.host_key().is_empty() {
@@ -372,269 +377,6 @@ impl Host {
             });
         c.close().await;
         r.map(|_| ())
-    }
-
-    async fn wait_running(&self, progress: Progress<'_>) -> Result<(), HostError> {
-        progress("Waiting for the machine to be running");
-        let limit = self.store.settings.running_timeout;
-        let deadline = Instant::now() + limit;
-        loop {
-            let st = self.driver.state().await.map_err(|e| self.drv(e))?;
-            if st == State::Running {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(HostError::Timeout {
-                    name: self.name().to_string(),
-                    what: format!("reaching state Running (last state {st})"),
-                    seconds: limit.as_secs(),
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    }
-
-    pub(crate) async fn finish_create(
-        &mut self,
-        alg: KeyAlgorithm,
-        progress: Progress<'_>,
-    ) -> Result<(), HostError> {
-        progress("Creating machine");
-        crate::progress::forward(progress, self.driver.create())
-            .await
-            .map_err(|e| self.drv(e))?;
-        self.save()?;
-        self.wait_running(progress).await?;
-        self.copy_client_certs()?;
-        if self.driver.needs_provisioning() {
-            self.provision_with(alg, progress).await?;
-        }
-        Ok(())
-    }
-
-    fn copy_client_certs(&self) -> Result<(), HostError> {
-        let certs = self.store.files.certs_dir();
-        let dir = self.dir();
-        for (from, to) in [
-            ("ca.pem", "ca.pem"),
-            ("cert.pem", "cert.pem"),
-            ("key.pem", "key.pem"),
-        ] {
-            let src = certs.join(from);
-            let dst = dir.join(to);
-            let bytes = std::fs::read(&src).map_err(|e| self.io(&src, e))?;
-            crate::fsutil::write_atomic(&dst, &bytes, 0o600).map_err(|e| self.io(&dst, e))?;
-        }
-        Ok(())
-    }
-
-    /// Make and save a new server certificate for the machine's current address.
-    fn issue_server_cert(
-        &mut self,
-        ip: &str,
-        alg: KeyAlgorithm,
-    ) -> Result<(String, String, String), HostError> {
-        let certs = CertPaths::in_dir(&self.store.files.certs_dir());
-        let ca = CertificateAuthority::load(&certs.ca_cert, &certs.ca_key)
-            .map_err(|e| self.cert_err(e))?;
-        let mut sans: Vec<String> = self
-            .config
-            .host_options
-            .auth_options
-            .server_cert_sans
-            .clone()
-            .unwrap_or_default();
-        for extra in [ip.to_string(), "localhost".to_string()] {
-            if !sans.contains(&extra) {
-                sans.push(extra);
-            }
-        }
-        let org = format!("{}.{}", cert::default_org(), self.name());
-        let bundle = ca
-            .issue_server(&org, &sans, alg)
-            .map_err(|e| self.cert_err(e))?;
-        let dir = self.dir();
-        let (cp, kp) = (dir.join("server.pem"), dir.join("server-key.pem"));
-        crate::fsutil::write_atomic(&cp, bundle.cert_pem.as_bytes(), 0o600)
-            .map_err(|e| self.io(&cp, e))?;
-        crate::fsutil::write_atomic(&kp, bundle.key_pem.as_bytes(), 0o600)
-            .map_err(|e| self.io(&kp, e))?;
-        Ok((ca.cert_pem().to_string(), bundle.cert_pem, bundle.key_pem))
-    }
-
-    async fn provision_with(
-        &mut self,
-        alg: KeyAlgorithm,
-        progress: Progress<'_>,
-    ) -> Result<(), HostError> {
-        // config.json may have been edited since create: check again
-        self.config
-            .host_options
-            .engine_options
-            .validate()
-            .map_err(HostError::from)?;
-        let ip = self.ip().await?;
-        progress("Generating the server certificate");
-        let (ca_pem, server_cert_pem, server_key_pem) = self.issue_server_cert(&ip, alg)?;
-        {
-            let a = &mut self.config.host_options.auth_options;
-            a.ca_cert_remote_path = provision::engine::REMOTE_CA.into();
-            a.server_cert_remote_path = provision::engine::REMOTE_SERVER_CERT.into();
-            a.server_key_remote_path = provision::engine::REMOTE_SERVER_KEY.into();
-        }
-        self.save()?;
-        let req = ProvisionRequest {
-            hostname: self.name().to_string(),
-            driver_name: self.driver_name().to_string(),
-            engine: self.config.host_options.engine_options.clone(),
-            engine_port: self.driver.engine_port(),
-            ca_pem,
-            server_cert_pem,
-            server_key_pem,
-        };
-        // A connection lost mid-way is retried once on a new connection (the
-        // steps are idempotent); connecting again is itself bounded by the
-        // SSH settings' attempts and deadlines.
-        let mut retried = false;
-        loop {
-            progress("Connecting over SSH");
-            let client = self.connect().await?;
-            let result = self.provision_over(&client, &req, progress).await;
-            client.close().await;
-            match result {
-                Err(HostError::Provision {
-                    source: ProvisionError::Transport { .. },
-                    ..
-                }) if !retried => {
-                    retried = true;
-                    progress("Connection lost; reconnecting");
-                }
-                r => return r,
-            }
-        }
-    }
-
-    async fn provision_over(
-        &self,
-        client: &SshClient,
-        req: &ProvisionRequest,
-        progress: Progress<'_>,
-    ) -> Result<(), HostError> {
-        let report = provision::provision(client, &self.store.provisioners, req, progress)
-            .await
-            .map_err(|source| HostError::Provision {
-                name: self.name().to_string(),
-                source,
-            })?;
-        progress("Waiting for the Docker daemon to answer over TLS");
-        let limit = self.store.settings.engine_timeout;
-        let deadline = Instant::now() + limit;
-        loop {
-            let attempt = self.docker_version(Duration::from_secs(10)).await;
-            match attempt {
-                Ok(_) => return Ok(()),
-                Err(HostError::Engine { source, .. }) if Instant::now() >= deadline => {
-                    let tail = client
-                        .run(&report.log_command)
-                        .await
-                        .map(|o| o.stdout_text())
-                        .unwrap_or_default();
-                    return Err(HostError::Engine {
-                        name: self.name().to_string(),
-                        log_tail: tail,
-                        source,
-                    });
-                }
-                Err(HostError::Engine { .. }) => {
-                    // A daemon usually answers within a second of starting: poll
-                    // quickly at first, then back off.
-                    let waited =
-                        limit.saturating_sub(deadline.saturating_duration_since(Instant::now()));
-                    let pause = if waited < Duration::from_secs(5) {
-                        100
-                    } else {
-                        500
-                    };
-                    tokio::time::sleep(Duration::from_millis(pause)).await
-                }
-                Err(other) => return Err(other),
-            }
-        }
-    }
-
-    /// Provision again: re-detect the OS, install Docker if missing, rewrite the
-    /// daemon configuration with a fresh server certificate and restart it.
-    pub async fn provision(&mut self, progress: Progress<'_>) -> Result<(), HostError> {
-        let _lock = self.lock_fresh()?;
-        self.provision_locked(progress).await
-    }
-
-    async fn provision_locked(&mut self, progress: Progress<'_>) -> Result<(), HostError> {
-        self.copy_client_certs()?;
-        let r = self.provision_with(self.key_algorithm(), progress).await;
-        match &r {
-            Ok(()) => self.clear_error(),
-            Err(e) => self.record_error(e),
-        }
-        r
-    }
-
-    /// Upgrade Docker: run the install method again (the install script, or the
-    /// distribution's package), then restart the daemon with our configuration.
-    pub async fn upgrade(&mut self, progress: Progress<'_>) -> Result<(), HostError> {
-        let _lock = self.lock_fresh()?;
-        let client = self.connect().await?;
-        let prov_err = |source| HostError::Provision {
-            name: self.name().to_string(),
-            source,
-        };
-        let r = async {
-            let facts = provision::probe(&client).await.map_err(prov_err)?;
-            let p = self
-                .store
-                .provisioners
-                .detect(&facts.os)
-                .map_err(prov_err)?;
-            let method = provision::InstallMethod::from_install_url(
-                &self.config.host_options.engine_options.install_url,
-            );
-            let steps = p.install_steps(&facts, &method).map_err(prov_err)?;
-            progress("Upgrading Docker");
-            provision::run_steps(&client, &steps, facts.is_root, progress)
-                .await
-                .map_err(prov_err)
-        }
-        .await;
-        client.close().await;
-        r?;
-        self.provision_locked(progress).await
-    }
-
-    fn key_algorithm(&self) -> KeyAlgorithm {
-        let p = self.dir().join("server-key.pem");
-        match std::fs::read_to_string(p) {
-            Ok(k) if k.contains("RSA PRIVATE KEY") => KeyAlgorithm::Rsa2048,
-            Ok(k) if k.contains("EC PRIVATE KEY") => KeyAlgorithm::EcdsaP256,
-            _ => KeyAlgorithm::default(),
-        }
-    }
-
-    /// Make a new server certificate and restart the daemon with it. With
-    /// `client_certs`, the CA and client certificate are made anew first (every
-    /// machine of the store must then be regenerated too).
-    pub async fn regenerate_certs(
-        &mut self,
-        client_certs: bool,
-        progress: Progress<'_>,
-    ) -> Result<(), HostError> {
-        if client_certs {
-            progress("Regenerating the CA and client certificates");
-            let _lock = self.store.files.lock_store()?;
-            let certs = CertPaths::in_dir(&self.store.files.certs_dir());
-            cert::regenerate(&certs, &cert::default_org(), self.key_algorithm())
-                .map_err(|e| self.cert_err(e))?;
-        }
-        self.provision(progress).await
     }
 
     /// Start the machine (driver-dependent).

@@ -2,12 +2,15 @@
 //!
 //! [`CommandRunner`] is what provisioning executes its steps through: run a
 //! command, write a file with a mode. The SSH client implements it over one
-//! connection; tests use a scripted runner.
+//! connection; tests use a scripted runner. A [`Connector`] opens the
+//! connection a machine's operations run over.
 
 pub mod client;
+pub mod connector;
 pub mod known_hosts;
 
 pub use client::{HostKeyCheck, SshClient, SshConfig};
+pub use connector::{Connector, RusshConnector, Session};
 
 use async_trait::async_trait;
 

@@ -15,8 +15,10 @@ use crate::host::{error_chain, CreateOptions, Host, HostError};
 use crate::progress::Progress;
 use crate::provision::ProvisionerSet;
 use crate::ssh::SshConfig;
+use crate::ssh::{Connector, RusshConnector};
 use crate::state::State;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Timeouts and SSH settings of a [`Store`].
@@ -46,6 +48,7 @@ pub struct Store {
     pub(crate) drivers: DriverRegistry,
     pub(crate) provisioners: ProvisionerSet,
     pub(crate) settings: Settings,
+    pub(crate) connector: Arc<dyn Connector>,
 }
 
 /// One row of a listing: the same fields as `ls`.
@@ -70,6 +73,7 @@ impl Store {
             drivers,
             provisioners: ProvisionerSet::builtin(),
             settings: Settings::default(),
+            connector: Arc::new(RusshConnector),
         }
     }
     /// The store at `path`, or at `MACHINE_STORAGE_PATH`, or at
@@ -95,6 +99,12 @@ impl Store {
     /// Replace the provisioners.
     pub fn with_provisioners(mut self, p: ProvisionerSet) -> Self {
         self.provisioners = p;
+        self
+    }
+    /// Replace how machines are reached over SSH (the default is
+    /// [`RusshConnector`]).
+    pub fn with_connector(mut self, connector: Arc<dyn Connector>) -> Self {
+        self.connector = connector;
         self
     }
     /// The file store underneath.

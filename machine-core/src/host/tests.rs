@@ -1,0 +1,464 @@
+//! Create and provision orchestration against a scripted [`Connector`]: no
+//! SSH server is involved (the real SSH runs are in the end-to-end suites).
+//! The daemon that must answer at the end is a small TLS responder on
+//! loopback serving the server certificate that provisioning wrote, so the
+//! client side (our CA, mutual-TLS configuration, address check) is real.
+
+use super::*;
+use crate::config::BaseDriver;
+use crate::driver::{
+    DriverContext, DriverFactory, DriverOption, DriverOptions, DriverRegistry, SshTarget,
+};
+use crate::provision::engine::{REMOTE_SERVER_CERT, REMOTE_SERVER_KEY};
+use crate::provision::ProvisionError;
+use crate::ssh::{CommandRunner, Connector, SshConfig, SshError};
+use crate::store::FileStore;
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const HOST_KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHRlc3Qta2V5LXRlc3Qta2V5LXRlc3Qta2V5LXRlc3Qt";
+
+fn os_probe() -> Output {
+    let os = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/os-release/debian-12"),
+    )
+    .expect("os-release fixture");
+    Output {
+        stdout: format!(
+            "@@os-release\n{os}\n@@facts\ninit=systemd\nuid=0\ndocker=/usr/bin/docker\ndockerd=/usr/sbin/dockerd\n"
+        )
+        .into_bytes(),
+        ..Output::default()
+    }
+}
+
+/// What every session of one connector saw and wrote.
+#[derive(Debug, Default)]
+struct Seen {
+    connects: AtomicUsize,
+    checks: Mutex<Vec<HostKeyCheck>>,
+    commands: Mutex<Vec<String>>,
+    files: Mutex<Vec<(String, Vec<u8>, u32)>>,
+}
+
+impl Seen {
+    fn file(&self, path: &str) -> Option<Vec<u8>> {
+        let files = self.files.lock().expect("lock");
+        files
+            .iter()
+            .rev()
+            .find(|f| f.0 == path)
+            .map(|f| f.1.clone())
+    }
+}
+
+/// Sessions that answer the OS probe and succeed otherwise; session `n`
+/// (0-based) breaks at its `k`-th command when `breaks` lists `(n, k)`.
+#[derive(Debug, Default)]
+struct ScriptedConnector {
+    seen: Arc<Seen>,
+    breaks: Vec<(usize, usize)>,
+}
+
+#[async_trait]
+impl Connector for ScriptedConnector {
+    async fn connect(
+        &self,
+        target: &SshTarget,
+        check: &HostKeyCheck,
+        _config: &SshConfig,
+    ) -> Result<Box<dyn Session>, SshError> {
+        let n = self.seen.connects.fetch_add(1, Ordering::SeqCst);
+        self.seen.checks.lock().expect("lock").push(check.clone());
+        if let HostKeyCheck::Pinned(k) = check {
+            if k.trim() != HOST_KEY {
+                return Err(SshError::HostKeyMismatch {
+                    host: target.host.clone(),
+                    expected: k.clone(),
+                    presented: HOST_KEY.into(),
+                });
+            }
+        }
+        let break_at = self
+            .breaks
+            .iter()
+            .find(|(session, _)| *session == n)
+            .map(|(_, k)| *k);
+        Ok(Box::new(ScriptedSession {
+            seen: self.seen.clone(),
+            ran: AtomicUsize::new(0),
+            break_at,
+        }))
+    }
+}
+
+#[derive(Debug)]
+struct ScriptedSession {
+    seen: Arc<Seen>,
+    ran: AtomicUsize,
+    break_at: Option<usize>,
+}
+
+#[async_trait]
+impl CommandRunner for ScriptedSession {
+    async fn run(&self, command: &str) -> Result<Output, SshError> {
+        let i = self.ran.fetch_add(1, Ordering::SeqCst);
+        if self.break_at.is_some_and(|k| i >= k) {
+            return Err(SshError::Session {
+                host: "127.0.0.1".into(),
+                command: command.into(),
+                reason: "connection reset".into(),
+            });
+        }
+        self.seen
+            .commands
+            .lock()
+            .expect("lock")
+            .push(command.to_string());
+        if command.contains("@@os-release") {
+            return Ok(os_probe());
+        }
+        if command.contains("journalctl") {
+            return Ok(Output {
+                stdout: b"dockerd: failed to start daemon: bad config\n".to_vec(),
+                ..Output::default()
+            });
+        }
+        Ok(Output::default())
+    }
+    async fn write_file(&self, path: &str, contents: &[u8], mode: u32) -> Result<(), SshError> {
+        self.seen
+            .files
+            .lock()
+            .expect("lock")
+            .push((path.to_string(), contents.to_vec(), mode));
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Session for ScriptedSession {
+    fn host_key(&self) -> &str {
+        HOST_KEY
+    }
+    async fn download(&self, path: &str, _local: &Path) -> Result<u32, SshError> {
+        Err(SshError::Transfer {
+            host: "127.0.0.1".into(),
+            path: path.into(),
+            reason: "not scripted".into(),
+        })
+    }
+    async fn close(self: Box<Self>) {}
+}
+
+/// A machine on loopback whose daemon listens on `engine_port`.
+#[derive(Debug)]
+struct LoopDriver {
+    base: BaseDriver,
+    engine_port: u16,
+}
+
+#[async_trait]
+impl Driver for LoopDriver {
+    fn driver_name(&self) -> &str {
+        "loop"
+    }
+    async fn create(&mut self) -> Result<(), DriverError> {
+        Ok(())
+    }
+    async fn remove(&mut self) -> Result<(), DriverError> {
+        Ok(())
+    }
+    async fn state(&self) -> Result<State, DriverError> {
+        Ok(State::Running)
+    }
+    async fn ip(&self) -> Result<String, DriverError> {
+        Ok("127.0.0.1".into())
+    }
+    fn ssh_target(&self) -> Option<SshTarget> {
+        Some(SshTarget {
+            host: "127.0.0.1".into(),
+            port: 22,
+            user: "root".into(),
+            key_path: None,
+        })
+    }
+    fn saved_state(&self) -> Result<Map<String, Value>, DriverError> {
+        let mut m = Map::new();
+        m.insert("MachineName".into(), self.base.machine_name.clone().into());
+        m.insert("EnginePort".into(), self.engine_port.into());
+        Ok(m)
+    }
+    async fn url(&self) -> Result<String, DriverError> {
+        Ok(format!("tcp://127.0.0.1:{}", self.engine_port))
+    }
+    fn engine_port(&self) -> u16 {
+        self.engine_port
+    }
+}
+
+#[derive(Debug)]
+struct LoopFactory {
+    engine_port: u16,
+}
+
+impl DriverFactory for LoopFactory {
+    fn name(&self) -> &str {
+        "loop"
+    }
+    fn options(&self) -> Vec<DriverOption> {
+        Vec::new()
+    }
+    fn new_driver(
+        &self,
+        ctx: &DriverContext,
+        _: &DriverOptions,
+    ) -> Result<Box<dyn Driver>, DriverError> {
+        Ok(Box::new(LoopDriver {
+            base: BaseDriver {
+                machine_name: ctx.machine_name.clone(),
+                ..BaseDriver::default()
+            },
+            engine_port: self.engine_port,
+        }))
+    }
+    fn load_driver(
+        &self,
+        _: &DriverContext,
+        saved: &Map<String, Value>,
+    ) -> Result<Box<dyn Driver>, DriverError> {
+        let name = saved
+            .get("MachineName")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let port = saved
+            .get("EnginePort")
+            .and_then(Value::as_u64)
+            .and_then(|p| u16::try_from(p).ok())
+            .unwrap_or_default();
+        Ok(Box::new(LoopDriver {
+            base: BaseDriver {
+                machine_name: name.into(),
+                ..BaseDriver::default()
+            },
+            engine_port: port,
+        }))
+    }
+}
+
+/// Answers `GET /version` over TLS with the server certificate and key that
+/// provisioning wrote to the scripted machine.
+async fn serve_engine(listener: tokio::net::TcpListener, seen: Arc<Seen>) {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            return;
+        };
+        let (Some(cert), Some(key)) = (seen.file(REMOTE_SERVER_CERT), seen.file(REMOTE_SERVER_KEY))
+        else {
+            continue; // not provisioned yet: drop the connection
+        };
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert)
+            .collect::<Result<_, _>>()
+            .expect("server certificate PEM");
+        let key = PrivateKeyDer::from_pem_slice(&key).expect("server key PEM");
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .expect("server config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        tokio::spawn(async move {
+            let Ok(mut tls) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let mut buf = [0u8; 1024];
+            let _ = tls.read(&mut buf).await;
+            let body = r#"{"Version":"27.5.1","ApiVersion":"1.47","Os":"linux","Arch":"amd64"}"#;
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = tls.write_all(resp.as_bytes()).await;
+            let _ = tls.shutdown().await;
+        });
+    }
+}
+
+struct World {
+    _dir: tempfile::TempDir,
+    store: Store,
+    seen: Arc<Seen>,
+    steps: Arc<Mutex<Vec<String>>>,
+}
+
+impl World {
+    /// A store whose `loop` machines are reached through a scripted
+    /// connector; with `engine`, a daemon answers once provisioned.
+    async fn new(breaks: Vec<(usize, usize)>, engine: bool) -> World {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let seen = Arc::new(Seen::default());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let engine_port = listener.local_addr().expect("addr").port();
+        if engine {
+            tokio::spawn(serve_engine(listener, seen.clone()));
+        } else {
+            drop(listener); // nothing listens: the daemon never answers
+        }
+        let mut drivers = DriverRegistry::new();
+        drivers.register(Arc::new(LoopFactory { engine_port }));
+        let settings = Settings {
+            engine_timeout: Duration::from_secs(1),
+            ..Settings::default()
+        };
+        let store = Store::new(FileStore::new(dir.path()), drivers)
+            .with_settings(settings)
+            .with_connector(Arc::new(ScriptedConnector {
+                seen: seen.clone(),
+                breaks,
+            }));
+        World {
+            _dir: dir,
+            store,
+            seen,
+            steps: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    async fn create(&self, name: &str) -> Result<Host, HostError> {
+        let steps = self.steps.clone();
+        let progress = move |s: &str| steps.lock().expect("lock").push(s.to_string());
+        self.store
+            .create(name, CreateOptions::new("loop"), &progress)
+            .await
+    }
+
+    fn steps(&self) -> Vec<String> {
+        self.steps.lock().expect("lock").clone()
+    }
+
+    fn connects(&self) -> usize {
+        self.seen.connects.load(Ordering::SeqCst)
+    }
+}
+
+#[tokio::test]
+async fn create_provisions_over_one_connection_and_pins_the_host_key() {
+    let w = World::new(vec![], true).await;
+    let host = w.create("m1").await.expect("create");
+    assert_eq!(w.connects(), 1, "one SSH connection per create");
+    assert_eq!(
+        w.seen.checks.lock().expect("lock").as_slice(),
+        [HostKeyCheck::TrustOnFirstUse]
+    );
+    assert!(host.last_error().is_none());
+    // the daemon answered with the certificate we issued for 127.0.0.1
+    let v = host
+        .docker_version(Duration::from_secs(5))
+        .await
+        .expect("version");
+    assert_eq!(v.version, "27.5.1");
+    let commands = w.seen.commands.lock().expect("lock").clone();
+    assert!(
+        commands
+            .iter()
+            .any(|c| c.contains("systemctl restart docker")),
+        "{commands:?}"
+    );
+    let pinned = known_hosts::read_machine(&host.dir())
+        .expect("known_hosts")
+        .expect("a pinned key");
+    assert_eq!(pinned.1.trim(), HOST_KEY);
+    assert!(w.steps().iter().any(|s| s == "Docker is up and running!"));
+
+    // later connections require the pinned key
+    host.connect().await.expect("connect").close().await;
+    assert_eq!(
+        w.seen.checks.lock().expect("lock").last(),
+        Some(&HostKeyCheck::Pinned(HOST_KEY.into()))
+    );
+}
+
+#[tokio::test]
+async fn a_dropped_connection_is_retried_once_on_a_new_connection() {
+    // the first session breaks at its third command
+    let w = World::new(vec![(0, 2)], true).await;
+    let host = w.create("m1").await.expect("create after one reconnect");
+    assert_eq!(w.connects(), 2);
+    assert!(
+        w.steps()
+            .iter()
+            .any(|s| s == "Connection lost; reconnecting"),
+        "{:?}",
+        w.steps()
+    );
+    assert!(host.last_error().is_none());
+}
+
+#[tokio::test]
+async fn a_second_drop_fails_create_records_the_error_and_rm_cleans_up() {
+    let w = World::new(vec![(0, 2), (1, 0)], true).await;
+    let e = w.create("m1").await.expect_err("two drops");
+    assert!(
+        matches!(
+            e,
+            HostError::Provision {
+                source: ProvisionError::Transport { .. },
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(e.code(), crate::ErrorCode::Provision);
+    assert_eq!(w.connects(), 2, "one retry, no more");
+    // the machine stays in the store with the reason recorded
+    let host = w.store.get("m1").expect("kept after a failed create");
+    let recorded = host.last_error().expect("recorded error");
+    assert!(recorded.contains("connection reset"), "{recorded}");
+    let listed = w.store.list(Duration::from_secs(2)).await.expect("list");
+    assert_eq!(listed.len(), 1);
+    assert!(listed[0].error.contains("connection reset"), "{listed:?}");
+    // rm after the failure removes everything
+    let dir = host.dir();
+    w.store.remove("m1", false).await.expect("rm");
+    assert!(!dir.exists());
+    assert!(w.store.names().expect("names").is_empty());
+}
+
+#[tokio::test]
+async fn a_daemon_that_never_answers_is_reported_with_its_log() {
+    let w = World::new(vec![], false).await;
+    let e = w.create("m1").await.expect_err("no daemon");
+    match &e {
+        HostError::Engine { log_tail, .. } => {
+            assert!(log_tail.contains("bad config"), "{log_tail}")
+        }
+        other => panic!("{other:?}"),
+    }
+    let host = w.store.get("m1").expect("kept");
+    let recorded = host.last_error().expect("recorded error");
+    assert!(recorded.contains("127.0.0.1"), "{recorded}");
+}
+
+#[tokio::test]
+async fn a_changed_host_key_is_refused_after_pinning() {
+    let w = World::new(vec![], true).await;
+    let host = w.create("m1").await.expect("create");
+    // the machine now presents another key than the one pinned
+    let other = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG90aGVyLWtleS1vdGhlci1rZXktb3RoZXIta2V5";
+    known_hosts::write(&host.dir(), "127.0.0.1", 22, other).expect("re-pin");
+    let e = match host.connect().await {
+        Err(e) => e,
+        Ok(_) => panic!("a changed key must be refused"),
+    };
+    assert_eq!(e.code(), crate::ErrorCode::HostKeyMismatch);
+}
