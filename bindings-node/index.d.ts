@@ -86,7 +86,7 @@ export interface MachineError extends Error {
  *
  * Get one from `store.create()`, `store.get()`; every I/O method returns a Promise.
  */
-export declare class Machine {
+export declare class Host {
   /** The machine's name. */
   get name(): string
   /** The name of the machine's driver. */
@@ -101,7 +101,10 @@ export declare class Machine {
   env(options?: EnvOptions | undefined | null): Promise<string>
   /** The `DOCKER_*` variables to set, ready for `child_process` `env`. */
   envVars(): Promise<Record<string, string>>
-  /** The `docker` client flags for this machine, like `docker-machine config`. */
+  /**
+   * The `docker` client arguments for this machine, one per item and
+   * unquoted: `execFile('docker', [...await m.config(), 'ps'])`.
+   */
   config(): Promise<string[]>
   /** The machine's saved configuration (its `config.json`), like `docker-machine inspect`. */
   inspect(): Promise<Record<string, any>>
@@ -142,9 +145,9 @@ export declare class Store {
    * of Docker with TLS. A machine whose creation fails after its name was
    * claimed stays in the store with state `Error`, for `remove()`.
    */
-  create(name: string, options?: CreateOptions | undefined | null): Promise<Machine>
+  create(name: string, options?: CreateOptions | undefined | null): Promise<Host>
   /** The machine named `name`; rejects with code `NotFound` when there is none. */
-  get(name: string): Promise<Machine>
+  get(name: string): Promise<Host>
   /** Every machine with its state, URL and Docker version, queried in parallel. */
   list(options?: ListOptions | undefined | null): Promise<ListEntry[]>
   /** Remove a machine: its driver removes what it made, then the store entry goes. */

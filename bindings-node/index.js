@@ -835,7 +835,7 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
-module.exports.Machine = nativeBinding.Machine
+module.exports.Host = nativeBinding.Host
 module.exports.Store = nativeBinding.Store
 module.exports.engineOptions = nativeBinding.engineOptions
 module.exports.errorCodes = nativeBinding.errorCodes

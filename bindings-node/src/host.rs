@@ -1,4 +1,4 @@
-//! `Machine`: one machine of a store and its operations (core `host::Host`).
+//! `Host`: one machine of a store and its operations (core `host::Host`).
 
 use crate::error::{as_is, invalid, promise};
 use crate::store::progress_fn;
@@ -70,17 +70,17 @@ pub struct JsSshOutput {
 /// A machine: its driver plus the engine and TLS settings it was provisioned with.
 ///
 /// Get one from `store.create()`, `store.get()`; every I/O method returns a Promise.
-#[napi(js_name = "Machine")]
+#[napi(js_name = "Host")]
 #[derive(Debug)]
-pub struct JsMachine {
+pub struct JsHost {
     name: String,
     driver_name: String,
     host: Arc<RwLock<Host>>,
 }
 
-impl JsMachine {
+impl JsHost {
     pub(crate) fn new(host: Host) -> Self {
-        JsMachine {
+        JsHost {
             name: host.name().to_string(),
             driver_name: host.driver_name().to_string(),
             host: Arc::new(RwLock::new(host)),
@@ -89,7 +89,7 @@ impl JsMachine {
 }
 
 #[napi]
-impl JsMachine {
+impl JsHost {
     /// The machine's name.
     #[napi(getter)]
     pub fn name(&self) -> String {
@@ -156,7 +156,7 @@ impl JsMachine {
                     no_proxy_upper: upper,
                     hint_command: None,
                 };
-                host.read().await.env_text(&opts).await
+                host.read().await.env(&opts).await
             },
             as_is,
         )
@@ -172,7 +172,7 @@ impl JsMachine {
         promise(
             env,
             async move {
-                let vars = host.read().await.env().await?.vars;
+                let vars = host.read().await.env_vars().await?.vars;
                 Ok(serde_json::Value::Object(
                     vars.into_iter()
                         .map(|(k, v)| (k, serde_json::Value::String(v)))
@@ -183,15 +183,12 @@ impl JsMachine {
         )
     }
 
-    /// The `docker` client flags for this machine, like `docker-machine config`.
+    /// The `docker` client arguments for this machine, one per item and
+    /// unquoted: `execFile('docker', [...await m.config(), 'ps'])`.
     #[napi(ts_return_type = "Promise<string[]>")]
     pub fn config<'env>(&self, env: &'env Env) -> napi::Result<PromiseRaw<'env, Vec<String>>> {
         let host = self.host.clone();
-        promise(
-            env,
-            async move { host.read().await.config_flags().await },
-            as_is,
-        )
+        promise(env, async move { host.read().await.config().await }, as_is)
     }
 
     /// The machine's saved configuration (its `config.json`), like `docker-machine inspect`.
@@ -206,7 +203,7 @@ impl JsMachine {
             async move {
                 let h = host.read().await;
                 let json = h
-                    .config()
+                    .inspect()
                     .to_json()
                     .map_err(|e| invalid("config", h.name(), e.to_string()))?;
                 serde_json::from_slice(&json)

@@ -2,7 +2,7 @@
 //!
 //! One file per core module, with the same names as the Python bindings:
 //! - [`store`]: `Store` (create, get, list, remove, names, registerDriver);
-//! - [`host`]: `Machine` and its operations;
+//! - [`host`]: `Host` and its operations;
 //! - [`driver`]: drivers written in JavaScript;
 //! - [`error`]: core errors as JavaScript `Error`s with a stable `code`.
 //!

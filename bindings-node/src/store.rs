@@ -2,7 +2,7 @@
 
 use crate::driver::{JsDriverClass, JsDriverOptionSpec, JsThread};
 use crate::error::{as_is, invalid, promise, to_js, Outcome};
-use crate::host::JsMachine;
+use crate::host::JsHost;
 use machine_core::driver::OptionValue;
 use machine_core::host::{CreateOptions, ListEntry, Store};
 use napi::bindgen_prelude::{Either4, Function, PromiseRaw};
@@ -169,13 +169,13 @@ impl JsStore {
     /// Create a machine: certificates, the driver's create, then provisioning
     /// of Docker with TLS. A machine whose creation fails after its name was
     /// claimed stays in the store with state `Error`, for `remove()`.
-    #[napi(ts_return_type = "Promise<Machine>")]
+    #[napi(ts_return_type = "Promise<Host>")]
     pub fn create<'env>(
         &self,
         env: &'env Env,
         name: String,
         options: Option<JsCreateOptions>,
-    ) -> napi::Result<PromiseRaw<'env, JsMachine>> {
+    ) -> napi::Result<PromiseRaw<'env, JsHost>> {
         let store = self.inner.clone();
         let (driver, options, engine, on_progress) = match options {
             Some(o) => (o.driver, o.options, o.engine, o.on_progress),
@@ -193,23 +193,23 @@ impl JsStore {
             env,
             async move {
                 let host = store.create(&name, opts?, &*progress).await?;
-                Ok(JsMachine::new(host))
+                Ok(JsHost::new(host))
             },
             as_is,
         )
     }
 
     /// The machine named `name`; rejects with code `NotFound` when there is none.
-    #[napi(ts_return_type = "Promise<Machine>")]
+    #[napi(ts_return_type = "Promise<Host>")]
     pub fn get<'env>(
         &self,
         env: &'env Env,
         name: String,
-    ) -> napi::Result<PromiseRaw<'env, JsMachine>> {
+    ) -> napi::Result<PromiseRaw<'env, JsHost>> {
         let store = self.inner.clone();
         promise(
             env,
-            async move { Ok(JsMachine::new(store.get(&name)?)) },
+            async move { Ok(JsHost::new(store.get(&name)?)) },
             as_is,
         )
     }

@@ -99,6 +99,12 @@ test('generic driver: create, ssh, copy, the docker CLI runs a container, list, 
   assert.match(labels, /origin=node-e2e/)
   assert.match(labels, /provider=generic/)
 
+  // config(): separate arguments for the docker CLI, no shell in between
+  const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('DOCKER_')))
+  const { stdout: os } = await run('docker', [...(await machine.config()), 'version', '--format', '{{.Server.Os}}'],
+    { env: { ...clean, DOCKER_CONFIG: join(dir, 'docker-config') } })
+  assert.equal(os.trim(), 'linux')
+
   const [row] = await store.list({ timeout: 10 })
   assert.equal(row.name, 'node-e2e')
   assert.equal(row.state, 'Running')

@@ -12,13 +12,13 @@ test('the package loads with require and with import', async (t) => {
   const cjs = await runNode(
     project,
     'load.cjs',
-    "const m = require('docker-machine-rs'); console.log(typeof m.Store, typeof m.Machine)",
+    "const m = require('docker-machine-rs'); console.log(typeof m.Store, typeof m.Host)",
   )
   assert.equal(cjs.stdout.trim(), 'function function')
   const esm = await runNode(
     project,
     'load.mjs',
-    "import { Store, Machine } from 'docker-machine-rs'; import pkg from 'docker-machine-rs'; console.log(typeof Store, typeof Machine, pkg.Store === Store)",
+    "import { Store, Host } from 'docker-machine-rs'; import pkg from 'docker-machine-rs'; console.log(typeof Store, typeof Host, pkg.Store === Store)",
   )
   assert.equal(esm.stdout.trim(), 'function function true')
 })

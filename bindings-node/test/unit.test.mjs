@@ -123,9 +123,9 @@ test('none driver: create, env, envVars, config, inspect, list and remove', asyn
   })
   assert.deepEqual(await m.config(), [
     '--tlsverify',
-    `--tlscacert="${certPath}/ca.pem"`,
-    `--tlscert="${certPath}/cert.pem"`,
-    `--tlskey="${certPath}/key.pem"`,
+    `--tlscacert=${certPath}/ca.pem`,
+    `--tlscert=${certPath}/cert.pem`,
+    `--tlskey=${certPath}/key.pem`,
     '-H=tcp://127.0.0.1:2376',
   ])
   const inspected = await m.inspect()

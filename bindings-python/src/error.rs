@@ -37,7 +37,7 @@ const CLASSES: &[Class] = &[
     Class { code: Some(ErrorCode::PreCreateCheck), name: "PreCreateCheckError", parent: Some("DriverError"), builtin: None, doc: "The driver's pre-create check refused to create the machine." },
     Class { code: Some(ErrorCode::InvalidOption), name: "InvalidOptionError", parent: Some("MachineError"), builtin: Some("ValueError"), doc: "A driver or engine option is unknown, missing or has a bad value; the message names the flag." },
     Class { code: Some(ErrorCode::Cert), name: "CertError", parent: Some("MachineError"), builtin: None, doc: "TLS certificates could not be made, loaded or checked." },
-    Class { code: Some(ErrorCode::CertCheck), name: "CertCheckError", parent: Some("CertError"), builtin: None, doc: "The machine's server certificate is not valid for its address any more (see Machine.regenerate_certs)." },
+    Class { code: Some(ErrorCode::CertCheck), name: "CertCheckError", parent: Some("CertError"), builtin: None, doc: "The machine's server certificate is not valid for its address any more (see Host.regenerate_certs)." },
     Class { code: Some(ErrorCode::Ssh), name: "SshError", parent: Some("MachineError"), builtin: None, doc: "SSH to the machine failed, or its driver gives no SSH access." },
     Class { code: Some(ErrorCode::HostKeyMismatch), name: "HostKeyMismatchError", parent: Some("SshError"), builtin: None, doc: "The machine presented an SSH host key other than the one pinned at create time." },
     Class { code: Some(ErrorCode::Provision), name: "ProvisionError", parent: Some("MachineError"), builtin: None, doc: "Provisioning Docker on the machine failed." },

@@ -1,4 +1,4 @@
-//! `Machine` (the core `host::Host`) and `SshOutput`.
+//! `Host` (the core `host::Host`) and `SshOutput`.
 
 use crate::{error, json_loads, wait, Progress};
 use machine_core::env::Shell;
@@ -12,9 +12,9 @@ use std::sync::Arc;
 use tokio::sync::RwLock;
 
 /// A named machine: its driver plus engine, swarm and TLS options.
-#[pyclass(frozen, name = "Machine", module = "docker_machine")]
+#[pyclass(frozen, name = "Host", module = "docker_machine")]
 #[derive(Debug)]
-pub struct PyMachine {
+pub struct PyHost {
     name: String,
     driver_name: String,
     /// Operations that change the machine (start, provision, ...) take it
@@ -22,9 +22,9 @@ pub struct PyMachine {
     host: Arc<RwLock<Host>>,
 }
 
-impl PyMachine {
+impl PyHost {
     pub(crate) fn new(host: Host) -> Self {
-        PyMachine {
+        PyHost {
             name: host.name().to_string(),
             driver_name: host.driver_name().to_string(),
             host: Arc::new(RwLock::new(host)),
@@ -33,7 +33,7 @@ impl PyMachine {
 }
 
 #[pymethods]
-impl PyMachine {
+impl PyHost {
     /// The machine's name.
     #[getter]
     fn name(&self) -> &str {
@@ -74,26 +74,27 @@ impl PyMachine {
             no_proxy_upper: std::env::var("NO_PROXY").ok(),
             hint_command: None,
         };
-        wait(py, async { self.host.read().await.env_text(&opts).await })
+        wait(py, async { self.host.read().await.env(&opts).await })
     }
     /// The `DOCKER_*` variables for this machine, as a dict.
     fn env_vars<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let env = wait(py, async { self.host.read().await.env().await })?;
+        let env = wait(py, async { self.host.read().await.env_vars().await })?;
         let d = PyDict::new(py);
         for (k, v) in env.vars {
             d.set_item(k, v)?;
         }
         Ok(d)
     }
-    /// The `docker` client flags for this machine, like `config`.
+    /// The `docker` client arguments for this machine, one per item and
+    /// unquoted: `subprocess.run(["docker", *m.config(), "ps"])`.
     fn config(&self, py: Python<'_>) -> PyResult<Vec<String>> {
-        wait(py, async { self.host.read().await.config_flags().await })
+        wait(py, async { self.host.read().await.config().await })
     }
     /// The saved configuration (config.json) as a dict, like `inspect`.
     fn inspect<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let json = wait(py, async {
             let h = self.host.read().await;
-            h.config().to_json().map_err(|source| {
+            h.inspect().to_json().map_err(|source| {
                 HostError::Store(StoreError::Encode {
                     name: h.name().to_string(),
                     source,
@@ -183,7 +184,7 @@ impl PyMachine {
 
     fn __repr__(&self) -> String {
         format!(
-            "Machine(name={:?}, driver_name={:?})",
+            "Host(name={:?}, driver_name={:?})",
             self.name, self.driver_name
         )
     }

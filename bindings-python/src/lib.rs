@@ -4,7 +4,7 @@
 //! One file per core module, each function an argument conversion around one core
 //! call:
 //! - `store.rs`: `Store` (the core `host::Store`) and `ListEntry`.
-//! - `host.rs`: `Machine` (the core `host::Host`) and `SshOutput`.
+//! - `host.rs`: `Host` (the core `host::Host`) and `SshOutput`.
 //! - `driver.rs`: drivers written in Python, adapted to the core `Driver` and
 //!   `DriverFactory` traits, with `DriverOption`, `DriverContext` and `SshTarget`.
 //! - `error.rs`: the exception hierarchy and the mapping of core errors onto it.
@@ -130,7 +130,7 @@ mod _native {
     #[pymodule_export]
     use crate::error::error_classes;
     #[pymodule_export]
-    use crate::host::{PyMachine, PySshOutput};
+    use crate::host::{PyHost, PySshOutput};
     #[pymodule_export]
     use crate::store::{PyListEntry, PyStore};
 

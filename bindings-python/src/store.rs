@@ -1,7 +1,7 @@
 //! `Store` (the core `host::Store`) and `ListEntry` (one row of `ls`).
 
 use crate::driver::option_value;
-use crate::host::PyMachine;
+use crate::host::PyHost;
 use crate::{error, wait, Progress};
 use machine_core::driver::DEFAULT_DRIVER;
 use machine_core::host::{CreateOptions, ListEntry, Store};
@@ -65,7 +65,7 @@ impl PyStore {
         self.store().files().root().to_path_buf()
     }
 
-    /// Machine names, sorted case-insensitively.
+    /// The machines' names, sorted case-insensitively.
     fn names(&self, py: Python<'_>) -> PyResult<Vec<String>> {
         self.store().names().map_err(|e| error::to_py(py, e))
     }
@@ -76,13 +76,13 @@ impl PyStore {
     }
 
     /// Load the machine `name`.
-    fn get(&self, py: Python<'_>, name: &str) -> PyResult<PyMachine> {
+    fn get(&self, py: Python<'_>, name: &str) -> PyResult<PyHost> {
         let store = self.store();
         #[allow(clippy::result_large_err)] // the core's error type, returned as is
         let host = py
             .detach(|| store.get(name))
             .map_err(|e| error::to_py(py, e))?;
-        Ok(PyMachine::new(host))
+        Ok(PyHost::new(host))
     }
 
     /// Create a machine and provision Docker on it.
@@ -95,7 +95,7 @@ impl PyStore {
         options: Option<&Bound<'_, PyMapping>>,
         engine: Option<&Bound<'_, PyMapping>>,
         progress: Option<Py<PyAny>>,
-    ) -> PyResult<PyMachine> {
+    ) -> PyResult<PyHost> {
         let mut opts = CreateOptions::new(driver);
         for (flag, v) in items(options)? {
             opts.driver_option(&flag, option_value(&flag, &v)?);
@@ -110,7 +110,7 @@ impl PyStore {
             py,
             store.create(name, opts, &|step: &str| progress.call(step)),
         )?;
-        Ok(PyMachine::new(host))
+        Ok(PyHost::new(host))
     }
 
     /// Query every machine at once, each bounded by `timeout` seconds.

@@ -28,7 +28,7 @@ def test_create_get_list_env_remove(tmp_path, closed_port):
 
         url = f"tcp://127.0.0.1:{closed_port}"
         m = await store.create("a", driver="none", options={"url": url}, progress=progress)
-        assert isinstance(m, aio.Machine) and isinstance(m.sync, dm.Machine)
+        assert isinstance(m, aio.Host) and isinstance(m.sync, dm.Host)
         assert steps[-1] == "Docker is up and running!"
         assert threads == {loop_thread}, "progress runs on the event loop's thread"
         assert (m.name, m.driver_name) == ("a", "none")

@@ -100,6 +100,15 @@ def test_generic_create_ssh_run_container_regenerate_remove(host, image, tmp_pat
     labels = docker(m, tmp_path, "info", "--format", "{{json .Labels}}")
     assert "provider=generic" in labels and "suite=python" in labels
 
+    # config(): separate arguments for the docker CLI, no shell in between
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+    clean["DOCKER_CONFIG"] = str(tmp_path / "docker-config")
+    out = subprocess.run(
+        ["docker", *m.config(), "version", "--format", "{{.Server.Os}}"],
+        env=clean, capture_output=True, text=True, timeout=120,
+    )
+    assert (out.returncode, out.stdout.strip()) == (0, "linux"), out.stderr
+
     (row,) = store.list(timeout=10)
     assert (row.name, row.state, row.error) == ("py-e2e", "Running", "")
     assert row.docker_version.startswith("v")

@@ -64,7 +64,7 @@ def test_create_none_machine_and_use_it(store):
     assert steps[0] == "Creating CA and client certificates"
     assert steps[-1] == "Docker is up and running!"
     assert (m.name, m.driver_name) == ("local", "none")
-    assert repr(m) == 'Machine(name="local", driver_name="none")'
+    assert repr(m) == 'Host(name="local", driver_name="none")'
     assert m.state() == "Running"
     assert m.ip() == "127.0.0.1"
     assert m.url() == "tcp://127.0.0.1:2376"
@@ -81,9 +81,9 @@ def test_create_none_machine_and_use_it(store):
     certs = os.path.join(store.path, "machines", "local")
     assert flags == [
         "--tlsverify",
-        f'--tlscacert="{certs}/ca.pem"',
-        f'--tlscert="{certs}/cert.pem"',
-        f'--tlskey="{certs}/key.pem"',
+        f"--tlscacert={certs}/ca.pem",
+        f"--tlscert={certs}/cert.pem",
+        f"--tlskey={certs}/key.pem",
         "-H=tcp://127.0.0.1:2376",
     ]
 

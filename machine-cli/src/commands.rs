@@ -89,11 +89,19 @@ async fn config(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
     }
     let host = ctx.load(&ctx.target(m.get_one("name"))?)?;
     let flags = host
-        .config_flags()
+        .config()
         .await
         .map_err(|e| ctx.err("Error checking TLS connection", &e))?;
-    let mut out = flags.join("\n");
-    out.push('\n');
+    // the original prints the certificate paths in double quotes
+    let mut out = String::new();
+    for flag in flags {
+        match flag.split_once('=') {
+            Some((name, value)) if name.starts_with("--tls") => {
+                out.push_str(&format!("{name}=\"{value}\"\n"))
+            }
+            _ => out.push_str(&format!("{flag}\n")),
+        }
+    }
     out!("{out}");
     Ok(0)
 }
@@ -213,7 +221,7 @@ async fn env_cmd(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
         hint_command: hint,
     };
     let text = host
-        .env_text(&opts)
+        .env(&opts)
         .await
         .map_err(|e| ctx.err("Error checking TLS connection", &e))?;
     if m.get_flag("check") {
@@ -240,7 +248,7 @@ fn daemon_error(ctx: &Ctx, name: &str, e: &HostError) -> CliError {
 fn inspect(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
     let host = ctx.load(&ctx.target(m.get_one("name"))?)?;
     let json = host
-        .config()
+        .inspect()
         .to_json()
         .map_err(|e| CliError::msg(format!("Error: cannot encode the configuration: {e}")))?;
     match m.get_one::<String>("format").filter(|f| !f.is_empty()) {

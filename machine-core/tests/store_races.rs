@@ -176,5 +176,5 @@ fn concurrent_starts_each_see_the_others_save() {
         t.join().expect("thread").expect("start");
     }
     let host = rt().block_on(async { store(&root).get("m1").expect("load") });
-    assert_eq!(host.config().driver["Starts"], 4);
+    assert_eq!(host.inspect().driver["Starts"], 4);
 }

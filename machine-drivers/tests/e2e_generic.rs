@@ -128,7 +128,7 @@ async fn create_run_container_regenerate_and_pin() {
     assert_eq!(host.url().await.expect("url"), format!("tcp://{ip}:2376"));
 
     // the real docker client, configured by our env output evaluated in bash
-    let e = host.env().await.expect("env");
+    let e = host.env_vars().await.expect("env");
     let image = tmp.path().join("busybox.tar");
     let st = Command::new("bash")
         .arg(repo().join("scripts/make-test-image.sh"))
@@ -160,7 +160,7 @@ async fn create_run_container_regenerate_and_pin() {
     o.driver_option("url", OptionValue::String(format!("tcp://{ip}:2376")));
     let none = create(&s, "e2e-none", o).await;
     assert_eq!(none.state().await.expect("state"), State::Running);
-    let ne = none.env().await.expect("env");
+    let ne = none.env_vars().await.expect("env");
     let said = ok(&docker_via_bash_env(
         &ne,
         tmp.path(),

@@ -241,7 +241,7 @@ async fn qemu_vm_lifecycle() {
     assert_eq!(host.state().await.expect("state"), State::Running);
     let url = host.url().await.expect("url");
     assert!(url.starts_with("tcp://127.0.0.1:"), "{url}");
-    assert_eq!(host.config().driver["IPAddress"], "127.0.0.1");
+    assert_eq!(host.inspect().driver["IPAddress"], "127.0.0.1");
     let dir = host.dir();
     for f in [
         "id_rsa",
@@ -257,7 +257,7 @@ async fn qemu_vm_lifecycle() {
     }
 
     // docker over TLS through the real CLI
-    let e = host.env().await.expect("env");
+    let e = host.env_vars().await.expect("env");
     let image = test_image(tmp.path());
     docker(
         &e,
@@ -303,7 +303,7 @@ async fn qemu_vm_lifecycle() {
     ));
     let host = s.get(name).expect("get");
     assert_eq!(host.state().await.expect("state"), State::Running);
-    let e = host.env().await.expect("env after start");
+    let e = host.env_vars().await.expect("env after start");
     host.check_certs().await.expect("certificates");
     let deadline = Instant::now() + Duration::from_secs(240);
     loop {
@@ -677,7 +677,7 @@ async fn generic_installs_docker_from_distro_package_in_vm() {
         "{text}"
     );
     assert!(text.trim_end().ends_with("active"), "{text}");
-    let e = host.env().await.expect("env");
+    let e = host.env_vars().await.expect("env");
     let image = test_image(tmp.path());
     docker(
         &e,
@@ -727,7 +727,7 @@ async fn qemu_accel_auto() {
         })
         .await
         .unwrap_or_else(|e| panic!("create: {}", error_chain(&e)));
-    let used = host.config().driver["AccelUsed"]
+    let used = host.inspect().driver["AccelUsed"]
         .as_str()
         .unwrap_or_default()
         .to_string();

@@ -2,7 +2,7 @@
 // index.d.ts must accept this program and reject the marked mistakes.
 import {
   Store,
-  Machine,
+  Host,
   type ListEntry,
   type SshOutput,
   type MachineDriver,
@@ -39,7 +39,7 @@ export async function use(path?: string): Promise<number> {
   store.registerDriver('memory', driverClass)
   store.registerDriver('memory2', driverFunction, [{ flag: 'memory-url', kind: 'string' }])
   const drivers: string[] = store.drivers()
-  const m: Machine = await store.create('m1', {
+  const m: Host = await store.create('m1', {
     driver: 'memory',
     options: { 'memory-url': 'tcp://127.0.0.1:1', 'memory-weight': 2 },
     engine: { 'engine-opt': ['log-level=debug'], 'engine-install-url': 'none' },
@@ -72,7 +72,7 @@ export async function use(path?: string): Promise<number> {
     const machine: string | undefined = err.machine
     console.log(code, machine)
   }
-  const generic: Machine = await store.create('m2')
+  const generic: Host = await store.create('m2')
   // @ts-expect-error: the driver is a name
   await store.create('m2', { driver: MemoryDriver })
   // @ts-expect-error: ssh takes the command

@@ -4,7 +4,7 @@ A :class:`Store` holds machines (``~/.docker/machine`` by default, in the
 original docker-machine's layout). ``Store.create`` makes a machine with a
 driver (``generic`` for any Linux machine reachable over SSH, ``none`` for an
 existing daemon, or a driver written in Python) and provisions Docker on it
-with TLS; the :class:`Machine` it returns runs the other operations.
+with TLS; the :class:`Host` it returns runs the other operations.
 
 Blocking methods release the GIL; :mod:`docker_machine.aio` offers the same
 operations as coroutines.
@@ -25,7 +25,7 @@ from ._native import (
     InvalidOptionError,
     IoError,
     ListEntry,
-    Machine,
+    Host,
     MachineError,
     MachineTimeoutError,
     NotFoundError,
@@ -79,7 +79,7 @@ __all__ = [
     "InvalidOptionError",
     "IoError",
     "ListEntry",
-    "Machine",
+    "Host",
     "MachineError",
     "MachineTimeoutError",
     "NotFoundError",

@@ -2,7 +2,7 @@
 
 A :class:`Store` holds machines (``~/.docker/machine`` by default, in the
 original docker-machine's layout). ``Store.create`` makes a machine with a
-driver and provisions Docker on it with TLS; the :class:`Machine` it returns
+driver and provisions Docker on it with TLS; the :class:`Host` it returns
 runs the other operations. Blocking methods release the GIL;
 :mod:`docker_machine.aio` offers the same operations as coroutines.
 """
@@ -26,7 +26,7 @@ __all__ = [
     "InvalidOptionError",
     "IoError",
     "ListEntry",
-    "Machine",
+    "Host",
     "MachineError",
     "MachineTimeoutError",
     "NotFoundError",
@@ -70,12 +70,12 @@ class Store:
         """The store's root directory."""
 
     def names(self) -> List[str]:
-        """Machine names, sorted case-insensitively."""
+        """The machines' names, sorted case-insensitively."""
 
     def drivers(self) -> List[str]:
         """Names of the registered drivers, sorted."""
 
-    def get(self, name: str) -> Machine:
+    def get(self, name: str) -> Host:
         """Load the machine ``name``.
 
         Raises :class:`NotFoundError` when there is none.
@@ -88,7 +88,7 @@ class Store:
         options: Optional[Mapping[str, _OptionValue]] = None,
         engine: Optional[Mapping[str, _OptionValue]] = None,
         progress: _Progress = None,
-    ) -> Machine:
+    ) -> Host:
         """Create a machine and provision Docker on it.
 
         The steps: CA and client certificates, the driver's pre-create check,
@@ -168,7 +168,7 @@ class ListEntry:
         """The fields as a dict."""
 
 @final
-class Machine:
+class Host:
     """A named machine: its driver plus engine, swarm and TLS options."""
 
     @property
@@ -194,7 +194,8 @@ class Machine:
     def env_vars(self) -> Dict[str, str]:
         """The ``DOCKER_*`` variables for this machine, e.g. for ``subprocess.run(..., env=...)``."""
     def config(self) -> List[str]:
-        """The ``docker`` client flags for this machine (like ``config``)."""
+        """The ``docker`` client arguments for this machine, one per item and
+        unquoted: ``subprocess.run(["docker", *m.config(), "ps"])``."""
     def inspect(self) -> Dict[str, Any]:
         """The saved configuration (``config.json``) as a dict (like ``inspect``)."""
     def start(self) -> None:

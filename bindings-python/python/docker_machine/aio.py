@@ -1,7 +1,7 @@
 """The docker_machine API as asyncio coroutines.
 
-``aio.Store`` and ``aio.Machine`` have the methods of ``docker_machine.Store``
-and ``docker_machine.Machine``, as coroutines. Each call runs the blocking
+``aio.Store`` and ``aio.Host`` have the methods of ``docker_machine.Store``
+and ``docker_machine.Host``, as coroutines. Each call runs the blocking
 method in the event loop's default executor (a thread pool, see
 ``loop.set_default_executor``); the blocking method releases the GIL while it
 waits, so the event loop and other calls go on meanwhile.
@@ -22,10 +22,10 @@ import pathlib
 from typing import Any, Callable, Dict, List, Mapping, Optional, TypeVar, Union
 
 from . import DriverOption, ListEntry, SshOutput
-from . import Machine as SyncMachine
+from . import Host as SyncHost
 from . import Store as SyncStore
 
-__all__ = ["Store", "Machine"]
+__all__ = ["Store", "Host"]
 
 T = TypeVar("T")
 Progress = Optional[Callable[[str], Any]]
@@ -45,12 +45,12 @@ def _on_loop(progress: Progress) -> Progress:
     return lambda step: loop.call_soon_threadsafe(progress, step)
 
 
-class Machine:
-    """A machine; the coroutine twin of :class:`docker_machine.Machine`."""
+class Host:
+    """A machine; the coroutine twin of :class:`docker_machine.Host`."""
 
-    def __init__(self, machine: SyncMachine) -> None:
+    def __init__(self, machine: SyncHost) -> None:
         self.sync = machine
-        """The blocking :class:`docker_machine.Machine` underneath."""
+        """The blocking :class:`docker_machine.Host` underneath."""
 
     @property
     def name(self) -> str:
@@ -142,8 +142,8 @@ class Store:
     async def names(self) -> List[str]:
         return await _run(self.sync.names)
 
-    async def get(self, name: str) -> Machine:
-        return Machine(await _run(self.sync.get, name))
+    async def get(self, name: str) -> Host:
+        return Host(await _run(self.sync.get, name))
 
     async def create(
         self,
@@ -152,7 +152,7 @@ class Store:
         options: Optional[Mapping[str, OptionValue]] = None,
         engine: Optional[Mapping[str, OptionValue]] = None,
         progress: Progress = None,
-    ) -> Machine:
+    ) -> Host:
         m = await _run(
             self.sync.create,
             name,
@@ -161,7 +161,7 @@ class Store:
             engine=dict(engine) if engine is not None else None,
             progress=_on_loop(progress),
         )
-        return Machine(m)
+        return Host(m)
 
     async def list(self, timeout: float = 10.0) -> List[ListEntry]:
         return await _run(self.sync.list, timeout=timeout)

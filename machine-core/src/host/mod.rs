@@ -68,7 +68,7 @@ impl Host {
         &self.config.driver_name
     }
     /// The saved configuration.
-    pub fn config(&self) -> &HostConfig {
+    pub fn inspect(&self) -> &HostConfig {
         &self.config
     }
     /// The driver.
@@ -203,7 +203,7 @@ impl Host {
     }
 
     /// The `DOCKER_*` variables for this machine, after the local certificate check.
-    pub async fn env(&self) -> Result<MachineEnv, HostError> {
+    pub async fn env_vars(&self) -> Result<MachineEnv, HostError> {
         self.check_certs().await?;
         let url = self.url().await?;
         Ok(MachineEnv::new(
@@ -216,7 +216,7 @@ impl Host {
     }
 
     /// The environment as shell text, per `opts` (see [`crate::env::render`]).
-    pub async fn env_text(&self, opts: &EnvOptions) -> Result<String, HostError> {
+    pub async fn env(&self, opts: &EnvOptions) -> Result<String, HostError> {
         let shell = opts.shell.unwrap_or(crate::env::Shell::Bash);
         let bad = |e: crate::env::EnvError| HostError::InvalidOption {
             flag: "shell".into(),
@@ -232,7 +232,7 @@ impl Host {
             let u = MachineEnv::unset(opts.no_proxy, lower_set);
             return crate::env::render_unset(&u.clear, shell, hint).map_err(bad);
         }
-        let mut env = self.env().await?;
+        let mut env = self.env_vars().await?;
         if opts.no_proxy {
             let ip = self.ip().await?;
             env = env.with_no_proxy(
@@ -244,16 +244,18 @@ impl Host {
         crate::env::render(&env, shell, hint).map_err(bad)
     }
 
-    /// The `docker` client flags for this machine, one per element, as `config` prints them.
-    pub async fn config_flags(&self) -> Result<Vec<String>, HostError> {
+    /// The `docker` client arguments for this machine, one per element and
+    /// unquoted, ready for a process's argument list:
+    /// `["--tlsverify", "--tlscacert=DIR/ca.pem", "--tlscert=…", "--tlskey=…", "-H=tcp://…"]`.
+    pub async fn config(&self) -> Result<Vec<String>, HostError> {
         self.check_certs().await?;
         let d = self.cert_path();
         let url = self.url().await?;
         Ok(vec![
             "--tlsverify".to_string(),
-            format!("--tlscacert=\"{}\"", d.join("ca.pem").display()),
-            format!("--tlscert=\"{}\"", d.join("cert.pem").display()),
-            format!("--tlskey=\"{}\"", d.join("key.pem").display()),
+            format!("--tlscacert={}", d.join("ca.pem").display()),
+            format!("--tlscert={}", d.join("cert.pem").display()),
+            format!("--tlskey={}", d.join("key.pem").display()),
             format!("-H={url}"),
         ])
     }
