@@ -468,6 +468,21 @@ async fn lifecycle(ctx: &Ctx, op: &str, m: &ArgMatches) -> CliResult<i32> {
         let r = async {
             let mut host = ctx.load(&name)?;
             outln!("{doing} \"{name}\"...");
+            // As the original: starting a running machine, or stopping or
+            // killing a stopped one, is an error (the library lets it pass).
+            let wanted = match op {
+                "start" => Some(machine_core::State::Running),
+                "stop" | "kill" => Some(machine_core::State::Stopped),
+                _ => None,
+            };
+            if let Some(wanted) = wanted {
+                if host.state().await.ok() == Some(wanted) {
+                    return Err(CliError::msg(format!(
+                        "Machine \"{name}\" is already {}.",
+                        wanted.to_string().to_lowercase()
+                    )));
+                }
+            }
             let r = match op {
                 "start" => host.start().await,
                 "stop" => host.stop().await,

@@ -48,6 +48,9 @@ impl CliError {
                     format!("{context}: {sentence}")
                 }
             }
+            // the original's words, which scripts match
+            ErrorCode::AlreadyExists => format!("Docker machine \"{name}\" already exists"),
+            ErrorCode::NotRunning => format!("{context}: Host is not running"),
             ErrorCode::CertCheck => format!(
                 "{context}: {}\n\
                  You can regenerate the certificates with '{prog} regenerate-certs {name}'.\n\

@@ -181,16 +181,20 @@ pub(crate) async fn ssh(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
             "Error: Cannot run SSH command: Host \"{name}\" is not running"
         )));
     }
-    let mut words: Vec<String> = m
+    let words: Vec<String> = m
         .get_many::<String>("command")
         .map(|v| v.cloned().collect())
         .unwrap_or_default();
-    if words.first().is_some_and(|w| w == "--") {
-        words.remove(0);
-    }
+    let (options, words) = split_ssh_options(&words);
     let command = words.join(" ");
     let system = which("ssh");
-    if !command.is_empty() && (ctx.native_ssh || system.is_none()) {
+    if !options.is_empty() && system.is_none() {
+        return Err(CliError::msg(format!(
+            "Error: the ssh options {} need the ssh client (openssh-client)",
+            options.join(" ")
+        )));
+    }
+    if !command.is_empty() && options.is_empty() && (ctx.native_ssh || system.is_none()) {
         let out = remote
             .host
             .ssh(&command)
@@ -214,9 +218,11 @@ pub(crate) async fn ssh(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
     }
     remote.ensure_pinned(ctx).await?;
     let mut cmd = Command::new(ssh);
+    // ours first: for -o settings the first value given wins
     cmd.args(remote.ssh_args())
         .arg("-p")
         .arg(remote.target.port.to_string())
+        .args(&options)
         .arg("--")
         .arg(format!("{}@{}", remote.target.user, remote.target.host));
     if !command.is_empty() {
@@ -229,6 +235,39 @@ pub(crate) async fn ssh(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
         }
     }
     Ok(code)
+}
+
+/// OpenSSH options that take a value as the next word.
+const SSH_OPTIONS_WITH_VALUE: &str = "BbcDEeFIiJLlmOoPpQRSWw";
+
+/// `machine ssh NAME [SSH OPTIONS] [--] [COMMAND]`: the words before the
+/// command that start with '-' are options for ssh (with the value of those
+/// that take one), as with the original; `--` ends them.
+fn split_ssh_options(words: &[String]) -> (Vec<String>, Vec<String>) {
+    let mut options = Vec::new();
+    let mut i = 0;
+    while let Some(w) = words.get(i) {
+        if w == "--" {
+            i += 1;
+            break;
+        }
+        if !w.starts_with('-') || w == "-" {
+            break;
+        }
+        options.push(w.clone());
+        i += 1;
+        // `-o Value` (a lone option letter that takes a value)
+        let mut letters = w[1..].chars();
+        if let (Some(c), None) = (letters.next(), letters.next()) {
+            if SSH_OPTIONS_WITH_VALUE.contains(c) {
+                if let Some(v) = words.get(i) {
+                    options.push(v.clone());
+                    i += 1;
+                }
+            }
+        }
+    }
+    (options, words.get(i..).unwrap_or_default().to_vec())
 }
 
 /// One side of `scp`: a local path, or `[user@]machine:path`.
@@ -304,10 +343,8 @@ pub(crate) async fn scp(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
             "Error: neither path names a machine (use NAME:PATH)",
         ));
     };
-    if remotes.len() == 2 && remotes[0].target.port != remotes[1].target.port {
-        return Err(CliError::msg(
-            "Error: copying between two machines needs the same SSH port on both",
-        ));
+    if let (Some((a, _)), Some((b, _)), false) = (&src.remote, &dst.remote, delta) {
+        return scp_between(ctx, (a, &src), (b, &dst), recursive, quiet).await;
     }
     let mut cmd;
     if delta {
@@ -340,22 +377,7 @@ pub(crate) async fn scp(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
             cmd.arg("--quiet");
         }
     } else {
-        let scp = which("scp")
-            .ok_or("You must have a copy of the scp binary locally to use the scp feature")?;
-        cmd = Command::new(scp);
-        if remotes.len() == 2 {
-            cmd.arg("-3");
-        }
-        if recursive {
-            cmd.arg("-r");
-        }
-        if quiet {
-            cmd.arg("-q");
-        }
-        for r in &remotes {
-            cmd.args(r.ssh_args());
-        }
-        cmd.arg("-P").arg(first.target.port.to_string());
+        cmd = scp_command(first, recursive, quiet)?;
     }
     // `--`: a local path starting with '-' is a path, not an option
     cmd.arg("--").arg(src.arg()).arg(dst.arg());
@@ -368,6 +390,62 @@ pub(crate) async fn scp(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
         }
     }
     Ok(code)
+}
+
+/// `scp` set up for one machine (its key, pinned host key and port).
+fn scp_command(r: &Remote, recursive: bool, quiet: bool) -> CliResult<Command> {
+    let scp = which("scp")
+        .ok_or("You must have a copy of the scp binary locally to use the scp feature")?;
+    let mut cmd = Command::new(scp);
+    if recursive {
+        cmd.arg("-r");
+    }
+    if quiet {
+        cmd.arg("-q");
+    }
+    cmd.args(r.ssh_args())
+        .arg("-P")
+        .arg(r.target.port.to_string());
+    Ok(cmd)
+}
+
+/// Machine to machine: each machine has its own port, key and pinned host
+/// key, which one `scp` run cannot hold apart, so the copy goes through a
+/// private local directory in two runs.
+async fn scp_between(
+    ctx: &Ctx,
+    (from, src): (&Remote, &Endpoint),
+    (to, dst): (&Remote, &Endpoint),
+    recursive: bool,
+    quiet: bool,
+) -> CliResult<i32> {
+    let stage = tempfile::Builder::new()
+        .prefix("machine-scp-")
+        .tempdir()
+        .map_err(|e| CliError::msg(format!("Error: cannot make a local staging directory: {e}")))?;
+    let base = src
+        .path
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .filter(|b| !b.is_empty() && *b != "." && *b != "..")
+        .unwrap_or("copy");
+    let local = stage.path().join(base).to_string_lossy().into_owned();
+    for (r, from_arg, to_arg) in [
+        (from, src.arg(), local.clone()),
+        (to, local.clone(), dst.arg()),
+    ] {
+        let mut cmd = scp_command(r, recursive, quiet)?;
+        cmd.arg("--").arg(from_arg).arg(to_arg);
+        let code = run_status(cmd, "scp")?;
+        if code != 0 {
+            if let Some(e) = r.explain_failure(ctx).await {
+                return Err(CliError { code, ..e });
+            }
+            return Ok(code);
+        }
+    }
+    Ok(0)
 }
 
 pub(crate) async fn mount(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
@@ -441,4 +519,39 @@ pub(crate) async fn mount(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
         }
     }
     Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_ssh_options;
+
+    fn split(words: &[&str]) -> (Vec<String>, Vec<String>) {
+        let w: Vec<String> = words.iter().map(|s| s.to_string()).collect();
+        split_ssh_options(&w)
+    }
+
+    #[test]
+    fn options_before_the_command_go_to_ssh() {
+        assert_eq!(
+            split(&["-C", "echo", "foo"]),
+            (vec!["-C".into()], vec!["echo".into(), "foo".into()])
+        );
+        assert_eq!(
+            split(&["-o", "Compression=yes", "-vC", "--", "ls", "-l"]),
+            (
+                vec!["-o".into(), "Compression=yes".into(), "-vC".into()],
+                vec!["ls".into(), "-l".into()]
+            )
+        );
+        // `--` first: everything after it is the command
+        assert_eq!(
+            split(&["--", "ls", "-lah", "/"]),
+            (vec![], vec!["ls".into(), "-lah".into(), "/".into()])
+        );
+        assert_eq!(
+            split(&["df", "-h"]),
+            (vec![], vec!["df".into(), "-h".into()])
+        );
+        assert_eq!(split(&[]), (vec![], vec![]));
+    }
 }

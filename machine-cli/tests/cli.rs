@@ -41,7 +41,7 @@ fn version_and_docker_machine_symlink() {
         "{help}"
     );
 
-    s.add_generic("gen", "127.0.0.1", closed_port(), 2376);
+    s.add_generic("gen", "127.0.0.1", silent_listener(), 2376);
     let env = ok(&run(&["env", "gen"]));
     assert!(
         env.ends_with(&format!("# eval $({} env gen)\n", link.display())),
@@ -100,7 +100,7 @@ fn env_golden(shell: &str, root: &str, hint: &str) -> String {
 #[test]
 fn env_for_every_shell() {
     let s = TestStore::new();
-    s.add_generic("gen", "127.0.0.1", closed_port(), 2376);
+    s.add_generic("gen", "127.0.0.1", silent_listener(), 2376);
     let root = s.root();
     let b = bin();
     assert_eq!(
@@ -124,7 +124,7 @@ fn env_for_every_shell() {
         .expect("run"));
     assert_eq!(got, env_golden("fish", &root, &format!("{b} env gen")));
     // The implicit machine "default".
-    s.add_generic("default", "127.0.0.1", closed_port(), 2376);
+    s.add_generic("default", "127.0.0.1", silent_listener(), 2376);
     let got = ok(&s.run(&["env"]));
     assert!(
         got.contains("export DOCKER_MACHINE_NAME=\"default\"\n"),
@@ -136,7 +136,7 @@ fn env_for_every_shell() {
 #[test]
 fn env_unset_and_no_proxy() {
     let s = TestStore::new();
-    s.add_generic("gen", "127.0.0.1", closed_port(), 2376);
+    s.add_generic("gen", "127.0.0.1", silent_listener(), 2376);
     let b = bin();
     assert_eq!(
         ok(&s.run(&["env", "-u"])),
@@ -196,7 +196,7 @@ fn env_checks_certificates_locally_and_hints_regenerate() {
     // The server certificate covers another address than the machine's.
     s.write_machine(
         "moved",
-        &s.generic_config("moved", "127.0.0.1", closed_port(), 2376),
+        &s.generic_config("moved", "127.0.0.1", silent_listener(), 2376),
     );
     s.server_cert("moved", &["127.0.0.2"]);
     let started = Instant::now();
@@ -217,7 +217,7 @@ fn env_checks_certificates_locally_and_hints_regenerate() {
     );
 
     // --check also dials the daemon: nothing listens on the engine port.
-    s.add_generic("gen", "127.0.0.1", closed_port(), closed_port());
+    s.add_generic("gen", "127.0.0.1", silent_listener(), closed_port());
     assert!(s.run(&["env", "gen"]).status.success());
     let out = s.run(&["env", "--check", "gen"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
@@ -231,7 +231,7 @@ fn env_checks_certificates_locally_and_hints_regenerate() {
 #[test]
 fn config_output() {
     let s = TestStore::new();
-    s.add_generic("gen", "127.0.0.1", closed_port(), 2376);
+    s.add_generic("gen", "127.0.0.1", silent_listener(), 2376);
     let d = s.machine_dir("gen");
     let d = d.display();
     assert_eq!(
@@ -489,8 +489,9 @@ fn inspect_prints_the_original_config() {
 fn url_ip_status() {
     let s = TestStore::new();
     s.add_generic("gen", "127.0.0.1", closed_port(), 2376);
+    s.add_generic("up", "127.0.0.1", silent_listener(), 2376);
     s.add_none("daemon", "tcp://192.0.2.7:2376");
-    assert_eq!(ok(&s.run(&["url", "gen"])), "tcp://127.0.0.1:2376\n");
+    assert_eq!(ok(&s.run(&["url", "up"])), "tcp://127.0.0.1:2376\n");
     assert_eq!(ok(&s.run(&["url", "daemon"])), "tcp://192.0.2.7:2376\n");
     assert_eq!(
         ok(&s.run(&["ip", "gen", "daemon"])),
@@ -866,9 +867,12 @@ fn ssh_of_a_driver_without_ssh() {
 #[test]
 fn generic_lifecycle_refusals_are_clear() {
     let s = TestStore::new();
-    s.add_generic("gen", "127.0.0.1", closed_port(), 2376);
-    for op in ["start", "stop", "kill"] {
-        let out = s.run(&[op, "gen"]);
+    // a machine that answers on its SSH port counts as running, one that
+    // does not as stopped: each refusal is reached from the other state
+    s.add_generic("up", "127.0.0.1", silent_listener(), 2376);
+    s.add_generic("down", "127.0.0.1", closed_port(), 2376);
+    for (op, name) in [("start", "down"), ("stop", "up"), ("kill", "up")] {
+        let out = s.run(&[op, name]);
         assert_eq!(out.status.code(), Some(1), "{op}");
         assert!(
             stderr(&out).contains(&format!("does not support {op}")),
@@ -876,4 +880,58 @@ fn generic_lifecycle_refusals_are_clear() {
             stderr(&out)
         );
     }
+}
+
+#[test]
+fn state_errors_match_the_original() {
+    let s = TestStore::new();
+    // stopped: url, env, config and version refuse with the original's words
+    s.add_generic("down", "127.0.0.1", closed_port(), 2376);
+    for args in [
+        &["url", "down"][..],
+        &["env", "down"],
+        &["config", "down"],
+        &["version", "down"],
+    ] {
+        let out = s.run(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(stdout(&out).is_empty(), "{args:?}: {}", stdout(&out));
+        assert!(
+            stderr(&out).contains("Host is not running"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    // running: starting it again is an error; so is stopping a stopped one
+    s.add_none("up", "tcp://127.0.0.1:2376");
+    let out = s.run(&["start", "up"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("Machine \"up\" is already running."),
+        "{}",
+        stderr(&out)
+    );
+    let out = s.run(&["stop", "down"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("Machine \"down\" is already stopped."),
+        "{}",
+        stderr(&out)
+    );
+    // a name in use: the original's first line, exit 1
+    let out = s.run(&[
+        "create",
+        "-d",
+        "none",
+        "--url",
+        "tcp://127.0.0.1:2376",
+        "up",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out).lines().next(),
+        Some("Docker machine \"up\" already exists"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -86,6 +86,33 @@ impl Cli {
     }
 }
 
+/// A TCP relay on 127.0.0.1 to `target`; returns its port. Runs until the
+/// test process ends.
+fn relay_to(target: &str) -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    let target = target.to_string();
+    std::thread::spawn(move || {
+        for client in l.incoming().flatten() {
+            let Ok(server) = std::net::TcpStream::connect(&target) else {
+                continue;
+            };
+            let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone()) else {
+                continue;
+            };
+            let pump = |mut from: std::net::TcpStream, mut to: std::net::TcpStream| {
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from, &mut to);
+                    let _ = to.shutdown(std::net::Shutdown::Write);
+                });
+            };
+            pump(client, server);
+            pump(s2, c2);
+        }
+    });
+    port
+}
+
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -236,6 +263,22 @@ fn generic_machine_through_the_cli() {
         text(&out.stderr)
     );
 
+    // ssh: options before the command go to ssh (-C: compression), as with the original
+    assert_eq!(ok(&cli.run(&["ssh", name, "-C", "echo", "foo"])), "foo\n");
+    assert_eq!(
+        ok(&cli.run(&[
+            "ssh",
+            name,
+            "-o",
+            "Compression=yes",
+            "--",
+            "echo",
+            "-n",
+            "bar"
+        ])),
+        "bar"
+    );
+
     // ssh: an interactive shell on a pseudo-terminal.
     let out = interactive(&cli, name, "echo tty=$(tty); exit 3\n");
     let seen = text(&out.stdout).replace('\r', "");
@@ -314,6 +357,53 @@ fn generic_machine_through_the_cli() {
     assert_ne!(before, std::fs::read(&server).expect("server.pem"));
     let out = cli.bash(&format!("eval \"$(\"$M\" env --check {name})\" && docker run --rm --network none mt-busybox:latest hostname"));
     assert!(!ok(&out).trim().is_empty());
+
+    // scp from one machine to another. The second machine reaches the same
+    // host through a local TCP relay: another address and port, its own
+    // pinned key, which one scp run could not hold apart.
+    let relay = relay_to(&format!("{ip}:22"));
+    let twin = "e2e-cli-relay";
+    let twin_dir = cli.store.join("machines").join(twin);
+    std::fs::create_dir_all(&twin_dir).expect("mkdir");
+    let here = cli.store.join("machines").join(name);
+    for f in [
+        "ca.pem",
+        "cert.pem",
+        "key.pem",
+        "server.pem",
+        "server-key.pem",
+    ] {
+        std::fs::copy(here.join(f), twin_dir.join(f)).expect("copy");
+    }
+    let mut config: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(here.join("config.json")).expect("config.json"),
+    )
+    .expect("json");
+    config["Name"] = twin.into();
+    config["Driver"]["MachineName"] = twin.into();
+    config["Driver"]["IPAddress"] = "127.0.0.1".into();
+    config["Driver"]["SSHPort"] = relay.into();
+    std::fs::write(
+        twin_dir.join("config.json"),
+        serde_json::to_vec_pretty(&config).expect("json"),
+    )
+    .expect("write config.json");
+    ok(&cli.run(&["ssh", name, "echo A file hopping around! >/tmp/hop.txt"]));
+    ok(&cli.run(&[
+        "scp",
+        &format!("{name}:/tmp/hop.txt"),
+        &format!("{twin}:/tmp/hopped.txt"),
+    ]));
+    assert_eq!(
+        ok(&cli.run(&["ssh", twin, "cat /tmp/hopped.txt"])),
+        "A file hopping around!\n"
+    );
+    let pinned = std::fs::read_to_string(twin_dir.join("known_hosts")).expect("pinned");
+    assert!(
+        pinned.starts_with(&format!("[127.0.0.1]:{relay} ")),
+        "{pinned}"
+    );
+    ok(&cli.run(&["rm", "-y", "-f", twin]));
 
     // The generic driver refuses start, stop and kill clearly.
     let out = cli.run(&["stop", name]);

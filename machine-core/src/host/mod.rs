@@ -155,8 +155,21 @@ impl Host {
     pub async fn ip(&self) -> Result<String, HostError> {
         self.driver.ip().await.map_err(|e| self.drv(e))
     }
-    /// The Docker daemon's URL.
+    /// The Docker daemon's URL; [`HostError::NotRunning`] when the machine
+    /// is not running (its address may not be valid then).
     pub async fn url(&self) -> Result<String, HostError> {
+        let state = self.driver.state().await.map_err(|e| self.drv(e))?;
+        if state != State::Running {
+            return Err(HostError::NotRunning {
+                name: self.name().to_string(),
+                state,
+            });
+        }
+        self.url_unchecked().await
+    }
+
+    /// The driver's URL, for a caller that has just seen the machine running.
+    pub(crate) async fn url_unchecked(&self) -> Result<String, HostError> {
         self.driver.url().await.map_err(|e| self.drv(e))
     }
 
@@ -184,7 +197,11 @@ impl Host {
     /// certificate chains to its CA, covers its address and is unexpired.
     pub async fn check_certs(&self) -> Result<(), HostError> {
         let url = self.url().await?;
-        let host = engine::parse_tcp_url(&url)
+        self.check_certs_for(&url)
+    }
+
+    fn check_certs_for(&self, url: &str) -> Result<(), HostError> {
+        let host = engine::parse_tcp_url(url)
             .map(|(h, _)| h)
             .unwrap_or_default();
         let d = self.cert_path();
@@ -204,8 +221,8 @@ impl Host {
 
     /// The `DOCKER_*` variables for this machine, after the local certificate check.
     pub async fn env_vars(&self) -> Result<MachineEnv, HostError> {
-        self.check_certs().await?;
         let url = self.url().await?;
+        self.check_certs_for(&url)?;
         Ok(MachineEnv::new(
             self.name(),
             &url,
@@ -248,9 +265,9 @@ impl Host {
     /// unquoted, ready for a process's argument list:
     /// `["--tlsverify", "--tlscacert=DIR/ca.pem", "--tlscert=…", "--tlskey=…", "-H=tcp://…"]`.
     pub async fn config(&self) -> Result<Vec<String>, HostError> {
-        self.check_certs().await?;
-        let d = self.cert_path();
         let url = self.url().await?;
+        self.check_certs_for(&url)?;
+        let d = self.cert_path();
         Ok(vec![
             "--tlsverify".to_string(),
             format!("--tlscacert={}", d.join("ca.pem").display()),
@@ -263,9 +280,18 @@ impl Host {
     /// Ask the daemon for its version over mutual TLS.
     pub async fn docker_version(&self, timeout: Duration) -> Result<EngineVersion, HostError> {
         let url = self.url().await?;
-        let (h, p) = engine::parse_tcp_url(&url).ok_or_else(|| HostError::InvalidOption {
+        self.version_at(&url, timeout).await
+    }
+
+    /// Ask the daemon at `url` (this machine's) for its version.
+    pub(crate) async fn version_at(
+        &self,
+        url: &str,
+        timeout: Duration,
+    ) -> Result<EngineVersion, HostError> {
+        let (h, p) = engine::parse_tcp_url(url).ok_or_else(|| HostError::InvalidOption {
             flag: "url".into(),
-            value: url.clone(),
+            value: url.to_string(),
             reason: "expected tcp://HOST:PORT".into(),
         })?;
         let tls = self.tls_client_config()?;

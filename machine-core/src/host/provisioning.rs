@@ -177,8 +177,9 @@ impl Host {
         progress("Waiting for the Docker daemon to answer over TLS");
         let limit = self.store.settings.engine_timeout;
         let deadline = Instant::now() + limit;
+        let url = self.url().await?;
         loop {
-            let attempt = self.docker_version(Duration::from_secs(10)).await;
+            let attempt = self.version_at(&url, Duration::from_secs(10)).await;
             match attempt {
                 Ok(_) => return Ok(()),
                 Err(HostError::Engine { source, .. }) if Instant::now() >= deadline => {
@@ -229,8 +230,17 @@ impl Host {
 
     /// Upgrade Docker: run the install method again (the install script, or the
     /// distribution's package), then restart the daemon with our configuration.
+    /// A machine that is not running is started first.
     pub async fn upgrade(&mut self, progress: Progress<'_>) -> Result<(), HostError> {
         let _lock = self.lock_fresh()?;
+        // a stopped machine is started first, as docker-machine did
+        let state = self.driver.state().await.map_err(|e| self.drv(e))?;
+        if state != State::Running {
+            progress("Starting the machine so it can be upgraded");
+            self.driver.start().await.map_err(|e| self.drv(e))?;
+            self.save()?;
+            self.wait_running(progress).await?;
+        }
         let client = self.connect().await?;
         let prov_err = |source| HostError::Provision {
             name: self.name().to_string(),

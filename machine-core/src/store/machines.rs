@@ -340,8 +340,8 @@ impl Store {
             let state = host.state().await?;
             e.state = state;
             if state == State::Running {
-                e.url = host.url().await?;
-                let v = host.docker_version(timeout).await?;
+                e.url = host.url_unchecked().await?;
+                let v = host.version_at(&e.url, timeout).await?;
                 e.docker_version = format!("v{}", v.version);
             }
             Ok::<(), HostError>(())
