@@ -44,7 +44,7 @@ export function lookup(suite, env = process.env) {
   const want = entry.hosts
   const addrs = (env.MT_HOSTS ?? '').split(/\s+/).filter(Boolean)
   const missing = (what) => ({
-    missing: `suite ${suite} (${entry.test}) needs test hosts ${want.join(', ')} of MT_HOSTS, ${what}: ${setupHint()}`,
+    missing: `suite ${suite} (${entry.test}) needs test host${want.length === 1 ? '' : 's'} ${want.join(', ')} of MT_HOSTS, ${what}: ${setupHint()}`,
   })
   const fix = 'eval the whole output of `bash scripts/testhosts.sh env`'
   if (addrs.length === 0) return missing('which is not set')

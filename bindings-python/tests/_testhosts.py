@@ -17,7 +17,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Any, Mapping, Optional
 
 REPO = Path(__file__).resolve().parents[2]
 ALLOCATION_PATH = REPO / "test-support" / "hosts.json"
@@ -33,10 +33,11 @@ def ci_is_set(environ: Mapping[str, str] = os.environ) -> bool:
     return not (value == "" or value == "0" or value.lower() == "false")
 
 
-def allocation() -> dict:
+def allocation() -> dict[str, Any]:
     """test-support/hosts.json: {"count": N, "suites": {name: {"test": path, "hosts": [i, ...]}}}."""
     with open(ALLOCATION_PATH, encoding="utf-8") as f:
-        return json.load(f)
+        data: dict[str, Any] = json.load(f)
+    return data
 
 
 def setup_hint() -> str:
@@ -64,8 +65,8 @@ class Hosts:
     """The hosts a suite owns, with the shared key, state directory and sudo user."""
 
     suite: str
-    indices: tuple
-    all: tuple
+    indices: tuple[int, ...]
+    all: tuple[Host, ...]
     key: str
     state: str
     sudo_user: str
@@ -91,7 +92,7 @@ def lookup(suite: str, environ: Mapping[str, str] = os.environ) -> Hosts:
 
     def missing(what: str) -> Missing:
         return Missing(
-            f"suite {suite} ({entry['test']}) needs test hosts {', '.join(map(str, want))} "
+            f"suite {suite} ({entry['test']}) needs test host{'' if len(want) == 1 else 's'} {', '.join(map(str, want))} "
             f"of MT_HOSTS, {what}: {setup_hint()}"
         )
 

@@ -78,6 +78,7 @@ pub fn ci_value_is_set(value: Option<&OsStr>) -> bool {
 /// `SKIPPED: {what} ({how})` to stderr so that the caller can return.
 ///
 /// `what` says what is missing, `how` how to get it.
+#[track_caller]
 pub fn skip_or_fail(what: &str, how: &str) {
     if ci_is_set() {
         panic!("{what}: required when CI is set; {how}");

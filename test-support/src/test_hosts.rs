@@ -297,6 +297,7 @@ impl Hosts {
 
     /// Host `index` (an index into `MT_HOSTS`). Panics when the suite does
     /// not own it: another suite may be using it at the same time.
+    #[track_caller]
     pub fn host(&self, index: usize) -> &Host {
         assert!(
             self.indices().contains(&index),
@@ -308,6 +309,7 @@ impl Hosts {
     }
 
     /// The address of host `index`; panics as [`Hosts::host`] does.
+    #[track_caller]
     pub fn addr(&self, index: usize) -> &str {
         &self.host(index).addr
     }
@@ -343,8 +345,9 @@ pub fn select(suite: Suite, env: Result<&TestHosts, &EnvError>) -> Result<Hosts,
     let want = suite.indices();
     let missing = |have: usize| {
         Unavailable::Missing(format!(
-            "suite {suite} ({}) needs test hosts {} of MT_HOSTS, {}: {}",
+            "suite {suite} ({}) needs test host{} {} of MT_HOSTS, {}: {}",
             suite.entry().test,
+            if want.len() == 1 { "" } else { "s" },
             want.iter()
                 .map(usize::to_string)
                 .collect::<Vec<_>>()
@@ -372,6 +375,7 @@ pub fn select(suite: Suite, env: Result<&TestHosts, &EnvError>) -> Result<Hosts,
 /// missing: panics if CI is set ([`crate::ci_is_set`]), otherwise prints
 /// `SKIPPED: …` to stderr and returns `None`. Panics on an inconsistent
 /// environment either way.
+#[track_caller]
 pub fn for_suite(suite: Suite) -> Option<Hosts> {
     match select(suite, TestHosts::from_env()) {
         Ok(hosts) => Some(hosts),
