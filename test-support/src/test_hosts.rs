@@ -18,7 +18,7 @@ pub const ALLOCATION_PATH: &str = "test-support/hosts.json";
 /// The user `MT_SUDO_USER` names when it is not set.
 pub const DEFAULT_SUDO_USER: &str = "mtuser";
 
-/// A Rust end-to-end suite (one test binary, or one bench).
+/// A Rust end-to-end suite (one test binary).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Suite {
     /// `machine-core/tests/ssh_e2e.rs`: the SSH client.
