@@ -43,7 +43,8 @@ log "starting test hosts"
 bash scripts/testhosts.sh up 10
 trap 'bash "$ROOT/scripts/testhosts.sh" down || true' EXIT
 eval "$(bash scripts/testhosts.sh env)"
-export MT_HOSTS MT_KEY MT_SUDO_USER MT_STATE
+# what the suites read (scripts/README.md, "How a suite finds its hosts")
+export MT_HOSTS MT_HOST_NAMES MT_KEY MT_SUDO_USER MT_STATE
 
 LOGS=$(mktemp -d)
 fail() { echo "$1 failed" >&2; exit "$2"; }

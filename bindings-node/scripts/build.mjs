@@ -18,7 +18,11 @@ const pkgDir = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 const pkg = JSON.parse(readFileSync(join(pkgDir, 'package.json'), 'utf8'))
 const binaryName = pkg.napi.binaryName
 const release = process.argv.includes('--release')
-const locked = process.argv.includes('--locked') || process.env.CI === 'true'
+// CI is set when the variable exists and, trimmed, is not empty, "0" or
+// "false" (any case): the rule of the tests (scripts/README.md).
+const ciValue = (process.env.CI ?? '').trim()
+const ci = process.env.CI !== undefined && !(ciValue === '' || ciValue === '0' || ciValue.toLowerCase() === 'false')
+const locked = process.argv.includes('--locked') || ci
 
 function fail(message) {
   console.error(`docker-machine-rs build: ${message}`)

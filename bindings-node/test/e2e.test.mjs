@@ -3,9 +3,9 @@
 // own sshd; Debian's docker.io installed, no daemon running until provisioned).
 //
 // The hosts are announced by MT_HOSTS (addresses), MT_KEY (client key) and
-// MT_SUDO_USER. These tests use host index 7 (the eighth) alone, one test after
-// another. With fewer than 8 hosts they are skipped, unless CI is set: then
-// they fail.
+// MT_SUDO_USER, read by testhosts.mjs. Suite 'node' owns host index 7 (the
+// eighth; test-support/hosts.json) alone; its tests run one after another.
+// Without that host they are skipped, unless CI is set: then they fail.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
@@ -14,21 +14,18 @@ import { createRequire } from 'node:module'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { readmeExample, repoDir, runNode, tempDir, tempProject } from './helpers.mjs'
+import { forSuite } from './testhosts.mjs'
 
 const require = createRequire(import.meta.url)
 const { Store } = require('..')
 const run = promisify(execFile)
 
-const HOST_INDEX = 7
-const hosts = (process.env.MT_HOSTS ?? '').split(/\s+/).filter(Boolean)
-const ci = Boolean(process.env.CI)
-const ready = hosts.length > HOST_INDEX
-const skip = ready || ci ? false : `MT_HOSTS names fewer than ${HOST_INDEX + 1} test hosts (scripts/testhosts.sh up ${HOST_INDEX + 1})`
+const HOST_INDEX = 7 // the suite's one host (test-support/hosts.json)
+const suite = forSuite('node')
+const { skip } = suite
 
 function testHost() {
-  assert.ok(ready, `end-to-end hosts are required under CI: run scripts/testhosts.sh up ${HOST_INDEX + 1}`)
-  assert.ok(process.env.MT_KEY, 'MT_KEY names the test hosts\' client key')
-  return { ip: hosts[HOST_INDEX], key: process.env.MT_KEY, sudoUser: process.env.MT_SUDO_USER || 'mtuser' }
+  return { ip: suite.host(HOST_INDEX).addr, key: suite.key, sudoUser: suite.sudoUser }
 }
 
 // The hosts share the machine's kernel: no bridge or iptables for their

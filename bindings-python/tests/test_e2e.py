@@ -4,9 +4,10 @@ namespace with its own sshd, Debian's docker.io installed, no daemon running
 until provisioning starts one).
 
 The hosts are announced by MT_HOSTS (addresses), MT_KEY (client key) and
-MT_SUDO_USER, as printed by `scripts/testhosts.sh env`. These tests use the
-host at index 6 of MT_HOSTS (the others belong to other suites), one test at a
-time. Without it they are skipped, or fail when CI is set.
+MT_SUDO_USER, as printed by `scripts/testhosts.sh env`, and read by
+_testhosts.py. Suite "python" owns the host at index 6 of MT_HOSTS
+(test-support/hosts.json; the others belong to other suites); its tests run
+one at a time. Without it they are skipped, or fail when CI is set.
 """
 
 import importlib.util
@@ -19,9 +20,10 @@ from pathlib import Path
 import pytest
 
 import docker_machine
+from _testhosts import for_suite
 from conftest import REPO
 
-HOST_INDEX = 6
+HOST_INDEX = 6  # the suite's one host (test-support/hosts.json)
 # The hosts share this machine's kernel: no bridge or iptables for their daemons,
 # and Docker is installed already.
 TEST_HOST_ENGINE = {
@@ -32,18 +34,13 @@ TEST_HOST_ENGINE = {
 
 @pytest.fixture(scope="module")
 def host():
-    hosts = os.environ.get("MT_HOSTS", "").split()
-    if len(hosts) <= HOST_INDEX:
-        msg = f"MT_HOSTS does not name {HOST_INDEX + 1} test hosts (scripts/testhosts.sh up 10)"
-        if "CI" in os.environ:
-            pytest.fail(f"end-to-end hosts are required under CI: {msg}")
-        pytest.skip(msg)
+    hosts = for_suite("python")
     if shutil.which("docker") is None:
         pytest.fail("the docker CLI is needed (scripts/testhosts.sh install)")
     return {
-        "ip": hosts[HOST_INDEX],
-        "key": os.environ["MT_KEY"],
-        "sudo_user": os.environ.get("MT_SUDO_USER", "mtuser"),
+        "ip": hosts.addr(HOST_INDEX),
+        "key": hosts.key,
+        "sudo_user": hosts.sudo_user,
     }
 
 

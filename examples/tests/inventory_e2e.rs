@@ -1,30 +1,22 @@
 //! The inventory driver example, registered by the program and used end to
-//! end on a test host (index 8 of `MT_HOSTS`, see scripts/testhosts.sh).
+//! end on a test host (index 8 of `MT_HOSTS`, suite `examples` of
+//! test-support/hosts.json; see scripts/testhosts.sh).
 
+use machine_test_support::test_hosts::{for_suite, Suite};
 use std::process::Command;
 
 #[test]
 fn inventory_driver_creates_a_working_machine() {
-    let hosts: Vec<String> = std::env::var("MT_HOSTS")
-        .unwrap_or_default()
-        .split_whitespace()
-        .map(str::to_string)
-        .collect();
-    if hosts.len() < 9 {
-        assert!(
-            std::env::var("CI").is_err(),
-            "test hosts are required under CI (scripts/testhosts.sh up 10)"
-        );
-        eprintln!("SKIPPED: fewer than 9 test hosts in MT_HOSTS");
+    let Some(hosts) = for_suite(Suite::Examples) else {
         return;
-    }
-    let key = std::env::var("MT_KEY").expect("MT_KEY");
+    };
+    let ip = hosts.addr(8);
+    let key = hosts.key().display().to_string();
     let tmp = tempfile::tempdir().expect("tmp");
     let inv = tmp.path().join("inventory.json");
     std::fs::write(
         &inv,
-        serde_json::json!({ "fleet-1": { "address": hosts[8], "user": "root", "key": key } })
-            .to_string(),
+        serde_json::json!({ "fleet-1": { "address": ip, "user": "root", "key": key } }).to_string(),
     )
     .expect("inventory");
     let exe = env!("CARGO_BIN_EXE_inventory_driver");
@@ -41,10 +33,7 @@ fn inventory_driver_creates_a_working_machine() {
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(
-        stdout.starts_with(&format!("tcp://{}:2376 ", hosts[8])),
-        "{stdout}"
-    );
+    assert!(stdout.starts_with(&format!("tcp://{ip}:2376 ")), "{stdout}");
     let cfg = std::fs::read_to_string(tmp.path().join("store/machines/fleet-1/config.json"))
         .expect("config");
     assert!(cfg.contains("\"DriverName\": \"inventory\""), "{cfg}");

@@ -1,39 +1,29 @@
 //! End-to-end: the `machine` binary against real hosts brought up by
-//! `scripts/testhosts.sh up 6` (network namespaces with their own sshd;
-//! Debian's docker.io installed, no daemon running until provisioning starts
-//! one). These tests use hosts 4 and 5 of `MT_HOSTS` (the library's own
-//! end-to-end tests use 0 to 3). Without six hosts they fail under CI=true
-//! and are skipped otherwise.
+//! `scripts/testhosts.sh` (network namespaces with their own sshd; Debian's
+//! docker.io installed, no daemon running until provisioning starts one).
+//! These tests use hosts 4 and 5 of `MT_HOSTS` (suite `cli_e2e` of
+//! test-support/hosts.json; the other hosts belong to other suites). Without
+//! them they fail when CI is set and are skipped otherwise
+//! (`machine_test_support::test_hosts::for_suite`).
 
+use machine_test_support::test_hosts::{for_suite, Hosts, Suite};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 struct Env {
-    hosts: Vec<String>,
+    hosts: Hosts,
     key: PathBuf,
     sudo_user: String,
 }
 
 fn test_env() -> Option<Env> {
-    let hosts: Vec<String> = std::env::var("MT_HOSTS")
-        .unwrap_or_default()
-        .split_whitespace()
-        .map(str::to_string)
-        .collect();
-    if hosts.len() < 6 {
-        assert!(
-            std::env::var("CI").is_err(),
-            "end-to-end hosts are required under CI: run scripts/testhosts.sh up 6"
-        );
-        eprintln!("SKIPPED: MT_HOSTS does not name 6 test hosts (scripts/testhosts.sh up 6)");
-        return None;
-    }
+    let hosts = for_suite(Suite::CliE2e)?;
     Some(Env {
+        key: hosts.key().to_path_buf(),
+        sudo_user: hosts.sudo_user().to_string(),
         hosts,
-        key: PathBuf::from(std::env::var("MT_KEY").expect("MT_KEY")),
-        sudo_user: std::env::var("MT_SUDO_USER").unwrap_or_else(|_| "mtuser".into()),
     })
 }
 
@@ -218,7 +208,7 @@ fn generic_machine_through_the_cli() {
         store: tmp.path().join("store"),
         tmp: tmp.path().to_path_buf(),
     };
-    let ip = env.hosts[4].as_str();
+    let ip = env.hosts.addr(4);
     let key = env.key.display().to_string();
     let name = "e2e-cli";
 
@@ -430,7 +420,7 @@ fn sudo_user_env_variables_and_host_key_pinning() {
         store: tmp.path().join("store"),
         tmp: tmp.path().to_path_buf(),
     };
-    let ip = env.hosts[5].as_str();
+    let ip = env.hosts.addr(5);
     let name = "e2e-cli-sudo";
     // Driver options from their environment variables, a non-root user with sudo.
     let out = cli

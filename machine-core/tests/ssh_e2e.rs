@@ -1,9 +1,11 @@
 //! The SSH client against a real OpenSSH server on a test host
-//! (`scripts/testhosts.sh`; `MT_HOSTS`, `MT_KEY`, `MT_STATE`). Fails under
-//! CI=true without test hosts, skips otherwise.
+//! (`scripts/testhosts.sh`): host 0 of `MT_HOSTS`, suite `ssh_e2e` of
+//! test-support/hosts.json. Without it the tests fail when CI is set and are
+//! skipped otherwise (`machine_test_support::test_hosts::for_suite`).
 
 use machine_core::driver::SshTarget;
 use machine_core::ssh::{CommandRunner, HostKeyCheck, SshClient, SshConfig, SshError};
+use machine_test_support::test_hosts::{for_suite, Suite};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -15,26 +17,12 @@ struct Env {
 }
 
 fn test_env() -> Option<Env> {
-    let host = std::env::var("MT_HOSTS")
-        .unwrap_or_default()
-        .split_whitespace()
-        .next()
-        .map(str::to_string);
-    match host {
-        Some(host) => Some(Env {
-            host,
-            key: PathBuf::from(std::env::var("MT_KEY").expect("MT_KEY")),
-            state: PathBuf::from(std::env::var("MT_STATE").expect("MT_STATE")),
-        }),
-        None => {
-            assert!(
-                std::env::var("CI").is_err(),
-                "test hosts are required under CI"
-            );
-            eprintln!("SKIPPED: no test hosts (scripts/testhosts.sh up)");
-            None
-        }
-    }
+    let hosts = for_suite(Suite::SshE2e)?;
+    Some(Env {
+        host: hosts.addr(0).to_string(),
+        key: hosts.key().to_path_buf(),
+        state: hosts.state().to_path_buf(),
+    })
 }
 
 fn target(env: &Env, key: Option<&Path>, user: &str) -> SshTarget {

@@ -2,44 +2,36 @@
 //! `scripts/testhosts.sh` (network namespaces with their own sshd; Debian's
 //! docker.io installed, no daemon running until we provision it).
 //!
-//! The hosts are announced by `MT_HOSTS` (addresses), `MT_KEY` (client key) and
-//! `MT_SUDO_USER` (a non-root user with passwordless sudo), as printed by
-//! `scripts/testhosts.sh env`. Without them the tests fail under CI=true and are
-//! skipped otherwise. Each test uses its own host, so they may run in parallel.
+//! The hosts are announced by `MT_HOSTS` (addresses), `MT_HOST_NAMES`,
+//! `MT_KEY` (client key) and `MT_SUDO_USER` (a non-root user with passwordless
+//! sudo), as printed by `scripts/testhosts.sh env`. This suite (`e2e_generic`
+//! in test-support/hosts.json) owns hosts 0, 1, 2, 3 and 9; without them the
+//! tests fail when CI is set and are skipped otherwise
+//! (`machine_test_support::test_hosts::for_suite`). Each test uses its own
+//! host, so they may run in parallel.
 
 use machine_core::driver::OptionValue;
 use machine_core::host::{error_chain, CreateOptions, HostError, Settings};
 use machine_core::ssh::SshError;
 use machine_core::store::{FileStore, StoreError};
 use machine_core::{Host, State, Store};
+use machine_test_support::test_hosts::{for_suite, Hosts, Suite};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 struct Env {
-    hosts: Vec<String>,
+    hosts: Hosts,
     key: PathBuf,
     sudo_user: String,
 }
 
 fn test_env() -> Option<Env> {
-    let hosts: Vec<String> = std::env::var("MT_HOSTS")
-        .unwrap_or_default()
-        .split_whitespace()
-        .map(str::to_string)
-        .collect();
-    if hosts.len() < 4 {
-        assert!(
-            std::env::var("CI").is_err(),
-            "end-to-end hosts are required under CI: run scripts/testhosts.sh up 4"
-        );
-        eprintln!("SKIPPED: MT_HOSTS does not name 4 test hosts (scripts/testhosts.sh up 4)");
-        return None;
-    }
+    let hosts = for_suite(Suite::E2eGeneric)?;
     Some(Env {
+        key: hosts.key().to_path_buf(),
+        sudo_user: hosts.sudo_user().to_string(),
         hosts,
-        key: PathBuf::from(std::env::var("MT_KEY").expect("MT_KEY")),
-        sudo_user: std::env::var("MT_SUDO_USER").unwrap_or_else(|_| "mtuser".into()),
     })
 }
 
@@ -122,7 +114,7 @@ async fn create_run_container_regenerate_and_pin() {
     let Some(env) = test_env() else { return };
     let tmp = tempfile::tempdir().expect("tmp");
     let s = store(&tmp.path().join("store"), 120);
-    let ip = &env.hosts[0];
+    let ip = env.hosts.addr(0);
     let mut host = create(&s, "e2e-root", options(ip, &env.key, "root")).await;
     assert_eq!(host.state().await.expect("state"), State::Running);
     assert_eq!(host.url().await.expect("url"), format!("tcp://{ip}:2376"));
@@ -255,7 +247,7 @@ async fn non_root_user_with_sudo() {
     let host = create(
         &s,
         "e2e-sudo",
-        options(&env.hosts[1], &env.key, &env.sudo_user),
+        options(env.hosts.addr(1), &env.key, &env.sudo_user),
     )
     .await;
     let v = host
@@ -278,7 +270,7 @@ async fn daemon_that_cannot_start_reports_its_log_and_rm_cleans_up() {
     let Some(env) = test_env() else { return };
     let tmp = tempfile::tempdir().expect("tmp");
     let s = store(&tmp.path().join("store"), 15);
-    let mut o = options(&env.hosts[2], &env.key, "root");
+    let mut o = options(env.hosts.addr(2), &env.key, "root");
     o.engine_flag(
         "engine-opt",
         OptionValue::String("no-such-daemon-flag=1".into()),
@@ -312,7 +304,7 @@ async fn concurrent_creates_of_one_name_one_wins() {
     let Some(env) = test_env() else { return };
     let tmp = tempfile::tempdir().expect("tmp");
     let s = store(&tmp.path().join("store"), 120);
-    let o = options(&env.hosts[3], &env.key, "root");
+    let o = options(env.hosts.addr(3), &env.key, "root");
     let (a, b) = tokio::join!(
         s.create("e2e-race", o.clone(), &|_: &str| {}),
         s.create("e2e-race", o, &|_: &str| {})
@@ -363,11 +355,11 @@ async fn concurrent_creates_of_one_name_one_wins() {
     s2.remove("e2e-down", false).await.expect("rm");
 }
 
-/// Kill every sshd of test host `index` (its listener and sessions).
-fn kill_sshd(index: usize) {
-    let ns = format!("mth{}", index + 1);
+/// Kill every sshd in network namespace `ns` (a test host's listener and
+/// sessions).
+fn kill_sshd(ns: &str) {
     let pids = Command::new("ip")
-        .args(["netns", "pids", &ns])
+        .args(["netns", "pids", ns])
         .output()
         .expect("ip netns pids");
     for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
@@ -381,14 +373,12 @@ fn kill_sshd(index: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sshd_killed_during_provisioning_gives_bounded_retry_then_error() {
     let Some(env) = test_env() else { return };
-    if env.hosts.len() < 10 {
-        assert!(
-            std::env::var("CI").is_err(),
-            "10 test hosts are required under CI"
-        );
-        eprintln!("SKIPPED: fewer than 10 test hosts");
-        return;
-    }
+    let ns = env
+        .hosts
+        .host(9)
+        .name
+        .clone()
+        .expect("MT_HOST_NAMES names the test hosts' network namespaces");
     let tmp = tempfile::tempdir().expect("tmp");
     let s = Store::new(
         FileStore::new(tmp.path().join("store")),
@@ -411,14 +401,14 @@ async fn sshd_killed_during_provisioning_gives_bounded_retry_then_error() {
         if step == "Copying CA certificate"
             && !killed.swap(true, std::sync::atomic::Ordering::SeqCst)
         {
-            kill_sshd(9);
+            kill_sshd(&ns);
         }
     };
     let started = std::time::Instant::now();
     let err = s
         .create(
             "e2e-cut",
-            options(&env.hosts[9], &env.key, "root"),
+            options(env.hosts.addr(9), &env.key, "root"),
             &progress,
         )
         .await

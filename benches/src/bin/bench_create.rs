@@ -5,11 +5,16 @@
 //! ```text
 //! eval "$(scripts/testhosts.sh env)"; cargo run --release -p benches --bin bench_create -- HOST_INDEX [ROUNDS] [cold]
 //! ```
+//!
+//! The hosts are read as the end-to-end tests read them
+//! (`machine_test_support::test_hosts::TestHosts`). HOST_INDEX (default 0)
+//! indexes `MT_HOSTS`; run the bench when no tests use that host.
 
 use machine_core::driver::OptionValue;
 use machine_core::host::{error_chain, CreateOptions};
 use machine_core::store::FileStore;
 use machine_core::Store;
+use machine_test_support::test_hosts::TestHosts;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -71,17 +76,19 @@ async fn main() {
     let rounds: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(5).max(1);
     // "cold": the daemon is stopped before each create; otherwise create must restart a running one
     let cold_daemon = args.get(2).map(String::as_str) == Some("cold");
-    let hosts: Vec<String> = std::env::var("MT_HOSTS")
-        .unwrap_or_default()
-        .split_whitespace()
-        .map(str::to_string)
-        .collect();
-    let (Some(ip), Ok(key)) = (hosts.get(index), std::env::var("MT_KEY")) else {
+    let hosts = TestHosts::from_env().unwrap_or_else(|e| {
+        eprintln!("bench_create: {e}");
+        std::process::exit(2);
+    });
+    let Some(host) = hosts.get(index) else {
         eprintln!(
-            "bench_create: no test host {index}; run scripts/testhosts.sh up and eval its env"
+            "bench_create: MT_HOSTS names {} test host(s), not host {index}",
+            hosts.hosts().len()
         );
         std::process::exit(2);
     };
+    let ip = host.addr.clone();
+    let key = hosts.key().display().to_string();
     let counts = Arc::new(Counts::default());
     let subscriber = tracing_subscriber::registry()
         .with(Counter(counts.clone()).with_filter(tracing_subscriber::filter::LevelFilter::DEBUG));
