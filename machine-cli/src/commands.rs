@@ -342,21 +342,26 @@ fn completion(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
     Ok(0)
 }
 
-async fn provision(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
-    let names = ctx.targets(m.get_many("names"))?;
+/// Run `op` on each named machine in turn, its progress shown as steps
+/// (tagged with the name when there are several); failures are collected.
+async fn each_with_steps(
+    ctx: &Ctx,
+    names: Vec<String>,
+    failure: &str,
+    mut op: impl AsyncFnMut(
+        &mut machine_core::Host,
+        &(dyn Fn(&str) + Send + Sync),
+    ) -> Result<(), HostError>,
+) -> CliResult<i32> {
     let tagged = names.len() > 1;
     let mut errors = Vec::new();
     for name in names {
         let r = async {
             let mut host = ctx.load(&name)?;
-            if m.get_flag("repin") {
-                host.forget_host_key()
-                    .map_err(|e| ctx.err("Error forgetting the host key", &e))?;
-            }
             let steps = Steps::new(&name, tagged);
-            let r = host.provision(&|s: &str| steps.step(s)).await;
+            let r = op(&mut host, &|s: &str| steps.step(s)).await;
             steps.finish(r.is_ok());
-            r.map_err(|e| ctx.err(&format!("Error provisioning machine {name}"), &e))
+            r.map_err(|e| ctx.err(&format!("{failure} {name}"), &e))
         }
         .await;
         if let Err(e) = r {
@@ -366,24 +371,32 @@ async fn provision(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
     consolidate(errors)
 }
 
+async fn provision(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
+    let repin = m.get_flag("repin");
+    let names = ctx.targets(m.get_many("names"))?;
+    each_with_steps(
+        ctx,
+        names,
+        "Error provisioning machine",
+        async |host, progress| {
+            if repin {
+                host.forget_host_key()?;
+            }
+            host.provision(progress).await
+        },
+    )
+    .await
+}
+
 async fn upgrade(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
     let names = ctx.targets(m.get_many("names"))?;
-    let tagged = names.len() > 1;
-    let mut errors = Vec::new();
-    for name in names {
-        let r = async {
-            let mut host = ctx.load(&name)?;
-            let steps = Steps::new(&name, tagged);
-            let r = host.upgrade(&|s: &str| steps.step(s)).await;
-            steps.finish(r.is_ok());
-            r.map_err(|e| ctx.err(&format!("Error upgrading machine {name}"), &e))
-        }
-        .await;
-        if let Err(e) = r {
-            errors.push(e);
-        }
-    }
-    consolidate(errors)
+    each_with_steps(
+        ctx,
+        names,
+        "Error upgrading machine",
+        async |host, progress| host.upgrade(progress).await,
+    )
+    .await
 }
 
 async fn regenerate_certs(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
@@ -394,32 +407,14 @@ async fn regenerate_certs(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
         return Ok(0);
     }
     outln!("Regenerating TLS certificates");
-    let tagged = names.len() > 1;
     let mut client_certs = m.get_flag("client-certs");
-    let mut errors = Vec::new();
-    for name in names {
-        let r = async {
-            let mut host = ctx.load(&name)?;
-            let steps = Steps::new(&name, tagged);
-            let r = host
-                .regenerate_certs(client_certs, &|s: &str| steps.step(s))
-                .await;
-            steps.finish(r.is_ok());
-            r.map_err(|e| {
-                ctx.err(
-                    &format!("Error regenerating the certificates of machine {name}"),
-                    &e,
-                )
-            })
-        }
-        .await;
+    let failure = "Error regenerating the certificates of machine";
+    each_with_steps(ctx, names, failure, async |host, progress| {
         // The CA and client certificate are made once, for the first machine.
-        client_certs = false;
-        if let Err(e) = r {
-            errors.push(e);
-        }
-    }
-    consolidate(errors)
+        let first = std::mem::replace(&mut client_certs, false);
+        host.regenerate_certs(first, progress).await
+    })
+    .await
 }
 
 async fn rm(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
