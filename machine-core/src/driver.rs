@@ -377,6 +377,15 @@ pub trait Driver: Send + Sync + fmt::Debug {
     fn needs_provisioning(&self) -> bool {
         true
     }
+    /// How `upgrade` installs Docker on this machine, when the driver knows
+    /// better than the machine's engine install URL (an `--engine-install-url`
+    /// value: a script URL, `distro` or `none`). A driver whose image brings
+    /// Docker and whose machine reaches no package source says `none`: the
+    /// upgrade then only restarts Docker with the machine's configuration.
+    /// Default: no opinion.
+    fn upgrade_install_url(&self) -> Option<String> {
+        None
+    }
     /// Checks that can refuse creation before anything is made.
     async fn pre_create_check(&self) -> Result<(), DriverError> {
         Ok(())

@@ -253,9 +253,11 @@ impl Host {
                 .provisioners
                 .detect(&facts.os)
                 .map_err(prov_err)?;
-            let method = provision::InstallMethod::from_install_url(
-                &self.config.host_options.engine_options.install_url,
-            );
+            let url = self
+                .driver
+                .upgrade_install_url()
+                .unwrap_or_else(|| self.config.host_options.engine_options.install_url.clone());
+            let method = provision::InstallMethod::from_install_url(&url);
             let steps = p.install_steps(&facts, &method).map_err(prov_err)?;
             progress("Upgrading Docker");
             provision::run_steps(&*client, &steps, facts.is_root, progress)

@@ -160,6 +160,7 @@ impl Session for ScriptedSession {
 struct LoopDriver {
     base: BaseDriver,
     engine_port: u16,
+    upgrade_url: Option<&'static str>,
 }
 
 #[async_trait]
@@ -199,11 +200,15 @@ impl Driver for LoopDriver {
     fn engine_port(&self) -> u16 {
         self.engine_port
     }
+    fn upgrade_install_url(&self) -> Option<String> {
+        self.upgrade_url.map(str::to_string)
+    }
 }
 
 #[derive(Debug)]
 struct LoopFactory {
     engine_port: u16,
+    upgrade_url: Option<&'static str>,
 }
 
 impl DriverFactory for LoopFactory {
@@ -224,6 +229,7 @@ impl DriverFactory for LoopFactory {
                 ..BaseDriver::default()
             },
             engine_port: self.engine_port,
+            upgrade_url: self.upgrade_url,
         }))
     }
     fn load_driver(
@@ -246,6 +252,7 @@ impl DriverFactory for LoopFactory {
                 ..BaseDriver::default()
             },
             engine_port: port,
+            upgrade_url: self.upgrade_url,
         }))
     }
 }
@@ -303,6 +310,14 @@ impl World {
     /// A store whose `loop` machines are reached through a scripted
     /// connector; with `engine`, a daemon answers once provisioned.
     async fn new(breaks: Vec<(usize, usize)>, engine: bool) -> World {
+        Self::with_upgrade_url(breaks, engine, None).await
+    }
+
+    async fn with_upgrade_url(
+        breaks: Vec<(usize, usize)>,
+        engine: bool,
+        upgrade_url: Option<&'static str>,
+    ) -> World {
         let dir = tempfile::tempdir().expect("tempdir");
         let seen = Arc::new(Seen::default());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -315,7 +330,10 @@ impl World {
             drop(listener); // nothing listens: the daemon never answers
         }
         let mut drivers = DriverRegistry::new();
-        drivers.register(Arc::new(LoopFactory { engine_port }));
+        drivers.register(Arc::new(LoopFactory {
+            engine_port,
+            upgrade_url,
+        }));
         let settings = Settings {
             engine_timeout: Duration::from_secs(1),
             ..Settings::default()
@@ -461,4 +479,28 @@ async fn a_changed_host_key_is_refused_after_pinning() {
         Ok(_) => panic!("a changed key must be refused"),
     };
     assert_eq!(e.code(), crate::ErrorCode::HostKeyMismatch);
+}
+
+#[tokio::test]
+async fn upgrade_follows_the_drivers_install_method() {
+    for (driver_says, expect_script) in [(None, true), (Some("none"), false)] {
+        let w = World::with_upgrade_url(vec![], true, driver_says).await;
+        let mut opts = CreateOptions::new("loop");
+        opts.engine.install_url = "https://get.docker.com".into();
+        let steps = w.steps.clone();
+        let progress = move |s: &str| steps.lock().expect("lock").push(s.to_string());
+        let mut host = w.store.create("m1", opts, &progress).await.expect("create");
+        w.seen.commands.lock().expect("lock").clear();
+        host.upgrade(&|_: &str| {}).await.expect("upgrade");
+        let commands = w.seen.commands.lock().expect("lock").clone();
+        let fetched = commands.iter().any(|c| c.contains("get.docker.com"));
+        assert_eq!(fetched, expect_script, "{driver_says:?}: {commands:?}");
+        // either way Docker is restarted with the machine's configuration
+        assert!(
+            commands
+                .iter()
+                .any(|c| c.contains("systemctl restart docker")),
+            "{commands:?}"
+        );
+    }
 }
