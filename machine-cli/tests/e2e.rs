@@ -76,6 +76,28 @@ impl Cli {
     }
 }
 
+/// The certificate the machine's daemon serves (read on the machine, where
+/// the original's test read it) names the `--tls-san` values.
+fn assert_extra_sans(cli: &Cli, name: &str) {
+    let pem = ok(&cli.run(&["ssh", name, "cat", "/etc/docker/server.pem"]));
+    let mut child = Command::new("openssl")
+        .args(["x509", "-noout", "-ext", "subjectAltName"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("openssl");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(pem.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("openssl");
+    let sans = text(&out.stdout);
+    assert!(sans.contains("DNS:foo.bar.tld"), "{sans}");
+    assert!(sans.contains("IP Address:10.42.42.42"), "{sans}");
+}
+
 /// A TCP relay on 127.0.0.1 to `target`; returns its port. Runs until the
 /// test process ends.
 fn relay_to(target: &str) -> u16 {
@@ -212,9 +234,15 @@ fn generic_machine_through_the_cli() {
     let key = env.key.display().to_string();
     let name = "e2e-cli";
 
-    let out = cli.run(&create_args(ip, &key, "root", name));
+    let mut args = create_args(ip, &key, "root", name);
+    args.splice(
+        1..1,
+        ["--tls-san", "foo.bar.tld", "--tls-san", "10.42.42.42"],
+    );
+    let out = cli.run(&args);
     let said = ok(&out);
     assert!(said.contains("Docker is up and running!"), "{said}");
+    assert_extra_sans(&cli, name);
     let ls = ok(&cli.run(&[
         "ls",
         "--format",
@@ -345,6 +373,7 @@ fn generic_machine_through_the_cli() {
     let before = std::fs::read(&server).expect("server.pem");
     ok(&cli.run(&["regenerate-certs", "-f", name]));
     assert_ne!(before, std::fs::read(&server).expect("server.pem"));
+    assert_extra_sans(&cli, name);
     let out = cli.bash(&format!("eval \"$(\"$M\" env --check {name})\" && docker run --rm --network none mt-busybox:latest hostname"));
     assert!(!ok(&out).trim().is_empty());
 
