@@ -43,13 +43,13 @@
 
 pub mod accel;
 mod cmdline;
+pub mod download;
 mod host;
 pub mod image;
 mod options;
 mod process;
 pub mod qmp;
 pub mod seed;
-pub mod stall;
 
 pub use accel::{kvm_usable, Accel};
 pub use host::private_socket_dir;
