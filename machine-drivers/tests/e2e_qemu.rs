@@ -359,9 +359,24 @@ async fn qemu_vm_lifecycle() {
     assert_eq!(host.state().await.expect("state"), State::Stopped);
     assert_eq!(qemu_processes_of(&dir), 0);
 
-    // a VM killed underneath (not through the driver) shows Stopped too
-    host.start().await.expect("start after kill");
+    // upgrade of a stopped machine starts it first, as docker-machine did;
+    // the project's image brings Docker and this guest reaches nothing, so
+    // the upgrade fetches nothing and restarts Docker with our configuration
+    let steps = std::sync::Mutex::new(Vec::new());
+    host.upgrade(&|s: &str| steps.lock().expect("lock").push(s.to_string()))
+        .await
+        .expect("upgrade after kill");
     assert_eq!(host.state().await.expect("state"), State::Running);
+    let steps = steps.into_inner().expect("steps");
+    assert!(
+        steps.iter().any(|s| s.starts_with("Starting the machine")),
+        "{steps:?}"
+    );
+    host.docker_version(Duration::from_secs(10))
+        .await
+        .expect("docker after upgrade");
+
+    // a VM killed underneath (not through the driver) shows Stopped too
     let pid = std::fs::read_to_string(dir.join("qemu.pid")).expect("pid");
     assert!(Command::new("kill")
         .arg("-9")

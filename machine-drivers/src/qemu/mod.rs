@@ -460,6 +460,24 @@ impl Driver for QemuDriver {
         DEFAULT_ENGINE_PORT
     }
 
+    /// The project's image brings Debian's Docker: upgrade it from Debian's
+    /// packages when the guest reaches the outside, else there is nothing to
+    /// fetch and the upgrade restarts Docker with the machine's configuration.
+    /// Other images follow the engine install URL.
+    fn upgrade_install_url(&self) -> Option<String> {
+        match image::ImageSpec::parse(&self.own.image, &self.own.image_checksum) {
+            Ok(image::ImageSpec::Builtin(image::Variant::Docker)) => Some(
+                if self.own.network == "user" {
+                    "distro"
+                } else {
+                    "none"
+                }
+                .to_string(),
+            ),
+            _ => None,
+        }
+    }
+
     async fn pre_create_check(&self) -> Result<(), DriverError> {
         let refuse = |reason: String| DriverError::PreCreateCheck {
             driver: NAME.into(),
@@ -748,8 +766,18 @@ mod tests {
         let plan = drv.launch_plan(Accel::Kvm, 1, 2).expect("plan");
         let a = cmdline::args(&plan).join(" ");
         assert!(a.contains("-accel kvm -cpu host"), "{a}");
+        // upgrade: nothing to fetch for the project's image without a network
+        assert_eq!(drv.upgrade_install_url().as_deref(), Some("none"));
         // the user network
         drv.own.network = "user".into();
+        assert_eq!(drv.upgrade_install_url().as_deref(), Some("distro"));
+        let mine = std::mem::replace(&mut drv.own.image, "/srv/images/cloud.qcow2".into());
+        assert_eq!(
+            drv.upgrade_install_url(),
+            None,
+            "other images: the engine install URL"
+        );
+        drv.own.image = mine;
         assert!(
             !drv.launch_plan(Accel::Tcg, 1, 2)
                 .expect("plan")
