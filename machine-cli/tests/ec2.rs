@@ -354,7 +354,7 @@ fn create_args(endpoint: &str, net: &Net) -> Vec<String> {
         &net.ami,
         "--amazonec2-subnet-id",
         &net.subnet,
-        "--amazonec2-private-address-only",
+        "--amazonec2-private-address-only=true",
         "--engine-opt",
         "bridge=none",
         "--engine-opt",
