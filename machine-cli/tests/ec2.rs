@@ -117,6 +117,9 @@ impl Drop for Moto {
     }
 }
 
+/// An instance as moto describes it: id, state, tags.
+type Described = (String, String, Vec<(String, String)>);
+
 /// Calls to moto with this project's client (moto does not check signatures).
 struct Ec2 {
     rt: tokio::runtime::Runtime,
@@ -153,7 +156,7 @@ impl Ec2 {
     }
 
     /// Every instance: (id, state, tags).
-    fn instances(&self) -> Vec<(String, String, Vec<(String, String)>)> {
+    fn instances(&self) -> Vec<Described> {
         let x = self.call("DescribeInstances", &[]);
         x.items("reservationSet")
             .into_iter()

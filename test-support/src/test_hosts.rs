@@ -425,7 +425,7 @@ mod tests {
         for s in Suite::ALL {
             assert!(!s.indices().is_empty(), "{s}");
         }
-        assert_eq!(a.count, 10);
+        assert_eq!(a.count, 15);
     }
 
     #[test]
