@@ -37,7 +37,7 @@ command -v shellcheck >/dev/null || {
     DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq shellcheck >/dev/null
 }
 cargo fmt --all --check
-shellcheck -S warning scripts/*.sh benches/*.sh machine-drivers/src/qemu/build-image.sh
+shellcheck -S warning scripts/*.sh benches/*.sh machine-cli/tests/scripts/*.sh machine-drivers/src/qemu/build-image.sh
 
 export CARGO_TERM_COLOR=never
 log "building (dev profile)"

@@ -216,16 +216,27 @@ struct Routes {
     ns: String,
 }
 
+/// How many tests use each CIDR's routes: the first adds them, the last
+/// removes them.
+static ROUTE_USERS: Mutex<Vec<(String, usize)>> = Mutex::new(Vec::new());
+
 impl Routes {
     fn add(cidr: &str, ns: &str, addr: &str) -> Routes {
-        let run = |args: &[&str]| {
-            let st = Command::new(args[0]).args(&args[1..]).status().expect("ip");
-            assert!(st.success(), "{args:?}");
-        };
-        run(&[
-            "ip", "netns", "exec", ns, "ip", "route", "replace", "local", cidr, "dev", "lo",
-        ]);
-        run(&["ip", "route", "replace", cidr, "via", addr]);
+        let mut users = ROUTE_USERS.lock().unwrap_or_else(|e| e.into_inner());
+        match users.iter_mut().find(|(c, _)| c == cidr) {
+            Some((_, n)) => *n += 1,
+            None => {
+                let run = |args: &[&str]| {
+                    let st = Command::new(args[0]).args(&args[1..]).status().expect("ip");
+                    assert!(st.success(), "{args:?}");
+                };
+                run(&[
+                    "ip", "netns", "exec", ns, "ip", "route", "replace", "local", cidr, "dev", "lo",
+                ]);
+                run(&["ip", "route", "replace", cidr, "via", addr]);
+                users.push((cidr.to_string(), 1));
+            }
+        }
         Routes {
             cidr: cidr.to_string(),
             ns: ns.to_string(),
@@ -235,6 +246,14 @@ impl Routes {
 
 impl Drop for Routes {
     fn drop(&mut self) {
+        let mut users = ROUTE_USERS.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = users.iter().position(|(c, _)| *c == self.cidr) {
+            users[i].1 -= 1;
+            if users[i].1 > 0 {
+                return;
+            }
+            users.remove(i);
+        }
         let _ = Command::new("ip")
             .args(["route", "del", &self.cidr])
             .status();
@@ -1016,4 +1035,143 @@ fn credentials_sources_and_throttling() {
         "{}",
         text(&out.stderr)
     );
+}
+
+/// GitLab Runner's docker+machine sequence (create with `--flag=true`
+/// forms, inspect, config, url, docker over TLS, status, provision, stop,
+/// rm) run by a script against `docker-machine` on PATH.
+#[test]
+fn gitlab_runner_command_sequence() {
+    let Some((hosts, moto, ec2, net, _routes, tmp)) = setup(13) else {
+        return;
+    };
+    let _one = PROVISIONING.lock().unwrap_or_else(|e| e.into_inner());
+    let cli = Cli::new(tmp.path());
+    let bin_dir = tmp.path().join("bin");
+    std::fs::create_dir_all(&bin_dir).expect("bin");
+    std::os::unix::fs::symlink(bin(), bin_dir.join("docker-machine")).expect("symlink");
+    let mut args = with_test_key(&ec2, &hosts, create_args(&moto.endpoint(), &net));
+    args.drain(..3); // the script names the driver
+    args.extend(
+        [
+            "--amazonec2-use-private-address=true",
+            "--amazonec2-request-spot-instance=false",
+            "--amazonec2-security-group-readonly=false",
+            "--amazonec2-tags",
+            "runner-token,abc,gitlab,true",
+        ]
+        .map(String::from),
+    );
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut cmd = cli.cmd();
+    // the script, not the binary: bash with the same environment
+    cmd.env("PATH", path);
+    let mut script = Command::new("bash");
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => script.env(k, v),
+            None => script.env_remove(k),
+        };
+    }
+    let out = script
+        .arg(repo().join("machine-cli/tests/scripts/gitlab-runner-sequence.sh"))
+        .arg("runner-1")
+        .args(&args)
+        .output()
+        .expect("script");
+    let said = ok(&out);
+    assert!(said.contains("step: finished"), "{said}");
+    let live: Vec<_> = ec2
+        .instances()
+        .into_iter()
+        .filter(|(_, st, _)| st != "terminated")
+        .collect();
+    assert!(live.is_empty(), "{live:?}");
+}
+
+/// Ten creates at once (each fails after RunInstances: our generated keys
+/// are not authorized on the host), then ten removes at once: the shared
+/// security group is made once, and nothing of ours is left.
+#[test]
+fn ten_concurrent_creates_and_removes() {
+    let Some((_hosts, moto, ec2, net, _routes, tmp)) = setup(14) else {
+        return;
+    };
+    let cli = Arc::new(Cli::new(tmp.path()));
+    let names: Vec<String> = (0..10).map(|i| format!("ec2-many-{i}")).collect();
+    let run_all = |argv: &dyn Fn(&str) -> Vec<String>| {
+        let children: Vec<_> = names
+            .iter()
+            .map(|n| {
+                cli.cmd()
+                    .args(argv(n))
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("spawn")
+            })
+            .collect();
+        children
+            .into_iter()
+            .map(|c| c.wait_with_output().expect("wait"))
+            .collect::<Vec<_>>()
+    };
+    let endpoint = moto.endpoint();
+    let started = Instant::now();
+    let outs = run_all(&|n: &str| {
+        let mut a = create_args(&endpoint, &net);
+        a.push(n.to_string());
+        a
+    });
+    eprintln!("10 creates in {:?}", started.elapsed());
+    for (n, o) in names.iter().zip(&outs) {
+        assert!(!o.status.success(), "{n} should fail at SSH");
+        let d = cli.config(n)["Driver"].clone();
+        assert!(
+            d["InstanceId"]
+                .as_str()
+                .is_some_and(|i| i.starts_with("i-")),
+            "{n}: {d}\n{}",
+            text(&o.stderr)
+        );
+    }
+    let groups = ec2.group_names();
+    assert_eq!(
+        groups.iter().filter(|g| *g == "docker-machine").count(),
+        1,
+        "{groups:?}"
+    );
+    let ids: Vec<String> = names
+        .iter()
+        .map(|n| {
+            cli.config(n)["Driver"]["Id"]
+                .as_str()
+                .unwrap_or("?")
+                .to_string()
+        })
+        .collect();
+    let started = Instant::now();
+    let outs = run_all(&|n: &str| vec!["rm".into(), "-y".into(), n.to_string()]);
+    eprintln!("10 removes in {:?}", started.elapsed());
+    for (n, o) in names.iter().zip(&outs) {
+        assert!(o.status.success(), "rm {n}: {}", text(&o.stderr));
+    }
+    for (n, id) in names.iter().zip(&ids) {
+        let live: Vec<_> = ec2
+            .instances()
+            .into_iter()
+            .filter(|(_, st, tags)| {
+                st != "terminated"
+                    && tags
+                        .iter()
+                        .any(|(k, v)| k == "docker-machine-id" && v == id)
+            })
+            .collect();
+        assert!(live.is_empty(), "{n}: {live:?}");
+        assert!(!ec2.key_names().contains(n), "key pair {n} left");
+    }
 }
