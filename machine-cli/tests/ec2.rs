@@ -67,6 +67,11 @@ struct Moto {
 
 impl Moto {
     fn start() -> Option<Moto> {
+        Moto::start_with(&[])
+    }
+
+    /// With extra environment for moto (e.g. `INITIAL_NO_AUTH_ACTION_COUNT`).
+    fn start_with(env: &[(&str, &str)]) -> Option<Moto> {
         if Command::new("moto_server")
             .arg("--help")
             .stdout(Stdio::null())
@@ -85,6 +90,7 @@ impl Moto {
             let port = free_port();
             let child = Command::new("moto_server")
                 .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .envs(env.iter().copied())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
@@ -128,14 +134,18 @@ struct Ec2 {
 
 impl Ec2 {
     fn new(endpoint: &str) -> Ec2 {
+        Ec2::with_keys(endpoint, "AKIDTEST", "test-secret")
+    }
+
+    fn with_keys(endpoint: &str, access: &str, secret: &str) -> Ec2 {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("runtime");
         let ep = Endpoint::resolve("us-east-1", endpoint, true).expect("endpoint");
         let creds = Credentials {
-            access_key: "AKIDTEST".into(),
-            secret_key: "test-secret".into(),
+            access_key: access.into(),
+            secret_key: secret.into(),
             session_token: None,
             source: "test".into(),
         };
@@ -1174,4 +1184,92 @@ fn ten_concurrent_creates_and_removes() {
         assert!(live.is_empty(), "{n}: {live:?}");
         assert!(!ec2.key_names().contains(n), "key pair {n} left");
     }
+}
+
+/// moto checks signatures once its first actions are spent
+/// (`INITIAL_NO_AUTH_ACTION_COUNT`): an IAM user made then signs every
+/// request of a create and a remove, with values that need escaping; a
+/// wrong secret is refused before anything is made.
+#[test]
+fn moto_verifies_every_signature_of_create_and_rm() {
+    let Some(hosts) = for_suite(Suite::Ec2) else {
+        return;
+    };
+    let Some(moto) = Moto::start_with(&[("INITIAL_NO_AUTH_ACTION_COUNT", "3")]) else {
+        return;
+    };
+    // the three unauthenticated actions: an IAM user, its key, a policy
+    let setup = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import boto3, json, sys\n\
+             iam = boto3.client('iam', endpoint_url=sys.argv[1], region_name='us-east-1', \
+               aws_access_key_id='x', aws_secret_access_key='x')\n\
+             iam.create_user(UserName='ci')\n\
+             k = iam.create_access_key(UserName='ci')['AccessKey']\n\
+             iam.put_user_policy(UserName='ci', PolicyName='all', PolicyDocument=json.dumps(\
+               {'Version': '2012-10-17', 'Statement': [{'Effect': 'Allow', 'Action': '*', 'Resource': '*'}]}))\n\
+             print(k['AccessKeyId'], k['SecretAccessKey'])",
+        )
+        .arg(format!("http://{}", moto.endpoint()))
+        .output()
+        .expect("python3");
+    let keys = ok(&setup);
+    let mut keys = keys.split_whitespace();
+    let (ak, sk) = (
+        keys.next().expect("key id").to_string(),
+        keys.next().expect("secret").to_string(),
+    );
+    let ec2 = Ec2::with_keys(&moto.endpoint(), &ak, &sk);
+    let (net, _routes) = make_net(&ec2, &hosts, 14);
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut cli = Cli::new(tmp.path());
+    cli.env = vec![
+        ("AWS_ACCESS_KEY_ID".into(), ak.clone()),
+        ("AWS_SECRET_ACCESS_KEY".into(), "not-the-secret".into()),
+        ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
+    ];
+    let mut args = create_args(&moto.endpoint(), &net);
+    args.push("ec2-signed".into());
+    let out = cli.run(&strs(&args));
+    let err = text(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("AuthFailure"),
+        "{err}"
+    );
+    assert!(!cli.store.join("machines/ec2-signed").exists());
+
+    cli.env[1].1 = sk;
+    args.pop();
+    args.extend(
+        [
+            "--amazonec2-tags",
+            "owner,Jane Doe/ops+ci=1,path,a/b c~d",
+            "--amazonec2-open-port",
+            "8443",
+            "ec2-signed",
+        ]
+        .map(String::from),
+    );
+    let out = cli.run(&strs(&args));
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "fails at SSH only");
+    assert!(
+        !err.contains("AuthFailure") && !err.contains("Signature"),
+        "{err}"
+    );
+    let d = cli.config("ec2-signed")["Driver"].clone();
+    let id = d["InstanceId"].as_str().expect("InstanceId").to_string();
+    let inst = ec2.instance(&id);
+    let tags: Vec<(String, String)> = inst
+        .items("tagSet")
+        .iter()
+        .map(|t| (t.text_at("key"), t.text_at("value")))
+        .collect();
+    assert!(
+        tags.contains(&("owner".into(), "Jane Doe/ops+ci=1".into())),
+        "{tags:?}"
+    );
+    ok(&cli.run(&["rm", "-y", "ec2-signed"]));
+    assert_nothing_left(&ec2, d["Id"].as_str().expect("Id"), "ec2-signed");
 }

@@ -22,6 +22,8 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 /// The longest pause between two attempts.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(20);
+/// The longest answer read (DescribeInstances of a big account is a few MiB).
+const MAX_ANSWER: usize = 64 << 20;
 /// The longest an error answer's body is kept (for the message).
 const MAX_ERROR_BODY: usize = 4096;
 
@@ -186,6 +188,24 @@ impl Params {
     }
 }
 
+/// `application/x-www-form-urlencoded` as the AWS SDKs write it: RFC 3986's
+/// unreserved characters kept, space as `+`, every other byte as `%XX`.
+/// (Any encoding signs correctly; this one also matches servers that
+/// re-encode the parsed form before checking the signature.)
+pub fn form_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(char::from(b))
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
 /// Where requests go: the endpoint URL and the region they are signed for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
@@ -324,18 +344,13 @@ impl Ec2Client {
     }
 
     async fn call_once(&self, action: &str, params: &Params) -> Result<Xml, Ec2Error> {
-        let mut form = reqwest::Url::parse("http://x/").map_err(|e| Ec2Error::Config {
-            reason: e.to_string(),
-        })?;
-        {
-            let mut q = form.query_pairs_mut();
-            q.append_pair("Action", action);
-            q.append_pair("Version", API_VERSION);
-            for (k, v) in params.pairs() {
-                q.append_pair(k, v);
-            }
+        let mut body = format!("Action={}&Version={API_VERSION}", form_encode(action));
+        for (k, v) in params.pairs() {
+            body.push('&');
+            body.push_str(&form_encode(k));
+            body.push('=');
+            body.push_str(&form_encode(v));
         }
-        let body = form.query().unwrap_or_default().to_string();
         let url = &self.endpoint.url;
         let host = reqwest::Url::parse(url)
             .ok()
@@ -362,14 +377,21 @@ impl Ec2Client {
             endpoint: url.clone(),
             source,
         };
-        let resp = req.send().await.map_err(http)?;
+        let mut resp = req.send().await.map_err(http)?;
         let status = resp.status().as_u16();
-        let text = resp.text().await.map_err(http)?;
         let answer = |reason: String| Ec2Error::Answer {
             action: action.to_string(),
             status,
             reason,
         };
+        let mut bytes = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(http)? {
+            if bytes.len() + chunk.len() > MAX_ANSWER {
+                return Err(answer(format!("longer than {MAX_ANSWER} bytes")));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        let text = String::from_utf8_lossy(&bytes);
         let xml = Xml::parse(&text).map_err(|e| {
             let mut shown: String = text.chars().take(MAX_ERROR_BODY).collect();
             shown = machine_core::host::printable(&shown);
@@ -469,6 +491,15 @@ mod tests {
         let e = Endpoint::resolve("us-east-1", "ec2.example.test", false).expect("host");
         assert_eq!(e.url, "https://ec2.example.test/");
         assert!(Endpoint::resolve("us-east-1", "http://127.0.0.1:1", false).is_err());
+    }
+
+    #[test]
+    fn form_encoding_keeps_unreserved_only() {
+        assert_eq!(
+            form_encode("a b/c+d=e~f*g_h.i-j"),
+            "a+b%2Fc%2Bd%3De~f%2Ag_h.i-j"
+        );
+        assert_eq!(form_encode("é"), "%C3%A9");
     }
 
     #[test]

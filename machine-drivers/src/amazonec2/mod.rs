@@ -684,6 +684,17 @@ impl Ec2Driver {
                 format!("no IP for instance {}", i.id),
             ));
         }
+        // it becomes an SSH host and a certificate name: an address only
+        ip.parse::<std::net::IpAddr>().map_err(|_| {
+            failed(
+                "find the address",
+                format!(
+                    "instance {}: {:?} is not an IP address",
+                    i.id,
+                    machine_core::host::printable(ip)
+                ),
+            )
+        })?;
         Ok(ip.clone())
     }
 
