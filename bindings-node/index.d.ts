@@ -170,7 +170,7 @@ export declare class Store {
 
 /** What `create()` makes. */
 export interface CreateOptions {
-  /** Driver name: `qemu` (the default, a local VM), `generic`, `none`, `amazonec2`, or one added with `registerDriver()`. */
+  /** Driver name: `qemu` (the default, a local VM), `generic`, `none`, or one added with `registerDriver()`. */
   driver?: string
   /** Driver options keyed by CLI flag name, e.g. `{ 'generic-ip-address': '192.0.2.10' }`. */
   options?: Record<string, string | boolean | number | string[]>
