@@ -778,6 +778,7 @@ fn rm_of_what_is_gone_and_of_an_unsaved_instance() {
 struct Proxy {
     port: u16,
     keys: Arc<Mutex<Vec<String>>>,
+    bodies: Arc<Mutex<Vec<String>>>,
     throttled: Arc<AtomicUsize>,
 }
 
@@ -786,19 +787,21 @@ impl Proxy {
         let l = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = l.local_addr().expect("addr").port();
         let keys = Arc::new(Mutex::new(Vec::new()));
+        let bodies = Arc::new(Mutex::new(Vec::new()));
         let throttled = Arc::new(AtomicUsize::new(0));
-        let (k, t) = (keys.clone(), throttled.clone());
+        let (k, b, t) = (keys.clone(), bodies.clone(), throttled.clone());
         std::thread::spawn(move || {
             for c in l.incoming().flatten() {
-                let (k, t) = (k.clone(), t.clone());
+                let (k, b, t) = (k.clone(), b.clone(), t.clone());
                 std::thread::spawn(move || {
-                    let _ = Proxy::serve(c, upstream, throttle, &k, &t);
+                    let _ = Proxy::serve(c, upstream, throttle, &k, &b, &t);
                 });
             }
         });
         Proxy {
             port,
             keys,
+            bodies,
             throttled,
         }
     }
@@ -808,6 +811,7 @@ impl Proxy {
         upstream: u16,
         throttle: usize,
         keys: &Mutex<Vec<String>>,
+        bodies: &Mutex<Vec<String>>,
         throttled: &AtomicUsize,
     ) -> std::io::Result<()> {
         let mut r = BufReader::new(client.try_clone()?);
@@ -847,6 +851,10 @@ impl Proxy {
         // of the network interface the driver sends: name it both ways, so
         // that the instance lands on the test host and nowhere else.
         let form = String::from_utf8_lossy(&body).into_owned();
+        bodies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(form.clone());
         if form.contains("Action=RequestSpotInstances") {
             let key = "LaunchSpecification.NetworkInterface.1.SubnetId=";
             if let Some(v) = form.split('&').find_map(|kv| kv.strip_prefix(key)) {
@@ -893,6 +901,13 @@ impl Proxy {
 
     fn endpoint(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    fn bodies(&self) -> Vec<String> {
+        self.bodies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn keys(&self) -> Vec<String> {
@@ -1060,13 +1075,22 @@ fn gitlab_runner_command_sequence() {
     let bin_dir = tmp.path().join("bin");
     std::fs::create_dir_all(&bin_dir).expect("bin");
     std::os::unix::fs::symlink(bin(), bin_dir.join("docker-machine")).expect("symlink");
-    let mut args = with_test_key(&ec2, &hosts, create_args(&moto.endpoint(), &net));
+    let proxy = Proxy::start(moto.port, 0);
+    let mut args = with_test_key(&ec2, &hosts, create_args(&proxy.endpoint(), &net));
     args.drain(..3); // the script names the driver
     args.extend(
         [
+            // as GitLab Runner's MachineOptions are commonly written
             "--amazonec2-use-private-address=true",
             "--amazonec2-request-spot-instance=false",
             "--amazonec2-security-group-readonly=false",
+            "--amazonec2-monitoring=false",
+            "--amazonec2-userdata=",
+            "--amazonec2-root-size=8",
+            "--amazonec2-volume-type=gp3",
+            "--amazonec2-encrypt-ebs-volume=true",
+            "--amazonec2-metadata-token=required",
+            "--amazonec2-metadata-token-response-hop-limit=2",
             "--amazonec2-tags",
             "runner-token,abc,gitlab,true",
         ]
@@ -1095,6 +1119,29 @@ fn gitlab_runner_command_sequence() {
         .expect("script");
     let said = ok(&out);
     assert!(said.contains("step: finished"), "{said}");
+    // the fork's flags reached the API
+    let (id, _, _) = ec2
+        .instances()
+        .into_iter()
+        .find(|(_, _, tags)| tags.contains(&("Name".into(), "runner-1".into())))
+        .expect("the runner's instance");
+    let inst = ec2.instance(&id);
+    assert_eq!(inst.text_at("metadataOptions/httpTokens"), "required");
+    assert_eq!(inst.text_at("metadataOptions/httpPutResponseHopLimit"), "2");
+    // the root volume went with the instance: read what was asked
+    let run = proxy
+        .bodies()
+        .into_iter()
+        .find(|b| b.contains("Action=RunInstances"))
+        .expect("RunInstances went through the proxy");
+    for part in [
+        "BlockDeviceMapping.1.Ebs.VolumeSize=8",
+        "BlockDeviceMapping.1.Ebs.VolumeType=gp3",
+        "BlockDeviceMapping.1.Ebs.Encrypted=true",
+        "Monitoring.Enabled=false",
+    ] {
+        assert!(run.contains(part), "{part} in {run}");
+    }
     let live: Vec<_> = ec2
         .instances()
         .into_iter()

@@ -361,6 +361,19 @@ impl DriverFactory for Ec2Factory {
                 Str,
                 "KMS key for the encrypted root volume (default: the account's EBS key)",
             ),
+            // the same two under the names GitLab's and Rancher's forks use
+            opt(
+                "amazonec2-encrypt-ebs-volume",
+                Bool,
+                "Encrypt the EBS volume using the AWS Managed CMK (same as --amazonec2-volume-encrypted)",
+            )
+            .env("AWS_ENCRYPT_EBS_VOLUME"),
+            opt(
+                "amazonec2-kms-key",
+                Str,
+                "Custom KMS key for the encrypted EBS volume (same as --amazonec2-volume-kms-key)",
+            )
+            .env("AWS_KMS_KEY"),
         ]
     }
 
@@ -474,8 +487,11 @@ impl DriverFactory for Ec2Factory {
             user_data_file: o.string("amazonec2-userdata"),
             metadata_token: token,
             metadata_token_response_hop_limit: hops,
-            encrypt_ebs_volume: o.bool("amazonec2-volume-encrypted"),
-            kms_key_id: o.string("amazonec2-volume-kms-key"),
+            encrypt_ebs_volume: o.bool("amazonec2-volume-encrypted")
+                || o.bool("amazonec2-encrypt-ebs-volume"),
+            kms_key_id: Some(o.string("amazonec2-volume-kms-key"))
+                .filter(|k| !k.is_empty())
+                .unwrap_or_else(|| o.string("amazonec2-kms-key")),
             ..Own::default()
         };
         Ok(Box::new(Ec2Driver {
@@ -1502,7 +1518,7 @@ mod tests {
         assert_eq!(o.string("amazonec2-spot-price"), "0.50");
         assert_eq!(o.int("amazonec2-retries"), Some(5));
         let names: Vec<String> = Ec2Factory.options().into_iter().map(|o| o.flag).collect();
-        assert_eq!(names.len(), 36);
+        assert_eq!(names.len(), 38);
     }
 
     #[test]
