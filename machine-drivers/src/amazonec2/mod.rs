@@ -1305,7 +1305,7 @@ impl Driver for Ec2Driver {
         let exists = match self.try_call("DescribeKeyPairs", &p).await? {
             Ok(x) => !x.items("keySet").is_empty(),
             Err(e) if e.code() == Some("InvalidKeyPair.NotFound") => false,
-            Err(e) => return Err(refuse(e.to_string())),
+            Err(e) => return Err(refuse(chain(&e))),
         };
         match (exists, should_exist) {
             (false, true) => Err(refuse(format!("There is no keypair with the name {name}. Please verify the key name provided."))),
