@@ -772,6 +772,11 @@ fn rm_of_what_is_gone_and_of_an_unsaved_instance() {
     assert!(!ec2.group_names().contains(&"ec2-lost".to_string()));
 }
 
+/// Per moto port, an action the proxies in front of it hold for a minute
+/// (then drop) instead of forwarding.
+static HANG: Mutex<std::collections::BTreeMap<u16, &'static str>> =
+    Mutex::new(std::collections::BTreeMap::new());
+
 /// A loopback HTTP proxy in front of moto: records the access key of each
 /// request's signature, and answers the first `throttle` requests with
 /// RequestLimitExceeded.
@@ -869,6 +874,17 @@ impl Proxy {
             .as_bytes(),
         );
         let mut client = client;
+        let hang = HANG
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&upstream)
+            .copied();
+        if let Some(action) = hang {
+            if form.contains(&format!("Action={action}&")) {
+                std::thread::sleep(Duration::from_secs(60));
+                return Ok(());
+            }
+        }
         if throttled.fetch_add(1, Ordering::SeqCst) < throttle {
             let x = "<Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message></Error></Errors><RequestID>x</RequestID></Response>";
             write!(
@@ -1319,4 +1335,117 @@ fn moto_verifies_every_signature_of_create_and_rm() {
     );
     ok(&cli.run(&["rm", "-y", "ec2-signed"]));
     assert_nothing_left(&ec2, d["Id"].as_str().expect("Id"), "ec2-signed");
+}
+
+/// The instance id is in config.json as soon as RunInstances answers: a
+/// create killed (SIGKILL) while it waits for the instance leaves a machine
+/// that `rm` removes completely.
+#[test]
+fn a_create_killed_after_run_instances_has_saved_the_instance() {
+    let Some((_hosts, moto, ec2, net, _routes, tmp)) = setup(14) else {
+        return;
+    };
+    HANG.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(moto.port, "DescribeInstances");
+    let proxy = Proxy::start(moto.port, 0);
+    let cli = Cli::new(tmp.path());
+    let mut args = create_args(&proxy.endpoint(), &net);
+    args.push("ec2-killed".into());
+    let mut child = cli
+        .cmd()
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !proxy
+        .bodies()
+        .iter()
+        .any(|b| b.contains("Action=DescribeInstances&"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "create never waited for the instance"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().expect("kill the create");
+    let _ = child.wait();
+    HANG.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&moto.port);
+    let d = cli.config("ec2-killed")["Driver"].clone();
+    let id = d["InstanceId"].as_str().expect("InstanceId").to_string();
+    assert!(id.starts_with("i-"), "{d}");
+    assert_eq!(d["KeyName"], "ec2-killed");
+    assert_eq!(
+        d["CreatedSecurityGroupIds"].as_array().map(Vec::len),
+        Some(1)
+    );
+    let out = cli.run(&["rm", "-y", "ec2-killed"]);
+    ok(&out);
+    assert_eq!(
+        ec2.instance(&id).text_at("instanceState/name"),
+        "terminated"
+    );
+    assert_nothing_left(&ec2, d["Id"].as_str().expect("Id"), "ec2-killed");
+}
+
+/// Named groups that exist are used as they are with
+/// `--amazonec2-security-group-readonly`, and `rm` leaves them.
+#[test]
+fn existing_read_only_groups_are_used_and_kept() {
+    let Some((_hosts, moto, ec2, net, _routes, tmp)) = setup(14) else {
+        return;
+    };
+    let vpc = ec2
+        .call("DescribeSubnets", &[("SubnetId.1", &net.subnet)])
+        .items("subnetSet")[0]
+        .text_at("vpcId");
+    let gid = ec2
+        .call(
+            "CreateSecurityGroup",
+            &[
+                ("GroupName", "ops-managed"),
+                ("GroupDescription", "made by the operators"),
+                ("VpcId", &vpc),
+            ],
+        )
+        .text_at("groupId");
+    let cli = Cli::new(tmp.path());
+    let mut args = create_args(&moto.endpoint(), &net);
+    args.extend(
+        [
+            "--amazonec2-security-group",
+            "ops-managed",
+            "--amazonec2-security-group-readonly=true",
+            "ec2-ro",
+        ]
+        .map(String::from),
+    );
+    assert!(!cli.run(&strs(&args)).status.success(), "fails at SSH only");
+    let d = cli.config("ec2-ro")["Driver"].clone();
+    assert_eq!(d["SecurityGroupIds"], serde_json::json!([gid]));
+    assert_eq!(d["CreatedSecurityGroupIds"], serde_json::json!([]));
+    let inst = ec2.instance(d["InstanceId"].as_str().expect("id"));
+    let groups: Vec<String> = inst
+        .items("networkInterfaceSet")
+        .iter()
+        .flat_map(|n| n.items("groupSet"))
+        .chain(inst.items("groupSet"))
+        .map(|g| g.text_at("groupId"))
+        .collect();
+    assert!(groups.contains(&gid), "{groups:?}");
+    let rules = |ec2: &Ec2| {
+        ec2.call("DescribeSecurityGroups", &[("GroupId.1", &gid)])
+            .items("securityGroupInfo")[0]
+            .items("ipPermissions")
+            .len()
+    };
+    assert_eq!(rules(&ec2), 0, "read-only: no rules added");
+    ok(&cli.run(&["rm", "-y", "ec2-ro"]));
+    assert!(ec2.group_names().contains(&"ops-managed".to_string()));
+    assert_eq!(rules(&ec2), 0);
 }
