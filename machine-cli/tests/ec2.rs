@@ -841,6 +841,11 @@ impl Proxy {
                         .push(line[at..at + ak.len()].to_string());
                 }
             }
+            if let Some(v) = lower.strip_prefix("x-amz-security-token:") {
+                keys.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(format!("token:{}", v.trim()));
+            }
             if lower.starts_with("connection:") || lower.starts_with("content-length:") {
                 continue;
             }
@@ -1032,11 +1037,16 @@ fn credentials_sources_and_throttling() {
     ok(&cli.run(&["rm", "-y", "ec2-file"]));
     let out = create(&cli, &proxy2.endpoint(), "ec2-role", &[]);
     assert!(!out.status.success());
+    // every request signed with the role's key and carrying its session token
     let keys = proxy2.keys();
+    let (tokens, ids): (Vec<&String>, Vec<&String>) =
+        keys.iter().partition(|k| k.starts_with("token:"));
     assert!(
-        !keys.is_empty() && keys.iter().all(|k| k == "AKIDIMDS"),
+        !ids.is_empty() && ids.iter().all(|k| *k == "AKIDIMDS"),
         "{keys:?}"
     );
+    assert_eq!(tokens.len(), ids.len(), "{keys:?}");
+    assert!(tokens.iter().all(|t| *t == "token:imds-token"), "{keys:?}");
     ok(&cli.run(&["rm", "-y", "ec2-role"]));
 
     // nothing found: a clear error, no request

@@ -1594,6 +1594,56 @@ mod tests {
     }
 
     #[test]
+    fn address_public_or_private_per_flags() {
+        let d = tempfile::tempdir().expect("tmp");
+        let inst = Instance {
+            id: "i-1".into(),
+            state: "running".into(),
+            private_ip: "10.0.0.5".into(),
+            public_ip: "198.51.100.7".into(),
+        };
+        let driver = |given: &[(&str, &str)]| {
+            let o = opts(given).expect("opts");
+            let b = Ec2Factory.new_driver(&ctx(d.path()), &o).expect("driver");
+            let saved = b.saved_state().expect("saved");
+            let (base, own): (BaseDriver, Own) =
+                machine_core::driver::load_driver_object(NAME, &saved).expect("load");
+            Ec2Driver {
+                base,
+                own,
+                machine_dir: d.path().to_path_buf(),
+                checkpoint: None,
+                client: OnceCell::new(),
+            }
+        };
+        assert_eq!(
+            driver(&[]).address_of(&inst).expect("public"),
+            "198.51.100.7"
+        );
+        for flag in [
+            "amazonec2-private-address-only",
+            "amazonec2-use-private-address",
+        ] {
+            assert_eq!(
+                driver(&[(flag, "true")])
+                    .address_of(&inst)
+                    .expect("private"),
+                "10.0.0.5"
+            );
+        }
+        let no_public = Instance {
+            public_ip: String::new(),
+            ..inst.clone()
+        };
+        assert!(driver(&[]).address_of(&no_public).is_err());
+        let hostile = Instance {
+            public_ip: "-oProxyCommand=x".into(),
+            ..inst
+        };
+        assert!(driver(&[]).address_of(&hostile).is_err());
+    }
+
+    #[test]
     fn tags_ports_states_base64() {
         assert_eq!(split_port("8080").expect("port"), (8080, "tcp".to_string()));
         assert_eq!(split_port("53/udp").expect("port"), (53, "udp".to_string()));
