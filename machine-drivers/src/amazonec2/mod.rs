@@ -1365,8 +1365,22 @@ impl Driver for Ec2Driver {
             }
         }
         if !spot.is_empty() {
+            // a request fulfilled after its id was saved but before the
+            // instance's was: its instance carries no tag yet
             let mut p = Params::new();
             p.list("SpotInstanceRequestId", &spot);
+            match self.try_call("DescribeSpotInstanceRequests", &p).await? {
+                Ok(x) => {
+                    for r in x.items("spotInstanceRequestSet") {
+                        let i = r.text_at("instanceId");
+                        if !i.is_empty() && !ids.contains(&i) {
+                            ids.push(i);
+                        }
+                    }
+                }
+                Err(e) if e.is_not_found() => {}
+                Err(e) => errors.push(e.to_string()),
+            }
             match self.try_call("CancelSpotInstanceRequests", &p).await? {
                 Ok(_) => {}
                 Err(e) if e.is_not_found() => {}
