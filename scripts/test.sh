@@ -22,6 +22,12 @@ if ! command -v nu >/dev/null || ! command -v npm >/dev/null; then
     command -v nu >/dev/null || npm install -g --silent nushell >/dev/null
 fi
 command -v nu >/dev/null || { echo "nushell (nu) could not be installed" >&2; exit 1; }
+# moto_server, the EC2 emulator the amazonec2 suite (machine-cli/tests/ec2.rs) runs against
+if ! command -v moto_server >/dev/null; then
+    python3 -m pip install --quiet --disable-pip-version-check 'moto[server]' 2>/dev/null ||
+        python3 -m pip install --quiet --disable-pip-version-check --break-system-packages 'moto[server]'
+fi
+moto_server --help >/dev/null || { echo "moto_server (pip package moto[server]) could not be installed" >&2; exit 1; }
 # qemu-system-x86, qemu-utils and debootstrap for the local-VM driver
 bash scripts/qemu-setup.sh
 
@@ -31,7 +37,7 @@ command -v shellcheck >/dev/null || {
     DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq shellcheck >/dev/null
 }
 cargo fmt --all --check
-shellcheck -S warning scripts/*.sh benches/*.sh machine-drivers/src/qemu/build-image.sh
+shellcheck -S warning scripts/*.sh benches/*.sh machine-cli/tests/scripts/*.sh machine-drivers/src/qemu/build-image.sh
 
 export CARGO_TERM_COLOR=never
 log "building (dev profile)"
@@ -40,7 +46,7 @@ log "lint: clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 log "starting test hosts"
-bash scripts/testhosts.sh up 10
+bash scripts/testhosts.sh up 15
 trap 'bash "$ROOT/scripts/testhosts.sh" down || true' EXIT
 eval "$(bash scripts/testhosts.sh env)"
 # what the suites read (scripts/README.md, "How a suite finds its hosts")

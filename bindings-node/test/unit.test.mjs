@@ -225,7 +225,7 @@ test('a driver written in JavaScript serves create, get, list, start/stop and re
   const store = tempStore(t)
   MemoryDriver.calls = []
   store.registerDriver('memory', MemoryDriver)
-  assert.deepEqual(store.drivers(), ['generic', 'memory', 'none', 'qemu'])
+  assert.deepEqual(store.drivers(), ['amazonec2', 'generic', 'memory', 'none', 'qemu'])
   const m = await store.create('mem1', {
     driver: 'memory',
     options: { 'memory-url': 'tcp://127.0.0.1:1', 'memory-tags': ['a', 'b'] },

@@ -48,7 +48,7 @@ fn items<'py>(m: Option<&Bound<'py, PyMapping>>) -> PyResult<Vec<(String, Bound<
 #[pymethods]
 impl PyStore {
     /// The store at `path`, or at `MACHINE_STORAGE_PATH`, or at `~/.docker/machine`,
-    /// with the built-in drivers (`none`, `generic`, `qemu`).
+    /// with the built-in drivers (`none`, `generic`, `qemu`, `amazonec2`).
     #[new]
     #[pyo3(signature = (path = None))]
     fn new(py: Python<'_>, path: Option<PathBuf>) -> PyResult<Self> {

@@ -237,7 +237,7 @@ def test_registration_is_checked(store):
     # a registration replaces the driver of that name, in this store only
     store.register_driver("none", LocalDriver)
     store.create("n", driver="none", options={"local-url": "tcp://127.0.0.1:2376"})
-    assert dm.Store(store.path / "other").drivers() == ["generic", "none", "qemu"]
+    assert dm.Store(store.path / "other").drivers() == ["amazonec2", "generic", "none", "qemu"]
 
 
 def test_driver_option_declaration():

@@ -29,7 +29,7 @@ def test_empty_store(store, tmp_path):
     assert store.list(timeout=0.5) == []
     assert store.path == tmp_path / "store"
     assert isinstance(store.path, pathlib.Path)
-    assert store.drivers() == ["generic", "none", "qemu"]
+    assert store.drivers() == ["amazonec2", "generic", "none", "qemu"]
     assert "store" in repr(store)
 
 

@@ -38,8 +38,37 @@ fn one_name() -> Arg {
 }
 
 /// Build the whole command line for `prog` (the name it was invoked as) with
-/// the create flags of every driver in `drivers`.
+/// the create flags of every driver in `drivers`. Every boolean flag takes
+/// `--flag`, `--flag=true` and `--flag=false` (see [`boolish`]).
 pub fn build(prog: &str, drivers: &DriverRegistry) -> Command {
+    boolish(build_flags(prog, drivers))
+}
+
+/// Let every on/off flag of `cmd` and its subcommands also take an explicit
+/// value after `=` (`--native-ssh=true`, `--amazonec2-private-address-only=false`,
+/// as wrappers of the original such as GitLab Runner pass them): the bare
+/// flag still means true, a following word is never taken as its value, and
+/// `1/0`, `yes/no`, `on/off` are accepted as well.
+pub fn boolish(cmd: Command) -> Command {
+    cmd.mut_args(|a| {
+        if matches!(a.get_action(), ArgAction::SetTrue) {
+            a.action(ArgAction::Set)
+                .value_name("true|false")
+                .num_args(0..=1)
+                .require_equals(true)
+                .default_missing_value("true")
+                .default_value("false")
+                .hide_default_value(true)
+                .hide_possible_values(true)
+                .value_parser(clap::builder::BoolishValueParser::new())
+        } else {
+            a
+        }
+    })
+    .mut_subcommands(boolish)
+}
+
+fn build_flags(prog: &str, drivers: &DriverRegistry) -> Command {
     Command::new(prog.to_string())
         .about("Create and manage machines running Docker.")
         .disable_version_flag(true)

@@ -935,3 +935,53 @@ fn state_errors_match_the_original() {
         stderr(&out)
     );
 }
+
+/// Every on/off flag also takes `=true` / `=false` (GitLab Runner passes
+/// `--amazonec2-private-address-only=true`); the bare flag still means true
+/// and never swallows the next word.
+#[test]
+fn boolean_flags_take_explicit_values() {
+    let s = TestStore::new();
+    s.add_none("daemon", "tcp://192.0.2.7:2376");
+    for args in [
+        &["--native-ssh=true", "ls", "-q"][..],
+        &["--native-ssh=false", "ls", "-q"],
+        &["--native-ssh", "ls", "-q"],
+        &["ls", "--native-ssh=1", "-q", "-D=false"],
+        &["ls", "--quiet=true"],
+        &["ls", "-q=yes"],
+    ] {
+        assert_eq!(ok(&s.run(args)), "daemon\n", "{args:?}");
+    }
+    let table = ok(&s.run(&["ls", "--quiet=false"]));
+    assert!(table.starts_with("NAME"), "{table}");
+    let out = s.run(&["--native-ssh=maybe", "ls"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--native-ssh"));
+    // a driver's boolean flag: parsed, then the driver refuses the region
+    let out = s.run(&[
+        "create",
+        "-d",
+        "amazonec2",
+        "--amazonec2-private-address-only=true",
+        "--amazonec2-use-private-address=false",
+        "--amazonec2-region",
+        "mars-1",
+        "x1",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success());
+    assert!(err.contains("amazonec2-region"), "{err}");
+    let out = s.run(&[
+        "create",
+        "-d",
+        "amazonec2",
+        "--amazonec2-private-address-only=sure",
+        "x2",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success() && err.contains("amazonec2-private-address-only"),
+        "{err}"
+    );
+}

@@ -346,6 +346,50 @@ impl DriverContext {
     }
 }
 
+/// A way for a driver to save its state (the driver object of config.json)
+/// while `create` is still running: a driver that makes something costly or
+/// billed (a cloud instance) saves its id as soon as it has one, so that a
+/// failure or a crash later in `create` never leaves it unknown to `rm`.
+///
+/// The store hands one to the driver ([`Driver::set_checkpoint`]) just before
+/// `create`, while it holds the machine's lock; saving goes through the same
+/// atomic write as every other save and keeps fields of config.json the
+/// driver does not know.
+#[derive(Clone)]
+pub struct Checkpoint {
+    save: Arc<SaveFn>,
+}
+
+/// What a [`Checkpoint`] calls with the driver object.
+type SaveFn = dyn Fn(Map<String, Value>) -> Result<(), String> + Send + Sync;
+
+impl Checkpoint {
+    /// A checkpoint that calls `save` with the driver object.
+    pub fn new(
+        save: impl Fn(Map<String, Value>) -> Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        Checkpoint {
+            save: Arc::new(save),
+        }
+    }
+
+    /// Save `driver`'s state now ([`Driver::saved_state`]).
+    pub fn save(&self, driver: &dyn Driver) -> Result<(), DriverError> {
+        let object = driver.saved_state()?;
+        (self.save)(object).map_err(|message| DriverError::Failed {
+            driver: driver.driver_name().to_string(),
+            operation: "save its state while creating".into(),
+            message,
+        })
+    }
+}
+
+impl fmt::Debug for Checkpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Checkpoint")
+    }
+}
+
 /// A machine's driver.
 #[async_trait]
 pub trait Driver: Send + Sync + fmt::Debug {
@@ -386,6 +430,10 @@ pub trait Driver: Send + Sync + fmt::Debug {
     fn upgrade_install_url(&self) -> Option<String> {
         None
     }
+    /// Receive a [`Checkpoint`] before `create`, to save state while creating.
+    /// Default: ignored (the store saves once `create` returns, whether it
+    /// succeeded or not).
+    fn set_checkpoint(&mut self, _checkpoint: Checkpoint) {}
     /// Checks that can refuse creation before anything is made.
     async fn pre_create_check(&self) -> Result<(), DriverError> {
         Ok(())

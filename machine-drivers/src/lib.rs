@@ -3,12 +3,15 @@
 //! - [`none`]: an existing Docker daemon at a URL; nothing is created or provisioned.
 //! - [`generic`]: any Linux machine reachable over SSH; Docker is installed and
 //!   secured on it.
+//! - [`amazonec2`]: an EC2 instance (or any EC2-compatible API), provisioned
+//!   over SSH.
 //! - [`qemu`]: a local VM under QEMU, booted from the project's own Debian image
 //!   (built from Debian's packages on first use) or a downloaded one.
 //!
 //! [`builtin_registry`] returns a registry holding all of them; embedding
 //! programs add their own drivers to it.
 
+pub mod amazonec2;
 pub mod generic;
 pub mod none;
 pub mod qemu;
@@ -22,6 +25,7 @@ pub fn builtin_registry() -> DriverRegistry {
         .with(Arc::new(none::NoneFactory))
         .with(Arc::new(generic::GenericFactory))
         .with(Arc::new(qemu::QemuFactory))
+        .with(Arc::new(amazonec2::Ec2Factory))
 }
 
 #[cfg(test)]

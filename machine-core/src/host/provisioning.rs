@@ -48,9 +48,15 @@ impl Host {
         progress: Progress<'_>,
     ) -> Result<(), HostError> {
         progress("Creating machine");
-        crate::progress::forward(progress, self.driver.create())
-            .await
-            .map_err(|e| self.drv(e))?;
+        let created = crate::progress::forward(progress, self.driver.create()).await;
+        // Save whatever the driver made before it failed (an instance id),
+        // so that `rm` can remove it.
+        if let Err(e) = created {
+            if let Err(save) = self.save() {
+                tracing::warn!(machine = self.name(), error = %save, "cannot save the driver's state after a failed create");
+            }
+            return Err(self.drv(e));
+        }
         self.save()?;
         self.wait_running(progress).await?;
         self.copy_client_certs()?;

@@ -504,3 +504,125 @@ async fn upgrade_follows_the_drivers_install_method() {
         );
     }
 }
+
+/// A driver that records a made resource through its checkpoint, then fails.
+#[derive(Debug, Default)]
+struct CheckpointDriver {
+    name: String,
+    made: String,
+    checkpoint: Option<crate::driver::Checkpoint>,
+    removed: Arc<Mutex<Vec<String>>>,
+    /// config.json as it was on disk right after the checkpoint
+    seen: Arc<Mutex<String>>,
+    dir: std::path::PathBuf,
+}
+
+#[async_trait]
+impl Driver for CheckpointDriver {
+    fn driver_name(&self) -> &str {
+        "ckpt"
+    }
+    fn set_checkpoint(&mut self, c: crate::driver::Checkpoint) {
+        self.checkpoint = Some(c);
+    }
+    async fn create(&mut self) -> Result<(), DriverError> {
+        self.made = "res-1".into();
+        if let Some(c) = &self.checkpoint {
+            c.save(self)?;
+        }
+        *self.seen.lock().expect("lock") =
+            std::fs::read_to_string(self.dir.join("config.json")).unwrap_or_default();
+        Err(crate::driver::not_supported("ckpt", "the rest of create"))
+    }
+    async fn remove(&mut self) -> Result<(), DriverError> {
+        self.removed.lock().expect("lock").push(self.made.clone());
+        Ok(())
+    }
+    async fn state(&self) -> Result<State, DriverError> {
+        Ok(State::Running)
+    }
+    async fn ip(&self) -> Result<String, DriverError> {
+        Ok("127.0.0.1".into())
+    }
+    fn ssh_target(&self) -> Option<SshTarget> {
+        None
+    }
+    fn saved_state(&self) -> Result<Map<String, Value>, DriverError> {
+        let mut m = Map::new();
+        m.insert("MachineName".into(), self.name.clone().into());
+        m.insert("Made".into(), self.made.clone().into());
+        Ok(m)
+    }
+}
+
+#[derive(Debug, Default)]
+struct CheckpointFactory {
+    removed: Arc<Mutex<Vec<String>>>,
+    seen: Arc<Mutex<String>>,
+}
+
+impl DriverFactory for CheckpointFactory {
+    fn name(&self) -> &str {
+        "ckpt"
+    }
+    fn options(&self) -> Vec<DriverOption> {
+        Vec::new()
+    }
+    fn new_driver(
+        &self,
+        ctx: &DriverContext,
+        _: &DriverOptions,
+    ) -> Result<Box<dyn Driver>, DriverError> {
+        Ok(Box::new(CheckpointDriver {
+            name: ctx.machine_name.clone(),
+            removed: self.removed.clone(),
+            seen: self.seen.clone(),
+            dir: ctx.machine_dir.clone(),
+            ..CheckpointDriver::default()
+        }))
+    }
+    fn load_driver(
+        &self,
+        ctx: &DriverContext,
+        saved: &Map<String, Value>,
+    ) -> Result<Box<dyn Driver>, DriverError> {
+        Ok(Box::new(CheckpointDriver {
+            name: ctx.machine_name.clone(),
+            made: saved
+                .get("Made")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            removed: self.removed.clone(),
+            ..CheckpointDriver::default()
+        }))
+    }
+}
+
+#[tokio::test]
+async fn a_checkpoint_saves_mid_create_and_remove_sees_it() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let factory = Arc::new(CheckpointFactory::default());
+    let removed = factory.removed.clone();
+    let seen = factory.seen.clone();
+    let store = Store::new(
+        FileStore::new(dir.path()),
+        DriverRegistry::new().with(factory),
+    );
+    let e = store
+        .create("c1", CreateOptions::new("ckpt"), &|_: &str| {})
+        .await
+        .expect_err("create fails");
+    assert!(e.to_string().contains("c1"), "{e}");
+    let mid = seen.lock().expect("lock").clone();
+    assert!(
+        mid.contains("\"Made\": \"res-1\""),
+        "saved while creating: {mid}"
+    );
+    let cfg = std::fs::read_to_string(dir.path().join("machines/c1/config.json")).expect("config");
+    assert!(cfg.contains("\"Made\": \"res-1\""), "{cfg}");
+    let host = store.get("c1").expect("kept");
+    assert_eq!(host.state().await.expect("state"), State::Error);
+    store.remove("c1", false).await.expect("remove");
+    assert_eq!(removed.lock().expect("lock").as_slice(), ["res-1"]);
+}

@@ -9,7 +9,7 @@
 use super::{FileStore, StoreError};
 use crate::cert::{self, CertPaths, KeyAlgorithm};
 use crate::config::HostConfig;
-use crate::driver::{DriverContext, DriverOptions, DriverRegistry};
+use crate::driver::{Checkpoint, DriverContext, DriverOptions, DriverRegistry};
 use crate::engine::EngineError;
 use crate::host::{error_chain, CreateOptions, Host, HostError};
 use crate::progress::Progress;
@@ -219,6 +219,8 @@ impl Store {
         // lock first: a remove of the same name waits until create is done
         let _lock = self.files.lock_machine(name)?;
         self.files.create(&config)?;
+        let mut driver = driver;
+        driver.set_checkpoint(self.checkpoint(&config));
         let mut host = Host {
             config,
             driver,
@@ -237,6 +239,21 @@ impl Store {
                 Err(e)
             }
         }
+    }
+
+    /// A [`Checkpoint`] saving a driver object into `config` (as it is when
+    /// create begins) in the store.
+    fn checkpoint(&self, config: &HostConfig) -> Checkpoint {
+        let files = self.files.clone();
+        let config = std::sync::Mutex::new(config.clone());
+        Checkpoint::new(move |mut object| {
+            let mut config = config
+                .lock()
+                .map_err(|_| "state lock poisoned".to_string())?;
+            crate::config::keep_unknown_fields(&mut object, &config.driver);
+            config.driver = object;
+            files.save(&config).map_err(|e| e.to_string())
+        })
     }
 
     /// Remove the machine: the driver removes what it made, then the store entry

@@ -1,0 +1,1461 @@
+//! End-to-end: the `amazonec2` driver through the `machine` binary against
+//! the EC2 emulator moto (`moto_server`, started on loopback by each test
+//! and stopped with it).
+//!
+//! moto's instances get private addresses from their subnet, so each test
+//! makes a subnet whose whole CIDR one test host answers for: inside the
+//! host's network namespace `ip route add local CIDR dev lo`, outside a
+//! route for the CIDR via the host's address. With
+//! `--amazonec2-private-address-only` the driver then reaches the host over
+//! SSH and provisions Docker on it. Hosts 13 and 14 of `MT_HOSTS` (suite
+//! `ec2` of test-support/hosts.json): 13 for creates that provision (one at
+//! a time), 14 for creates that fail after the instance exists.
+//!
+//! No test reaches any address but loopback and these hosts: credentials
+//! are always given (the instance metadata service is disabled or served on
+//! loopback), and every endpoint is moto's.
+
+use machine_drivers::amazonec2::api::{Ec2Client, Endpoint, Params, Xml};
+use machine_drivers::amazonec2::creds::Credentials;
+use machine_test_support::test_hosts::{for_suite, Hosts, Suite};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Creates that provision Docker on host 13 run one at a time.
+static PROVISIONING: Mutex<()> = Mutex::new(());
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_machine")
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "failed ({:?}): {}{}",
+        o.status.code(),
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    text(&o.stdout)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A `moto_server` on loopback, killed when dropped.
+struct Moto {
+    child: Child,
+    port: u16,
+}
+
+impl Moto {
+    fn start() -> Option<Moto> {
+        Moto::start_with(&[])
+    }
+
+    /// With extra environment for moto (e.g. `INITIAL_NO_AUTH_ACTION_COUNT`).
+    fn start_with(env: &[(&str, &str)]) -> Option<Moto> {
+        if Command::new("moto_server")
+            .arg("--help")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| !s.success())
+            .unwrap_or(true)
+        {
+            machine_test_support::skip_or_fail(
+                "moto_server (the EC2 emulator)",
+                "install it with `python3 -m pip install 'moto[server]'` (scripts/test.sh does)",
+            );
+            return None;
+        }
+        for _ in 0..3 {
+            let port = free_port();
+            let child = Command::new("moto_server")
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .envs(env.iter().copied())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn moto_server");
+            let mut m = Moto { child, port };
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Some(m);
+                }
+                if m.child.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = m.child.kill();
+        }
+        panic!("moto_server did not start");
+    }
+
+    fn endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An instance as moto describes it: id, state, tags.
+type Described = (String, String, Vec<(String, String)>);
+
+/// Calls to moto with this project's client (moto does not check signatures).
+struct Ec2 {
+    rt: tokio::runtime::Runtime,
+    client: Ec2Client,
+}
+
+impl Ec2 {
+    fn new(endpoint: &str) -> Ec2 {
+        Ec2::with_keys(endpoint, "AKIDTEST", "test-secret")
+    }
+
+    fn with_keys(endpoint: &str, access: &str, secret: &str) -> Ec2 {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let ep = Endpoint::resolve("us-east-1", endpoint, true).expect("endpoint");
+        let creds = Credentials {
+            access_key: access.into(),
+            secret_key: secret.into(),
+            session_token: None,
+            source: "test".into(),
+        };
+        Ec2 {
+            rt,
+            client: Ec2Client::new(ep, creds, 0).expect("client"),
+        }
+    }
+
+    fn call(&self, action: &str, params: &[(&str, &str)]) -> Xml {
+        let mut p = Params::new();
+        for (k, v) in params {
+            p.add(*k, *v);
+        }
+        self.rt
+            .block_on(self.client.call(action, &p))
+            .unwrap_or_else(|e| panic!("{action}: {e}"))
+    }
+
+    /// Every instance: (id, state, tags).
+    fn instances(&self) -> Vec<Described> {
+        let x = self.call("DescribeInstances", &[]);
+        x.items("reservationSet")
+            .into_iter()
+            .flat_map(|r| r.items("instancesSet"))
+            .map(|i| {
+                let tags = i
+                    .items("tagSet")
+                    .iter()
+                    .map(|t| (t.text_at("key"), t.text_at("value")))
+                    .collect();
+                (
+                    i.text_at("instanceId"),
+                    i.text_at("instanceState/name"),
+                    tags,
+                )
+            })
+            .collect()
+    }
+
+    fn instance(&self, id: &str) -> Xml {
+        let x = self.call("DescribeInstances", &[("InstanceId.1", id)]);
+        x.items("reservationSet")
+            .into_iter()
+            .flat_map(|r| r.items("instancesSet"))
+            .find(|i| i.text_at("instanceId") == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("no instance {id}"))
+    }
+
+    fn key_names(&self) -> Vec<String> {
+        self.call("DescribeKeyPairs", &[])
+            .items("keySet")
+            .iter()
+            .map(|k| k.text_at("keyName"))
+            .collect()
+    }
+
+    fn group_names(&self) -> Vec<String> {
+        self.call("DescribeSecurityGroups", &[])
+            .items("securityGroupInfo")
+            .iter()
+            .map(|g| g.text_at("groupName"))
+            .collect()
+    }
+}
+
+/// A VPC and subnet in moto whose CIDR lands on one test host.
+struct Net {
+    cidr: String,
+    subnet: String,
+    ami: String,
+}
+
+/// Routes for `cidr` to test host `name` (`addr`); removed when dropped.
+struct Routes {
+    cidr: String,
+    ns: String,
+}
+
+/// How many tests use each CIDR's routes: the first adds them, the last
+/// removes them.
+static ROUTE_USERS: Mutex<Vec<(String, usize)>> = Mutex::new(Vec::new());
+
+impl Routes {
+    fn add(cidr: &str, ns: &str, addr: &str) -> Routes {
+        let mut users = ROUTE_USERS.lock().unwrap_or_else(|e| e.into_inner());
+        match users.iter_mut().find(|(c, _)| c == cidr) {
+            Some((_, n)) => *n += 1,
+            None => {
+                let run = |args: &[&str]| {
+                    let st = Command::new(args[0]).args(&args[1..]).status().expect("ip");
+                    assert!(st.success(), "{args:?}");
+                };
+                run(&[
+                    "ip", "netns", "exec", ns, "ip", "route", "replace", "local", cidr, "dev", "lo",
+                ]);
+                run(&["ip", "route", "replace", cidr, "via", addr]);
+                users.push((cidr.to_string(), 1));
+            }
+        }
+        Routes {
+            cidr: cidr.to_string(),
+            ns: ns.to_string(),
+        }
+    }
+}
+
+impl Drop for Routes {
+    fn drop(&mut self) {
+        let mut users = ROUTE_USERS.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = users.iter().position(|(c, _)| *c == self.cidr) {
+            users[i].1 -= 1;
+            if users[i].1 > 0 {
+                return;
+            }
+            users.remove(i);
+        }
+        let _ = Command::new("ip")
+            .args(["route", "del", &self.cidr])
+            .status();
+        let _ = Command::new("ip")
+            .args([
+                "netns", "exec", &self.ns, "ip", "route", "del", "local", &self.cidr, "dev", "lo",
+            ])
+            .status();
+    }
+}
+
+/// The CIDR host `index` answers for: 10.(199+index).X.0/24, X the third
+/// octet of the test hosts' network, so that two sets of hosts on one
+/// machine do not collide.
+fn cidr_for(hosts: &Hosts, index: usize) -> String {
+    let third = hosts
+        .addr(index)
+        .split('.')
+        .nth(2)
+        .expect("an IPv4 test host")
+        .to_string();
+    format!("10.{}.{third}.0/24", 199 + index)
+}
+
+fn make_net(ec2: &Ec2, hosts: &Hosts, index: usize) -> (Net, Routes) {
+    let cidr = cidr_for(hosts, index);
+    let host = hosts.host(index);
+    let ns = host.name.clone().expect("MT_HOST_NAMES names the host");
+    let routes = Routes::add(&cidr, &ns, &host.addr);
+    let vpc = ec2
+        .call("CreateVpc", &[("CidrBlock", &cidr)])
+        .text_at("vpc/vpcId");
+    let subnet = ec2
+        .call(
+            "CreateSubnet",
+            &[
+                ("VpcId", &vpc),
+                ("CidrBlock", &cidr),
+                ("AvailabilityZone", "us-east-1a"),
+            ],
+        )
+        .text_at("subnet/subnetId");
+    let ami = ec2
+        .call("DescribeImages", &[])
+        .items("imagesSet")
+        .first()
+        .map(|i| i.text_at("imageId"))
+        .expect("moto has images");
+    (Net { cidr, subnet, ami }, routes)
+}
+
+struct Cli {
+    store: PathBuf,
+    home: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+impl Cli {
+    fn new(dir: &Path) -> Cli {
+        let home = dir.join("home");
+        std::fs::create_dir_all(&home).expect("home");
+        Cli {
+            store: dir.join("store"),
+            home,
+            env: vec![
+                ("AWS_ACCESS_KEY_ID".into(), "AKIDENV".into()),
+                ("AWS_SECRET_ACCESS_KEY".into(), "env-secret".into()),
+                ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
+            ],
+        }
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(bin());
+        for (k, _) in std::env::vars() {
+            if k.starts_with("AWS_") {
+                c.env_remove(k);
+            }
+        }
+        c.env("MACHINE_STORAGE_PATH", &self.store)
+            .env("HOME", &self.home)
+            .env("DOCKER_CONFIG", self.home.join("docker-config"))
+            .env_remove("DOCKER_HOST")
+            .env_remove("MACHINE_DRIVER");
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let started = Instant::now();
+        let out = self.cmd().args(args).output().expect("run machine");
+        eprintln!(
+            "machine {} -> {:?} in {:?}",
+            args.join(" "),
+            out.status.code(),
+            started.elapsed()
+        );
+        out
+    }
+
+    fn config(&self, name: &str) -> serde_json::Value {
+        let p = self.store.join("machines").join(name).join("config.json");
+        serde_json::from_str(&std::fs::read_to_string(p).expect("config.json")).expect("json")
+    }
+}
+
+/// The create arguments every test uses: moto's endpoint, the test subnet,
+/// private addresses, engine options for the test hosts.
+fn create_args(endpoint: &str, net: &Net) -> Vec<String> {
+    [
+        "create",
+        "-d",
+        "amazonec2",
+        "--amazonec2-endpoint",
+        endpoint,
+        "--amazonec2-insecure-transport",
+        "--amazonec2-ami",
+        &net.ami,
+        "--amazonec2-subnet-id",
+        &net.subnet,
+        "--amazonec2-private-address-only=true",
+        "--engine-opt",
+        "bridge=none",
+        "--engine-opt",
+        "iptables=false",
+        "--engine-opt",
+        "ip6tables=false",
+        "--engine-install-url",
+        "none",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// Arguments that let SSH in: the test key, imported into moto as `mt-key`.
+fn with_test_key(ec2: &Ec2, hosts: &Hosts, mut args: Vec<String>) -> Vec<String> {
+    if !ec2.key_names().contains(&"mt-key".to_string()) {
+        let public = std::fs::read(format!("{}.pub", hosts.key().display())).expect("MT_KEY.pub");
+        let b64 = base64(&public);
+        ec2.call(
+            "ImportKeyPair",
+            &[("KeyName", "mt-key"), ("PublicKeyMaterial", &b64)],
+        );
+    }
+    args.extend(
+        [
+            "--amazonec2-keypair-name",
+            "mt-key",
+            "--amazonec2-ssh-keypath",
+            &hosts.key().display().to_string(),
+            "--amazonec2-ssh-user",
+            "root",
+        ]
+        .map(String::from),
+    );
+    args
+}
+
+fn base64(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in data.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            out.push(if i <= c.len() {
+                char::from(T[((n >> (18 - 6 * i)) & 63) as usize])
+            } else {
+                '='
+            });
+        }
+    }
+    out
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// What of ours is left in moto: instances not terminated with our id
+/// tag, key pairs and security groups named after the machine or ours.
+fn assert_nothing_left(ec2: &Ec2, id: &str, key: &str) {
+    let live: Vec<_> = ec2
+        .instances()
+        .into_iter()
+        .filter(|(_, st, tags)| {
+            st != "terminated"
+                && tags
+                    .iter()
+                    .any(|(k, v)| k == "docker-machine-id" && v == id)
+        })
+        .collect();
+    assert!(live.is_empty(), "instances left: {live:?}");
+    assert!(
+        !ec2.key_names().contains(&key.to_string()),
+        "key pair {key} left"
+    );
+    assert!(
+        !ec2.group_names().contains(&"docker-machine".to_string()),
+        "group docker-machine left"
+    );
+}
+
+/// A busybox root file system tarball for `docker import`.
+fn test_image(dir: &Path) -> PathBuf {
+    let image = dir.join("busybox.tar");
+    let st = Command::new("bash")
+        .arg(repo().join("scripts/make-test-image.sh"))
+        .arg(&image)
+        .status()
+        .expect("make image");
+    assert!(st.success(), "cannot build the test image");
+    image
+}
+
+fn setup(index: usize) -> Option<(Hosts, Moto, Ec2, Net, Routes, tempfile::TempDir)> {
+    let hosts = for_suite(Suite::Ec2)?;
+    let moto = Moto::start()?;
+    let ec2 = Ec2::new(&moto.endpoint());
+    let (net, routes) = make_net(&ec2, &hosts, index);
+    let tmp = tempfile::tempdir().expect("tmp");
+    Some((hosts, moto, ec2, net, routes, tmp))
+}
+
+#[test]
+fn create_runs_a_container_and_flags_reach_the_api() {
+    let Some((hosts, moto, ec2, net, _routes, tmp)) = setup(13) else {
+        return;
+    };
+    let _one = PROVISIONING.lock().unwrap_or_else(|e| e.into_inner());
+    let cli = Cli::new(tmp.path());
+    let mut args = with_test_key(&ec2, &hosts, create_args(&moto.endpoint(), &net));
+    args.extend(
+        [
+            "--amazonec2-tags",
+            "team,ci,cost-center,42",
+            "--amazonec2-open-port",
+            "8080",
+            "--amazonec2-open-port",
+            "53/udp",
+            "--amazonec2-root-size",
+            "24",
+            "--amazonec2-volume-type",
+            "gp3",
+            "--amazonec2-volume-encrypted",
+            "--amazonec2-instance-type",
+            "t3.small",
+            "--amazonec2-metadata-token",
+            "required",
+            "--amazonec2-metadata-token-response-hop-limit",
+            "2",
+            "--amazonec2-monitoring",
+            "ec2-full",
+        ]
+        .map(String::from),
+    );
+    let said = ok(&cli.run(&strs(&args)));
+    assert!(said.contains("Docker is up and running!"), "{said}");
+
+    let cfg = cli.config("ec2-full");
+    let d = &cfg["Driver"];
+    let id = d["InstanceId"].as_str().expect("InstanceId").to_string();
+    let ip = d["IPAddress"].as_str().expect("ip").to_string();
+    assert!(
+        ip.starts_with(&net.cidr[..net.cidr.len() - 4]),
+        "{ip} in {}",
+        net.cidr
+    );
+    assert_eq!(d["KeyName"], "mt-key");
+    assert_eq!(d["ExistingKey"], true);
+    assert_eq!(d["PrivateIPOnly"], true);
+    assert_eq!(
+        d["SecurityGroupNames"],
+        serde_json::json!(["docker-machine"])
+    );
+    // credentials from the environment are saved, as the original does
+    assert_eq!(d["AccessKey"], "AKIDENV");
+
+    let ls = ok(&cli.run(&["ls", "--format", "{{.Name}} {{.State}} {{.URL}}"]));
+    assert_eq!(ls.trim(), format!("ec2-full Running tcp://{ip}:2376"));
+    assert_eq!(ok(&cli.run(&["ip", "ec2-full"])).trim(), ip);
+
+    // the docker CLI against the machine
+    let image = test_image(tmp.path());
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "set -e; eval \"$(\"$M\" env ec2-full)\"; docker import {} mt-busybox:latest >/dev/null; \
+             docker run --rm --network none mt-busybox:latest echo hello-from-ec2",
+            image.display()
+        ))
+        .env("M", bin())
+        .env("MACHINE_STORAGE_PATH", &cli.store)
+        .env("DOCKER_CONFIG", cli.home.join("docker-config"))
+        .env("AWS_ACCESS_KEY_ID", "AKIDENV")
+        .env("AWS_SECRET_ACCESS_KEY", "env-secret")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("DOCKER_HOST")
+        .output()
+        .expect("bash");
+    assert!(ok(&out).contains("hello-from-ec2"));
+
+    // what moto was told
+    let inst = ec2.instance(&id);
+    assert_eq!(inst.text_at("instanceType"), "t3.small");
+    assert_eq!(inst.text_at("privateIpAddress"), ip);
+    assert_eq!(inst.text_at("subnetId"), net.subnet);
+    assert_eq!(inst.text_at("keyName"), "mt-key");
+    assert_eq!(inst.text_at("monitoring/state"), "enabled");
+    assert_eq!(inst.text_at("metadataOptions/httpTokens"), "required");
+    assert_eq!(inst.text_at("metadataOptions/httpPutResponseHopLimit"), "2");
+    let tags: Vec<(String, String)> = inst
+        .items("tagSet")
+        .iter()
+        .map(|t| (t.text_at("key"), t.text_at("value")))
+        .collect();
+    for (k, v) in [("Name", "ec2-full"), ("team", "ci"), ("cost-center", "42")] {
+        assert!(
+            tags.contains(&(k.to_string(), v.to_string())),
+            "{k}={v} in {tags:?}"
+        );
+    }
+    assert!(tags
+        .iter()
+        .any(|(k, v)| k == "docker-machine-id" && v == d["Id"].as_str().unwrap_or("?")));
+    let bdm = inst.items("blockDeviceMapping");
+    let root = bdm
+        .iter()
+        .find(|b| b.text_at("deviceName") == "/dev/sda1")
+        .expect("root device");
+    let vol = ec2.call(
+        "DescribeVolumes",
+        &[("VolumeId.1", &root.text_at("ebs/volumeId"))],
+    );
+    let vol = vol.items("volumeSet");
+    assert_eq!(vol[0].text_at("size"), "24");
+    assert_eq!(vol[0].text_at("volumeType"), "gp3");
+    assert_eq!(vol[0].text_at("encrypted"), "true");
+    let groups = ec2.call(
+        "DescribeSecurityGroups",
+        &[
+            ("Filter.1.Name", "group-name"),
+            ("Filter.1.Value.1", "docker-machine"),
+        ],
+    );
+    let g = &groups.items("securityGroupInfo")[0];
+    let mut rules: Vec<String> = g
+        .items("ipPermissions")
+        .iter()
+        .map(|r| format!("{}/{}", r.text_at("fromPort"), r.text_at("ipProtocol")))
+        .collect();
+    rules.sort();
+    assert_eq!(rules, ["22/tcp", "2376/tcp", "53/udp", "8080/tcp"]);
+
+    // lifecycle, states as EC2 reports them
+    let state = |cli: &Cli| ok(&cli.run(&["status", "ec2-full"])).trim().to_string();
+    ok(&cli.run(&["stop", "ec2-full"]));
+    assert_eq!(state(&cli), "Stopped");
+    ok(&cli.run(&["start", "ec2-full"]));
+    assert_eq!(state(&cli), "Running");
+    ok(&cli.run(&["kill", "ec2-full"]));
+    assert_eq!(state(&cli), "Stopped");
+    ok(&cli.run(&["start", "ec2-full"]));
+    ok(&cli.run(&["restart", "ec2-full"]));
+    assert_eq!(state(&cli), "Running");
+    assert_eq!(
+        ok(&cli.run(&["url", "ec2-full"])).trim(),
+        format!("tcp://{}:2376", ok(&cli.run(&["ip", "ec2-full"])).trim())
+    );
+
+    ok(&cli.run(&["rm", "-y", "ec2-full"]));
+    assert_eq!(
+        ec2.instance(&id).text_at("instanceState/name"),
+        "terminated"
+    );
+    // the group was ours and goes; the key pair was not and stays
+    assert!(!ec2.group_names().contains(&"docker-machine".to_string()));
+    assert!(ec2.key_names().contains(&"mt-key".to_string()));
+}
+
+#[test]
+fn spot_request_reaches_the_api_and_rm_cancels_it() {
+    let Some((hosts, moto, ec2, net, _routes, tmp)) = setup(13) else {
+        return;
+    };
+    let _one = PROVISIONING.lock().unwrap_or_else(|e| e.into_inner());
+    let cli = Cli::new(tmp.path());
+    let proxy = Proxy::start(moto.port, 0);
+    let mut args = with_test_key(&ec2, &hosts, create_args(&proxy.endpoint(), &net));
+    args.extend(
+        [
+            "--amazonec2-request-spot-instance",
+            "--amazonec2-spot-price",
+            "0.07",
+            "ec2-spot",
+        ]
+        .map(String::from),
+    );
+    ok(&cli.run(&strs(&args)));
+    let d = cli.config("ec2-spot")["Driver"].clone();
+    let req = d["SpotInstanceRequestId"]
+        .as_str()
+        .expect("request id")
+        .to_string();
+    let x = ec2.call(
+        "DescribeSpotInstanceRequests",
+        &[("SpotInstanceRequestId.1", &req)],
+    );
+    let r = &x.items("spotInstanceRequestSet")[0];
+    assert_eq!(r.text_at("spotPrice").trim_end_matches('0'), "0.07");
+    assert_eq!(
+        r.text_at("instanceId"),
+        d["InstanceId"].as_str().unwrap_or("?")
+    );
+    ok(&cli.run(&["rm", "-y", "ec2-spot"]));
+    let x = ec2.call(
+        "DescribeSpotInstanceRequests",
+        &[("SpotInstanceRequestId.1", &req)],
+    );
+    // moto forgets a cancelled request; EC2 shows it as cancelled
+    let left: Vec<String> = x
+        .items("spotInstanceRequestSet")
+        .iter()
+        .map(|r| r.text_at("state"))
+        .filter(|s| s != "cancelled")
+        .collect();
+    assert!(left.is_empty(), "spot request left: {left:?}");
+    let id = d["InstanceId"].as_str().expect("id");
+    assert_eq!(ec2.instance(id).text_at("instanceState/name"), "terminated");
+}
+
+/// A create that fails after RunInstances (our generated key is not
+/// authorized on the host, so SSH refuses) keeps the machine in state
+/// Error with its instance id; `rm` then leaves nothing of ours.
+#[test]
+fn failure_after_run_instances_is_error_and_rm_leaves_nothing() {
+    let Some((_hosts, moto, ec2, net, _routes, tmp)) = setup(14) else {
+        return;
+    };
+    let cli = Cli::new(tmp.path());
+    let mut args = create_args(&moto.endpoint(), &net);
+    args.extend(["--amazonec2-ssh-user", "root", "ec2-fail"].map(String::from));
+    let out = cli.run(&strs(&args));
+    assert!(
+        !out.status.success(),
+        "create should fail: {}",
+        text(&out.stdout)
+    );
+    let d = cli.config("ec2-fail")["Driver"].clone();
+    let id = d["InstanceId"].as_str().expect("InstanceId").to_string();
+    assert!(id.starts_with("i-"), "{d}");
+    assert_eq!(d["KeyName"], "ec2-fail");
+    assert_eq!(d["ExistingKey"], false);
+    assert!(ec2.key_names().contains(&"ec2-fail".to_string()));
+    let ls = ok(&cli.run(&["ls", "--format", "{{.Name}} {{.State}}"]));
+    assert_eq!(ls.trim(), "ec2-fail Error");
+    ok(&cli.run(&["rm", "-y", "ec2-fail"]));
+    assert_nothing_left(&ec2, d["Id"].as_str().expect("Id"), "ec2-fail");
+    assert!(!cli.store.join("machines/ec2-fail").exists());
+}
+
+/// `rm` succeeds when the instance, key pair and group are already gone,
+/// and finds by its tag an instance whose id was never saved.
+#[test]
+fn rm_of_what_is_gone_and_of_an_unsaved_instance() {
+    let Some((_hosts, moto, ec2, net, _routes, tmp)) = setup(14) else {
+        return;
+    };
+    let cli = Cli::new(tmp.path());
+    for name in ["ec2-gone", "ec2-lost"] {
+        let mut args = create_args(&moto.endpoint(), &net);
+        args.extend(["--amazonec2-security-group", name, name].map(String::from));
+        assert!(!cli.run(&strs(&args)).status.success());
+    }
+    // gone: terminate and delete behind the machine's back
+    let gone = cli.config("ec2-gone")["Driver"].clone();
+    let gone_id = gone["InstanceId"].as_str().expect("id").to_string();
+    ec2.call("TerminateInstances", &[("InstanceId.1", &gone_id)]);
+    ec2.call("DeleteKeyPair", &[("KeyName", "ec2-gone")]);
+    let gid = gone["SecurityGroupIds"][0]
+        .as_str()
+        .expect("group")
+        .to_string();
+    ec2.call("DeleteSecurityGroup", &[("GroupId", &gid)]);
+    ok(&cli.run(&["rm", "-y", "ec2-gone"]));
+
+    // lost: as if the process died before the id was saved
+    let path = cli.store.join("machines/ec2-lost/config.json");
+    let mut cfg = cli.config("ec2-lost");
+    let lost_id = cfg["Driver"]["InstanceId"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    cfg["Driver"]["InstanceId"] = serde_json::json!("");
+    std::fs::write(&path, serde_json::to_string_pretty(&cfg).expect("json")).expect("write");
+    ok(&cli.run(&["rm", "-y", "ec2-lost"]));
+    assert_eq!(
+        ec2.instance(&lost_id).text_at("instanceState/name"),
+        "terminated"
+    );
+    assert!(!ec2.key_names().contains(&"ec2-lost".to_string()));
+    assert!(!ec2.group_names().contains(&"ec2-lost".to_string()));
+}
+
+/// Per moto port, an action the proxies in front of it hold for a minute
+/// (then drop) instead of forwarding.
+static HANG: Mutex<std::collections::BTreeMap<u16, &'static str>> =
+    Mutex::new(std::collections::BTreeMap::new());
+
+/// A loopback HTTP proxy in front of moto: records the access key of each
+/// request's signature, and answers the first `throttle` requests with
+/// RequestLimitExceeded.
+struct Proxy {
+    port: u16,
+    keys: Arc<Mutex<Vec<String>>>,
+    bodies: Arc<Mutex<Vec<String>>>,
+    throttled: Arc<AtomicUsize>,
+}
+
+impl Proxy {
+    fn start(upstream: u16, throttle: usize) -> Proxy {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        let keys = Arc::new(Mutex::new(Vec::new()));
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let throttled = Arc::new(AtomicUsize::new(0));
+        let (k, b, t) = (keys.clone(), bodies.clone(), throttled.clone());
+        std::thread::spawn(move || {
+            for c in l.incoming().flatten() {
+                let (k, b, t) = (k.clone(), b.clone(), t.clone());
+                std::thread::spawn(move || {
+                    let _ = Proxy::serve(c, upstream, throttle, &k, &b, &t);
+                });
+            }
+        });
+        Proxy {
+            port,
+            keys,
+            bodies,
+            throttled,
+        }
+    }
+
+    fn serve(
+        client: TcpStream,
+        upstream: u16,
+        throttle: usize,
+        keys: &Mutex<Vec<String>>,
+        bodies: &Mutex<Vec<String>>,
+        throttled: &AtomicUsize,
+    ) -> std::io::Result<()> {
+        let mut r = BufReader::new(client.try_clone()?);
+        let mut head = Vec::new();
+        let mut len = 0usize;
+        loop {
+            let mut line = String::new();
+            if r.read_line(&mut line)? == 0 {
+                return Ok(());
+            }
+            let lower = line.to_ascii_lowercase();
+            if let Some(v) = lower.strip_prefix("content-length:") {
+                len = v.trim().parse().unwrap_or(0);
+            }
+            if let Some(v) = lower.strip_prefix("authorization:") {
+                if let Some(rest) = v.split("credential=").nth(1) {
+                    let ak = rest.split('/').next().unwrap_or_default();
+                    // the header was lower-cased: take the original spelling
+                    let at = line.to_ascii_lowercase().find(ak).unwrap_or(0);
+                    keys.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(line[at..at + ak.len()].to_string());
+                }
+            }
+            if let Some(v) = lower.strip_prefix("x-amz-security-token:") {
+                keys.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(format!("token:{}", v.trim()));
+            }
+            if lower.starts_with("connection:") || lower.starts_with("content-length:") {
+                continue;
+            }
+            if line == "\r\n" {
+                break;
+            }
+            head.extend_from_slice(line.as_bytes());
+        }
+        let mut body = vec![0; len];
+        r.read_exact(&mut body)?;
+        // moto launches a spot request's instance in the subnet named by
+        // LaunchSpecification.SubnetId only, where EC2 also takes the one
+        // of the network interface the driver sends: name it both ways, so
+        // that the instance lands on the test host and nowhere else.
+        let form = String::from_utf8_lossy(&body).into_owned();
+        bodies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(form.clone());
+        if form.contains("Action=RequestSpotInstances") {
+            let key = "LaunchSpecification.NetworkInterface.1.SubnetId=";
+            if let Some(v) = form.split('&').find_map(|kv| kv.strip_prefix(key)) {
+                body.extend_from_slice(format!("&LaunchSpecification.SubnetId={v}").as_bytes());
+            }
+        }
+        head.extend_from_slice(
+            format!(
+                "Content-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        );
+        let mut client = client;
+        let hang = HANG
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&upstream)
+            .copied();
+        if let Some(action) = hang {
+            if form.contains(&format!("Action={action}&")) {
+                std::thread::sleep(Duration::from_secs(60));
+                return Ok(());
+            }
+        }
+        if throttled.fetch_add(1, Ordering::SeqCst) < throttle {
+            let x = "<Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message></Error></Errors><RequestID>x</RequestID></Response>";
+            write!(
+                client,
+                "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{x}",
+                x.len()
+            )?;
+            return Ok(());
+        }
+        throttled.fetch_sub(1, Ordering::SeqCst);
+        let mut up = TcpStream::connect(("127.0.0.1", upstream))?;
+        up.write_all(&head)?;
+        up.write_all(&body)?;
+        let mut answer = Vec::new();
+        up.read_to_end(&mut answer)?;
+        // one request per connection: say so
+        if let Some(eol) = answer.windows(2).position(|w| w == b"\r\n") {
+            client.write_all(&answer[..eol + 2])?;
+            client.write_all(b"Connection: close\r\n")?;
+            let rest: Vec<u8> = answer[eol + 2..].to_vec();
+            let text = String::from_utf8_lossy(&rest).into_owned();
+            let filtered: String = text
+                .split_inclusive("\r\n")
+                .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+                .collect();
+            client.write_all(filtered.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    fn endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn bodies(&self) -> Vec<String> {
+        self.bodies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn keys(&self) -> Vec<String> {
+        self.keys.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// A loopback instance metadata service (IMDSv2 only: no token, no answer).
+fn imds() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for c in l.incoming().flatten() {
+            let mut r = BufReader::new(match c.try_clone() {
+                Ok(c) => c,
+                Err(_) => continue,
+            });
+            let mut first = String::new();
+            let mut token = false;
+            let _ = r.read_line(&mut first);
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if line
+                    .to_ascii_lowercase()
+                    .starts_with("x-aws-ec2-metadata-token: tok-123")
+                {
+                    token = true;
+                }
+            }
+            let path = first.split_whitespace().nth(1).unwrap_or("").to_string();
+            let (status, body) = if first.starts_with("PUT") && path == "/latest/api/token" {
+                (200, "tok-123".to_string())
+            } else if !token {
+                (401, String::new())
+            } else if path == "/latest/meta-data/iam/security-credentials/" {
+                (200, "ci-role\n".to_string())
+            } else if path == "/latest/meta-data/iam/security-credentials/ci-role" {
+                (
+                    200,
+                    r#"{"Code":"Success","AccessKeyId":"AKIDIMDS","SecretAccessKey":"imds-secret","Token":"imds-token","Expiration":"2099-01-01T00:00:00Z"}"#.to_string(),
+                )
+            } else {
+                (404, String::new())
+            };
+            let mut c = c;
+            let _ = write!(
+                c,
+                "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+/// Credentials from the environment, a shared credentials file with a
+/// profile, and an instance role served on loopback, seen in the signature
+/// of the requests; throttling answered by retry.
+#[test]
+fn credentials_sources_and_throttling() {
+    let Some((_hosts, moto, ec2, net, _routes, tmp)) = setup(14) else {
+        return;
+    };
+    let create = |cli: &Cli, endpoint: &str, name: &str, extra: &[&str]| {
+        let mut args = create_args(endpoint, &net);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.push(name.to_string());
+        cli.run(&strs(&args))
+    };
+    // file + profile
+    let proxy = Proxy::start(moto.port, 0);
+    let mut cli = Cli::new(tmp.path());
+    let creds = tmp.path().join("credentials");
+    std::fs::write(
+        &creds,
+        "[default]\naws_access_key_id = AKIDDEFAULT\naws_secret_access_key = d\n[ci]\naws_access_key_id = AKIDFILE\naws_secret_access_key = f\n",
+    )
+    .expect("creds");
+    cli.env = vec![
+        (
+            "AWS_SHARED_CREDENTIALS_FILE".into(),
+            creds.display().to_string(),
+        ),
+        ("AWS_PROFILE".into(), "ci".into()),
+        ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
+    ];
+    let out = create(&cli, &proxy.endpoint(), "ec2-file", &[]);
+    assert!(!out.status.success());
+    let keys = proxy.keys();
+    assert!(
+        !keys.is_empty() && keys.iter().all(|k| k == "AKIDFILE"),
+        "{keys:?}"
+    );
+    assert_eq!(cli.config("ec2-file")["Driver"]["SecretKey"], "");
+
+    // instance role over IMDSv2 on loopback
+    let port = imds();
+    cli.env = vec![(
+        "AWS_EC2_METADATA_SERVICE_ENDPOINT".into(),
+        format!("http://127.0.0.1:{port}"),
+    )];
+    let proxy2 = Proxy::start(moto.port, 0);
+    ok(&cli.run(&["rm", "-y", "ec2-file"]));
+    let out = create(&cli, &proxy2.endpoint(), "ec2-role", &[]);
+    assert!(!out.status.success());
+    // every request signed with the role's key and carrying its session token
+    let keys = proxy2.keys();
+    let (tokens, ids): (Vec<&String>, Vec<&String>) =
+        keys.iter().partition(|k| k.starts_with("token:"));
+    assert!(
+        !ids.is_empty() && ids.iter().all(|k| *k == "AKIDIMDS"),
+        "{keys:?}"
+    );
+    assert_eq!(tokens.len(), ids.len(), "{keys:?}");
+    assert!(tokens.iter().all(|t| *t == "token:imds-token"), "{keys:?}");
+    ok(&cli.run(&["rm", "-y", "ec2-role"]));
+
+    // nothing found: a clear error, no request
+    cli.env = vec![("AWS_EC2_METADATA_DISABLED".into(), "true".into())];
+    let out = create(&cli, &proxy2.endpoint(), "ec2-none", &[]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("AWS credentials"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // throttled twice, then answered: the create goes on to RunInstances
+    let throttling = Proxy::start(moto.port, 2);
+    let cli = Cli::new(&tmp.path().join("t"));
+    let before = ec2.instances().len();
+    let out = create(&cli, &throttling.endpoint(), "ec2-throttled", &[]);
+    assert!(
+        !text(&out.stderr).contains("RequestLimitExceeded"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(throttling.throttled.load(Ordering::SeqCst), 2);
+    assert_eq!(ec2.instances().len(), before + 1);
+    ok(&cli.run(&["rm", "-y", "ec2-throttled"]));
+    // with retries disabled the throttling error is the answer
+    let refusing = Proxy::start(moto.port, 1);
+    let out = create(
+        &cli,
+        &refusing.endpoint(),
+        "ec2-refused",
+        &["--amazonec2-retries=-1"],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("RequestLimitExceeded"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// GitLab Runner's docker+machine sequence (create with `--flag=true`
+/// forms, inspect, config, url, docker over TLS, status, provision, stop,
+/// rm) run by a script against `docker-machine` on PATH.
+#[test]
+fn gitlab_runner_command_sequence() {
+    let Some((hosts, moto, ec2, net, _routes, tmp)) = setup(13) else {
+        return;
+    };
+    let _one = PROVISIONING.lock().unwrap_or_else(|e| e.into_inner());
+    let cli = Cli::new(tmp.path());
+    let bin_dir = tmp.path().join("bin");
+    std::fs::create_dir_all(&bin_dir).expect("bin");
+    std::os::unix::fs::symlink(bin(), bin_dir.join("docker-machine")).expect("symlink");
+    let proxy = Proxy::start(moto.port, 0);
+    let mut args = with_test_key(&ec2, &hosts, create_args(&proxy.endpoint(), &net));
+    args.drain(..3); // the script names the driver
+    args.extend(
+        [
+            // as GitLab Runner's MachineOptions are commonly written
+            "--amazonec2-use-private-address=true",
+            "--amazonec2-request-spot-instance=false",
+            "--amazonec2-security-group-readonly=false",
+            "--amazonec2-monitoring=false",
+            "--amazonec2-userdata=",
+            "--amazonec2-root-size=8",
+            "--amazonec2-volume-type=gp3",
+            "--amazonec2-encrypt-ebs-volume=true",
+            "--amazonec2-metadata-token=required",
+            "--amazonec2-metadata-token-response-hop-limit=2",
+            "--amazonec2-tags",
+            "runner-token,abc,gitlab,true",
+        ]
+        .map(String::from),
+    );
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut cmd = cli.cmd();
+    // the script, not the binary: bash with the same environment
+    cmd.env("PATH", path);
+    let mut script = Command::new("bash");
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => script.env(k, v),
+            None => script.env_remove(k),
+        };
+    }
+    let out = script
+        .arg(repo().join("machine-cli/tests/scripts/gitlab-runner-sequence.sh"))
+        .arg("runner-1")
+        .args(&args)
+        .output()
+        .expect("script");
+    let said = ok(&out);
+    assert!(said.contains("step: finished"), "{said}");
+    // the fork's flags reached the API
+    let (id, _, _) = ec2
+        .instances()
+        .into_iter()
+        .find(|(_, _, tags)| tags.contains(&("Name".into(), "runner-1".into())))
+        .expect("the runner's instance");
+    let inst = ec2.instance(&id);
+    assert_eq!(inst.text_at("metadataOptions/httpTokens"), "required");
+    assert_eq!(inst.text_at("metadataOptions/httpPutResponseHopLimit"), "2");
+    // the root volume went with the instance: read what was asked
+    let run = proxy
+        .bodies()
+        .into_iter()
+        .find(|b| b.contains("Action=RunInstances"))
+        .expect("RunInstances went through the proxy");
+    for part in [
+        "BlockDeviceMapping.1.Ebs.VolumeSize=8",
+        "BlockDeviceMapping.1.Ebs.VolumeType=gp3",
+        "BlockDeviceMapping.1.Ebs.Encrypted=true",
+        "Monitoring.Enabled=false",
+    ] {
+        assert!(run.contains(part), "{part} in {run}");
+    }
+    let live: Vec<_> = ec2
+        .instances()
+        .into_iter()
+        .filter(|(_, st, _)| st != "terminated")
+        .collect();
+    assert!(live.is_empty(), "{live:?}");
+}
+
+/// Ten creates at once (each fails after RunInstances: our generated keys
+/// are not authorized on the host), then ten removes at once: the shared
+/// security group is made once, and nothing of ours is left.
+#[test]
+fn ten_concurrent_creates_and_removes() {
+    let Some((_hosts, moto, ec2, net, _routes, tmp)) = setup(14) else {
+        return;
+    };
+    let cli = Arc::new(Cli::new(tmp.path()));
+    let names: Vec<String> = (0..10).map(|i| format!("ec2-many-{i}")).collect();
+    let run_all = |argv: &dyn Fn(&str) -> Vec<String>| {
+        let children: Vec<_> = names
+            .iter()
+            .map(|n| {
+                cli.cmd()
+                    .args(argv(n))
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("spawn")
+            })
+            .collect();
+        children
+            .into_iter()
+            .map(|c| c.wait_with_output().expect("wait"))
+            .collect::<Vec<_>>()
+    };
+    let endpoint = moto.endpoint();
+    let started = Instant::now();
+    let outs = run_all(&|n: &str| {
+        let mut a = create_args(&endpoint, &net);
+        a.push(n.to_string());
+        a
+    });
+    eprintln!("10 creates in {:?}", started.elapsed());
+    for (n, o) in names.iter().zip(&outs) {
+        assert!(!o.status.success(), "{n} should fail at SSH");
+        let d = cli.config(n)["Driver"].clone();
+        assert!(
+            d["InstanceId"]
+                .as_str()
+                .is_some_and(|i| i.starts_with("i-")),
+            "{n}: {d}\n{}",
+            text(&o.stderr)
+        );
+    }
+    let groups = ec2.group_names();
+    assert_eq!(
+        groups.iter().filter(|g| *g == "docker-machine").count(),
+        1,
+        "{groups:?}"
+    );
+    let ids: Vec<String> = names
+        .iter()
+        .map(|n| {
+            cli.config(n)["Driver"]["Id"]
+                .as_str()
+                .unwrap_or("?")
+                .to_string()
+        })
+        .collect();
+    let started = Instant::now();
+    let outs = run_all(&|n: &str| vec!["rm".into(), "-y".into(), n.to_string()]);
+    eprintln!("10 removes in {:?}", started.elapsed());
+    for (n, o) in names.iter().zip(&outs) {
+        assert!(o.status.success(), "rm {n}: {}", text(&o.stderr));
+    }
+    for (n, id) in names.iter().zip(&ids) {
+        let live: Vec<_> = ec2
+            .instances()
+            .into_iter()
+            .filter(|(_, st, tags)| {
+                st != "terminated"
+                    && tags
+                        .iter()
+                        .any(|(k, v)| k == "docker-machine-id" && v == id)
+            })
+            .collect();
+        assert!(live.is_empty(), "{n}: {live:?}");
+        assert!(!ec2.key_names().contains(n), "key pair {n} left");
+    }
+}
+
+/// moto checks signatures once its first actions are spent
+/// (`INITIAL_NO_AUTH_ACTION_COUNT`): an IAM user made then signs every
+/// request of a create and a remove, with values that need escaping; a
+/// wrong secret is refused before anything is made.
+#[test]
+fn moto_verifies_every_signature_of_create_and_rm() {
+    let Some(hosts) = for_suite(Suite::Ec2) else {
+        return;
+    };
+    let Some(moto) = Moto::start_with(&[("INITIAL_NO_AUTH_ACTION_COUNT", "3")]) else {
+        return;
+    };
+    // the three unauthenticated actions: an IAM user, its key, a policy
+    let setup = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import boto3, json, sys\n\
+             iam = boto3.client('iam', endpoint_url=sys.argv[1], region_name='us-east-1', \
+               aws_access_key_id='x', aws_secret_access_key='x')\n\
+             iam.create_user(UserName='ci')\n\
+             k = iam.create_access_key(UserName='ci')['AccessKey']\n\
+             iam.put_user_policy(UserName='ci', PolicyName='all', PolicyDocument=json.dumps(\
+               {'Version': '2012-10-17', 'Statement': [{'Effect': 'Allow', 'Action': '*', 'Resource': '*'}]}))\n\
+             print(k['AccessKeyId'], k['SecretAccessKey'])",
+        )
+        .arg(format!("http://{}", moto.endpoint()))
+        .output()
+        .expect("python3");
+    let keys = ok(&setup);
+    let mut keys = keys.split_whitespace();
+    let (ak, sk) = (
+        keys.next().expect("key id").to_string(),
+        keys.next().expect("secret").to_string(),
+    );
+    let ec2 = Ec2::with_keys(&moto.endpoint(), &ak, &sk);
+    let (net, _routes) = make_net(&ec2, &hosts, 14);
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut cli = Cli::new(tmp.path());
+    cli.env = vec![
+        ("AWS_ACCESS_KEY_ID".into(), ak.clone()),
+        ("AWS_SECRET_ACCESS_KEY".into(), "not-the-secret".into()),
+        ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
+    ];
+    let mut args = create_args(&moto.endpoint(), &net);
+    args.push("ec2-signed".into());
+    let out = cli.run(&strs(&args));
+    let err = text(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("AuthFailure"),
+        "{err}"
+    );
+    assert!(!cli.store.join("machines/ec2-signed").exists());
+
+    cli.env[1].1 = sk;
+    args.pop();
+    args.extend(
+        [
+            "--amazonec2-tags",
+            "owner,Jane Doe/ops+ci=1,path,a/b c~d",
+            "--amazonec2-open-port",
+            "8443",
+            "ec2-signed",
+        ]
+        .map(String::from),
+    );
+    let out = cli.run(&strs(&args));
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "fails at SSH only");
+    assert!(
+        !err.contains("AuthFailure") && !err.contains("Signature"),
+        "{err}"
+    );
+    let d = cli.config("ec2-signed")["Driver"].clone();
+    let id = d["InstanceId"].as_str().expect("InstanceId").to_string();
+    let inst = ec2.instance(&id);
+    let tags: Vec<(String, String)> = inst
+        .items("tagSet")
+        .iter()
+        .map(|t| (t.text_at("key"), t.text_at("value")))
+        .collect();
+    assert!(
+        tags.contains(&("owner".into(), "Jane Doe/ops+ci=1".into())),
+        "{tags:?}"
+    );
+    ok(&cli.run(&["rm", "-y", "ec2-signed"]));
+    assert_nothing_left(&ec2, d["Id"].as_str().expect("Id"), "ec2-signed");
+}
+
+/// The instance id is in config.json as soon as RunInstances answers: a
+/// create killed (SIGKILL) while it waits for the instance leaves a machine
+/// that `rm` removes completely.
+#[test]
+fn a_create_killed_after_run_instances_has_saved_the_instance() {
+    let Some((_hosts, moto, ec2, net, _routes, tmp)) = setup(14) else {
+        return;
+    };
+    HANG.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(moto.port, "DescribeInstances");
+    let proxy = Proxy::start(moto.port, 0);
+    let cli = Cli::new(tmp.path());
+    let mut args = create_args(&proxy.endpoint(), &net);
+    args.push("ec2-killed".into());
+    let mut child = cli
+        .cmd()
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !proxy
+        .bodies()
+        .iter()
+        .any(|b| b.contains("Action=DescribeInstances&"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "create never waited for the instance"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().expect("kill the create");
+    let _ = child.wait();
+    HANG.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&moto.port);
+    let d = cli.config("ec2-killed")["Driver"].clone();
+    let id = d["InstanceId"].as_str().expect("InstanceId").to_string();
+    assert!(id.starts_with("i-"), "{d}");
+    assert_eq!(d["KeyName"], "ec2-killed");
+    assert_eq!(
+        d["CreatedSecurityGroupIds"].as_array().map(Vec::len),
+        Some(1)
+    );
+    let out = cli.run(&["rm", "-y", "ec2-killed"]);
+    ok(&out);
+    assert_eq!(
+        ec2.instance(&id).text_at("instanceState/name"),
+        "terminated"
+    );
+    assert_nothing_left(&ec2, d["Id"].as_str().expect("Id"), "ec2-killed");
+}
+
+/// Named groups that exist are used as they are with
+/// `--amazonec2-security-group-readonly`, and `rm` leaves them.
+#[test]
+fn existing_read_only_groups_are_used_and_kept() {
+    let Some((_hosts, moto, ec2, net, _routes, tmp)) = setup(14) else {
+        return;
+    };
+    let vpc = ec2
+        .call("DescribeSubnets", &[("SubnetId.1", &net.subnet)])
+        .items("subnetSet")[0]
+        .text_at("vpcId");
+    let gid = ec2
+        .call(
+            "CreateSecurityGroup",
+            &[
+                ("GroupName", "ops-managed"),
+                ("GroupDescription", "made by the operators"),
+                ("VpcId", &vpc),
+            ],
+        )
+        .text_at("groupId");
+    let cli = Cli::new(tmp.path());
+    let mut args = create_args(&moto.endpoint(), &net);
+    args.extend(
+        [
+            "--amazonec2-security-group",
+            "ops-managed",
+            "--amazonec2-security-group-readonly=true",
+            "ec2-ro",
+        ]
+        .map(String::from),
+    );
+    assert!(!cli.run(&strs(&args)).status.success(), "fails at SSH only");
+    let d = cli.config("ec2-ro")["Driver"].clone();
+    assert_eq!(d["SecurityGroupIds"], serde_json::json!([gid]));
+    assert_eq!(d["CreatedSecurityGroupIds"], serde_json::json!([]));
+    let inst = ec2.instance(d["InstanceId"].as_str().expect("id"));
+    let groups: Vec<String> = inst
+        .items("networkInterfaceSet")
+        .iter()
+        .flat_map(|n| n.items("groupSet"))
+        .chain(inst.items("groupSet"))
+        .map(|g| g.text_at("groupId"))
+        .collect();
+    assert!(groups.contains(&gid), "{groups:?}");
+    let rules = |ec2: &Ec2| {
+        ec2.call("DescribeSecurityGroups", &[("GroupId.1", &gid)])
+            .items("securityGroupInfo")[0]
+            .items("ipPermissions")
+            .len()
+    };
+    assert_eq!(rules(&ec2), 0, "read-only: no rules added");
+    ok(&cli.run(&["rm", "-y", "ec2-ro"]));
+    assert!(ec2.group_names().contains(&"ops-managed".to_string()));
+    assert_eq!(rules(&ec2), 0);
+}
