@@ -7,13 +7,13 @@
 #   bash scripts/testhosts.sh up 15 && eval "$(bash scripts/testhosts.sh env)"
 #   cargo build -p machine-cli && bash benches/ec2-bench.sh [ROUNDS]
 #
-# BENCH_HOST_INDEX (default 13) picks the host; MACHINE (default
+# BENCH_HOST_INDEX (default 15) picks the host; MACHINE (default
 # target/debug/machine) the binary. Prints one line per round, then
 # min / median / max of each phase.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-5}
-INDEX=${BENCH_HOST_INDEX:-13}
+INDEX=${BENCH_HOST_INDEX:-15}
 MACHINE=${MACHINE:-$PWD/target/debug/machine}
 die() { echo "ec2-bench: error: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "run as root (it adds routes)"

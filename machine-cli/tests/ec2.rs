@@ -7,9 +7,9 @@
 //! host's network namespace `ip route add local CIDR dev lo`, outside a
 //! route for the CIDR via the host's address. With
 //! `--amazonec2-private-address-only` the driver then reaches the host over
-//! SSH and provisions Docker on it. Hosts 13 and 14 of `MT_HOSTS` (suite
-//! `ec2` of test-support/hosts.json): 13 for creates that provision (one at
-//! a time), 14 for creates that fail after the instance exists.
+//! SSH and provisions Docker on it. Hosts 15 and 16 of `MT_HOSTS` (suite
+//! `ec2` of test-support/hosts.json): 15 for creates that provision (one at
+//! a time), 16 for creates that fail after the instance exists.
 //!
 //! No test reaches any address but loopback and these hosts: credentials
 //! are always given (the instance metadata service is disabled or served on
@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Creates that provision Docker on host 13 run one at a time.
+/// Creates that provision Docker on host 15 run one at a time.
 static PROVISIONING: Mutex<()> = Mutex::new(());
 
 fn bin() -> &'static str {
@@ -288,7 +288,29 @@ fn cidr_for(hosts: &Hosts, index: usize) -> String {
     format!("10.{}.{third}.0/24", 199 + index)
 }
 
+/// A safety net under the per-test routes: any other private address an
+/// emulated instance might be given (moto's default subnets, a spot request
+/// placed elsewhere) is unreachable here instead of going out through the
+/// default route. The test hosts' networks and the routes the tests add are
+/// more specific and win.
+fn no_stray_private_traffic() {
+    static DONE: std::sync::Once = std::sync::Once::new();
+    DONE.call_once(|| {
+        for net in ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"] {
+            let st = Command::new("ip")
+                .args(["route", "replace", "unreachable", net, "metric", "4000"])
+                .status()
+                .expect("ip");
+            assert!(
+                st.success(),
+                "cannot install the unreachable route for {net}"
+            );
+        }
+    });
+}
+
 fn make_net(ec2: &Ec2, hosts: &Hosts, index: usize) -> (Net, Routes) {
+    no_stray_private_traffic();
     let cidr = cidr_for(hosts, index);
     let host = hosts.host(index);
     let ns = host.name.clone().expect("MT_HOST_NAMES names the host");
@@ -494,7 +516,7 @@ fn setup(index: usize) -> Option<(Hosts, Moto, Ec2, Net, Routes, tempfile::TempD
 
 #[test]
 fn create_runs_a_container_and_flags_reach_the_api() {
-    let Some((hosts, moto, ec2, net, _routes, tmp)) = setup(13) else {
+    let Some((hosts, moto, ec2, net, _routes, tmp)) = setup(15) else {
         return;
     };
     let _one = PROVISIONING.lock().unwrap_or_else(|e| e.into_inner());
@@ -650,7 +672,7 @@ fn create_runs_a_container_and_flags_reach_the_api() {
 
 #[test]
 fn spot_request_reaches_the_api_and_rm_cancels_it() {
-    let Some((hosts, moto, ec2, net, _routes, tmp)) = setup(13) else {
+    let Some((hosts, moto, ec2, net, _routes, tmp)) = setup(15) else {
         return;
     };
     let _one = PROVISIONING.lock().unwrap_or_else(|e| e.into_inner());
@@ -704,7 +726,7 @@ fn spot_request_reaches_the_api_and_rm_cancels_it() {
 /// Error with its instance id; `rm` then leaves nothing of ours.
 #[test]
 fn failure_after_run_instances_is_error_and_rm_leaves_nothing() {
-    let Some((_hosts, moto, ec2, net, _routes, tmp)) = setup(14) else {
+    let Some((_hosts, moto, ec2, net, _routes, tmp)) = setup(16) else {
         return;
     };
     let cli = Cli::new(tmp.path());
@@ -733,7 +755,7 @@ fn failure_after_run_instances_is_error_and_rm_leaves_nothing() {
 /// and finds by its tag an instance whose id was never saved.
 #[test]
 fn rm_of_what_is_gone_and_of_an_unsaved_instance() {
-    let Some((_hosts, moto, ec2, net, _routes, tmp)) = setup(14) else {
+    let Some((_hosts, moto, ec2, net, _routes, tmp)) = setup(16) else {
         return;
     };
     let cli = Cli::new(tmp.path());
@@ -992,7 +1014,7 @@ fn imds() -> u16 {
 /// of the requests; throttling answered by retry.
 #[test]
 fn credentials_sources_and_throttling() {
-    let Some((_hosts, moto, ec2, net, _routes, tmp)) = setup(14) else {
+    let Some((_hosts, moto, ec2, net, _routes, tmp)) = setup(16) else {
         return;
     };
     let create = |cli: &Cli, endpoint: &str, name: &str, extra: &[&str]| {
@@ -1093,7 +1115,7 @@ fn credentials_sources_and_throttling() {
 /// rm) run by a script against `docker-machine` on PATH.
 #[test]
 fn gitlab_runner_command_sequence() {
-    let Some((hosts, moto, ec2, net, _routes, tmp)) = setup(13) else {
+    let Some((hosts, moto, ec2, net, _routes, tmp)) = setup(15) else {
         return;
     };
     let _one = PROVISIONING.lock().unwrap_or_else(|e| e.into_inner());
@@ -1181,7 +1203,7 @@ fn gitlab_runner_command_sequence() {
 /// security group is made once, and nothing of ours is left.
 #[test]
 fn ten_concurrent_creates_and_removes() {
-    let Some((_hosts, moto, ec2, net, _routes, tmp)) = setup(14) else {
+    let Some((_hosts, moto, ec2, net, _routes, tmp)) = setup(16) else {
         return;
     };
     let cli = Arc::new(Cli::new(tmp.path()));
@@ -1294,7 +1316,7 @@ fn moto_verifies_every_signature_of_create_and_rm() {
         keys.next().expect("secret").to_string(),
     );
     let ec2 = Ec2::with_keys(&moto.endpoint(), &ak, &sk);
-    let (net, _routes) = make_net(&ec2, &hosts, 14);
+    let (net, _routes) = make_net(&ec2, &hosts, 16);
     let tmp = tempfile::tempdir().expect("tmp");
     let mut cli = Cli::new(tmp.path());
     cli.env = vec![
@@ -1352,7 +1374,7 @@ fn moto_verifies_every_signature_of_create_and_rm() {
 /// that `rm` removes completely.
 #[test]
 fn a_create_killed_after_run_instances_has_saved_the_instance() {
-    let Some((_hosts, moto, ec2, net, _routes, tmp)) = setup(14) else {
+    let Some((_hosts, moto, ec2, net, _routes, tmp)) = setup(16) else {
         return;
     };
     HANG.lock()
@@ -1407,7 +1429,7 @@ fn a_create_killed_after_run_instances_has_saved_the_instance() {
 /// `--amazonec2-security-group-readonly`, and `rm` leaves them.
 #[test]
 fn existing_read_only_groups_are_used_and_kept() {
-    let Some((_hosts, moto, ec2, net, _routes, tmp)) = setup(14) else {
+    let Some((_hosts, moto, ec2, net, _routes, tmp)) = setup(16) else {
         return;
     };
     let vpc = ec2
