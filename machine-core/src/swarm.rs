@@ -380,7 +380,7 @@ fn settings<'a>(
             out.push((k, val.trim()));
         } else {
             warnings.push(format!(
-                "--{flag} {v} is ignored: {k} has no meaning in Swarm mode here (keys: {})",
+                "swarm option {flag} {v} is ignored: {k} has no meaning in Swarm mode here (keys: {})",
                 known.join(", ")
             ));
         }
@@ -598,7 +598,7 @@ pub fn check(name: &str, s: &SwarmOptions) -> Result<(Membership, Vec<String>), 
             init_plan(s, "", &mut warnings)?;
             if !empty(&s.arbitrary_join_flags) {
                 warnings.push(
-                    "--swarm-join-opt is ignored: this machine initializes the swarm (its settings are --swarm-opt)"
+                    "swarm option swarm-join-opt is ignored: this machine initializes the swarm (its settings are swarm-opt)"
                         .to_string(),
                 );
             }
@@ -607,7 +607,7 @@ pub fn check(name: &str, s: &SwarmOptions) -> Result<(Membership, Vec<String>), 
             join_plan(s, "", &mut warnings)?;
             if !empty(&s.arbitrary_flags) {
                 warnings.push(
-                    "--swarm-opt is ignored: it sets up a new swarm, and this machine joins one (its settings are --swarm-join-opt)"
+                    "swarm option swarm-opt is ignored: it sets up a new swarm, and this machine joins one (its settings are swarm-join-opt)"
                         .to_string(),
                 );
             }
@@ -1001,9 +1001,7 @@ mod tests {
         let (m, warnings) = check("w", &s).expect("check");
         assert!(matches!(m, Membership::Join { .. }));
         assert!(
-            warnings
-                .iter()
-                .any(|w| w.contains("--swarm-opt is ignored")),
+            warnings.iter().any(|w| w.contains("swarm-opt is ignored")),
             "{warnings:?}"
         );
     }

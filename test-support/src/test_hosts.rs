@@ -29,15 +29,18 @@ pub enum Suite {
     CliE2e,
     /// `examples/tests/inventory_e2e.rs`: the inventory driver example.
     Examples,
+    /// `machine-cli/tests/swarm_e2e.rs`: a Swarm-mode cluster across machines.
+    SwarmE2e,
 }
 
 impl Suite {
     /// Every Rust suite.
-    pub const ALL: [Suite; 4] = [
+    pub const ALL: [Suite; 5] = [
         Suite::SshE2e,
         Suite::E2eGeneric,
         Suite::CliE2e,
         Suite::Examples,
+        Suite::SwarmE2e,
     ];
 
     /// The suite's key in the allocation file.
@@ -47,6 +50,7 @@ impl Suite {
             Suite::E2eGeneric => "e2e_generic",
             Suite::CliE2e => "cli_e2e",
             Suite::Examples => "examples",
+            Suite::SwarmE2e => "swarm_e2e",
         }
     }
 
@@ -421,7 +425,7 @@ mod tests {
         for s in Suite::ALL {
             assert!(!s.indices().is_empty(), "{s}");
         }
-        assert_eq!(a.count, 10);
+        assert_eq!(a.count, 15);
     }
 
     #[test]
@@ -515,7 +519,7 @@ mod tests {
         assert!(m.contains("e2e_generic"), "{m}");
         assert!(m.contains("0, 1, 2, 3, 9"), "{m}");
         assert!(m.contains("which names 6"), "{m}");
-        assert!(m.contains("bash scripts/testhosts.sh up 10"), "{m}");
+        assert!(m.contains("bash scripts/testhosts.sh up 15"), "{m}");
         let Err(Unavailable::Missing(m)) = select(Suite::SshE2e, Err(&EnvError::NoHosts)) else {
             panic!("no hosts")
         };

@@ -119,10 +119,10 @@ impl CreateOptions {
         if crate::swarm::IGNORED_FLAGS.contains(&flag) {
             let shown = match &value {
                 OptionValue::Bool(_) => String::new(),
-                v => format!(" {v}"),
+                v => format!("={v}"),
             };
             tracing::warn!(
-                "--{flag}{shown} is ignored: it configured the classic Swarm container; Swarm mode is built into Docker Engine"
+                "swarm option {flag}{shown} is ignored: it configured the classic Swarm container; Swarm mode is built into Docker Engine"
             );
         }
         let s = &mut self.swarm;
