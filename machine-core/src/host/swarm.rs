@@ -325,6 +325,10 @@ impl Host {
         strict: bool,
     ) -> Result<(), HostError> {
         let role = if as_manager { "manager" } else { "worker" };
+        if strict {
+            // wrong input first, before the network
+            Self::manager_config_check(&self.store, self.name(), via)?;
+        }
         let d = self.docker().await?;
         let me = self.local_node(&d).await?;
         if me.active() && !strict {
