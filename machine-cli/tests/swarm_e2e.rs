@@ -640,6 +640,29 @@ fn wrong_input_gets_clear_errors() {
         "swarm:1.2.9\n"
     );
 
+    // A machine of the classic Swarm, as the original wrote it: listed as
+    // before, and removed without any Swarm-mode step.
+    ok(&cli.run(&none("legacy", &[])));
+    let cfg = cli.store.join("machines/legacy/config.json");
+    let legacy = std::fs::read_to_string(&cfg).expect("config");
+    let legacy = legacy
+        .replace("\"IsSwarm\": false", "\"IsSwarm\": true")
+        .replace("\"Master\": false", "\"Master\": true")
+        .replace(
+            "\"Discovery\": \"\"",
+            "\"Discovery\": \"token://0123456789abcdef\"",
+        );
+    std::fs::write(&cfg, legacy).expect("write");
+    let ls = ok(&cli.run(&[
+        "ls",
+        "--filter",
+        "swarm=legacy",
+        "--format",
+        "{{.Name}}={{.Swarm}}",
+    ]));
+    assert_eq!(ls, "legacy=legacy (master)\n");
+    ok(&cli.run(&["rm", "-y", "legacy"]));
+
     // A machine in no swarm.
     let out = cli.run(&["env", "--swarm", "plain"]);
     assert_eq!(out.status.code(), Some(1));

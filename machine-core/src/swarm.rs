@@ -314,6 +314,15 @@ fn problem(flag: &str, value: &str, reason: impl Into<String>) -> OptionProblem 
     (flag.to_string(), value.to_string(), reason.into())
 }
 
+/// The options describe a cluster of the classic Swarm (a discovery
+/// service such as `token://` or `consul://`), which Swarm mode leaves alone:
+/// such machines, made by the original, are listed as before and neither
+/// joined nor taken out of anything.
+pub fn is_classic(s: &SwarmOptions) -> bool {
+    let d = s.discovery.trim();
+    (s.is_swarm || s.master) && !d.is_empty() && !d.starts_with(DISCOVERY_SCHEME)
+}
+
 /// What the options of machine `name` ask for.
 pub fn membership(name: &str, s: &SwarmOptions) -> Result<Membership, OptionProblem> {
     if !s.is_swarm && !s.master {
@@ -927,6 +936,19 @@ mod tests {
             assert_eq!(flag, "swarm-discovery");
             assert!(why.contains(want), "{why}");
         }
+    }
+
+    #[test]
+    fn classic_swarm_options_are_recognized() {
+        assert!(is_classic(&opts(true, true, "token://abc")));
+        assert!(is_classic(&opts(false, true, "consul://10.0.0.1:8500/x")));
+        assert!(!is_classic(&opts(true, false, "machine://m1")));
+        assert!(!is_classic(&opts(true, false, "")));
+        let off = SwarmOptions {
+            discovery: "token://abc".into(),
+            ..SwarmOptions::default()
+        };
+        assert!(!is_classic(&off), "not in a swarm at all");
     }
 
     #[test]

@@ -227,6 +227,10 @@ impl Host {
         strict: bool,
     ) -> Result<(), HostError> {
         let s = self.swarm_options().clone();
+        if !strict && swarm::is_classic(&s) {
+            tracing::debug!(machine = self.name(), "a classic Swarm machine: left alone");
+            return Ok(());
+        }
         let (membership, warnings) =
             swarm::check(self.name(), &s).map_err(|(flag, value, reason)| {
                 HostError::InvalidOption {
@@ -409,7 +413,7 @@ impl Host {
         progress: Progress<'_>,
     ) -> Result<(), HostError> {
         let s = self.swarm_options().clone();
-        if !(s.is_swarm || s.master) {
+        if !(s.is_swarm || s.master) || swarm::is_classic(&s) {
             return match how {
                 Leave::Asked { .. } => Err(self.swarm_err(SwarmError::NotInSwarm {
                     name: self.name().to_string(),
@@ -428,6 +432,9 @@ impl Host {
             Ok::<_, HostError>((d, me))
         }
         .await;
+        // The node to take out of the managers' list once this machine has
+        // left: its ID, or "" to find it by name.
+        let mut unlist: Option<String> = None;
         match live {
             Ok((d, me)) if me.active() => {
                 if how == Leave::Dissolve {
@@ -438,18 +445,22 @@ impl Host {
                 } else if me.control_available {
                     // the removal of the last manager has taken its workers out already
                     let end_ok = force || matches!(how, Leave::Removal { .. });
-                    self.leave_as_manager(&d, &me, force, end_ok, progress)
-                        .await?;
+                    unlist = self.leave_as_manager(&d, &me, end_ok, progress).await?;
                 } else {
                     progress("Leaving the swarm");
                     swarm::leave(&d, false)
                         .await
                         .map_err(|e| self.swarm_err(e))?;
-                    self.remove_from_list(&me.node_id, force).await?;
+                    unlist = Some(me.node_id.clone());
                 }
             }
             Ok(_) => {
+                // Already out (left by hand, or an earlier attempt that could
+                // not reach a manager): the list may still name it.
                 tracing::debug!(machine = self.name(), "the daemon is in no swarm");
+                if how != Leave::Dissolve {
+                    unlist = Some(String::new());
+                }
             }
             Err(e) if tolerant && how != Leave::Dissolve && !s.master => {
                 // A worker whose daemon is gone: its node goes from the list.
@@ -458,7 +469,7 @@ impl Host {
                     self.name(),
                     super::error_chain(&e)
                 );
-                self.remove_from_list("", force).await?;
+                unlist = Some(String::new());
             }
             Err(e) if tolerant || force => {
                 tracing::warn!(
@@ -469,21 +480,30 @@ impl Host {
             }
             Err(e) => return Err(e),
         }
-        clear(&mut self.config.host_options.swarm_options);
+        let unlisted = match &unlist {
+            Some(id) => self.remove_from_list(id, force).await,
+            None => Ok(()),
+        };
         if matches!(how, Leave::Removal { .. }) {
+            // nothing is saved: the machine goes (or stays as it was, on error)
+            unlisted?;
+            clear(&mut self.config.host_options.swarm_options);
             return Ok(());
         }
-        self.save()
+        // The daemon has left: the configuration says so even when its node
+        // could not be taken out of the list.
+        clear(&mut self.config.host_options.swarm_options);
+        self.save()?;
+        unlisted
     }
 
     async fn leave_as_manager(
         &self,
         d: &Docker,
         me: &LocalNode,
-        force: bool,
         end_ok: bool,
         progress: Progress<'_>,
-    ) -> Result<(), HostError> {
+    ) -> Result<Option<String>, HostError> {
         if me.manager_count <= 1 {
             let nodes = swarm::nodes(d).await.map_err(|e| self.swarm_err(e))?;
             let workers: Vec<String> = nodes
@@ -498,7 +518,8 @@ impl Host {
                 }));
             }
             progress("Leaving the swarm (its last manager: the swarm ends)");
-            return swarm::leave(d, true).await.map_err(|e| self.swarm_err(e));
+            swarm::leave(d, true).await.map_err(|e| self.swarm_err(e))?;
+            return Ok(None);
         }
         progress("Demoting this manager to a worker");
         swarm::demote(d, &me.node_id)
@@ -522,13 +543,20 @@ impl Host {
         swarm::leave(d, false)
             .await
             .map_err(|e| self.swarm_err(e))?;
-        self.remove_from_list(&me.node_id, force).await
+        Ok(Some(me.node_id.clone()))
     }
 
     /// Remove this machine's node (`id`, or found by host name and address
-    /// when empty) from the list of another manager. Without a manager that
-    /// answers: an error, or a warning with `force`.
+    /// when empty) from the list of another manager of the store. Without a
+    /// manager that answers: an error, or a warning with `force`.
     async fn remove_from_list(&self, id: &str, force: bool) -> Result<(), HostError> {
+        let others = self
+            .swarm_members()
+            .map(|m| m.managers.iter().any(|n| n != self.name()));
+        if !others.unwrap_or(false) {
+            // no other manager machine keeps a list to remove it from
+            return Ok(());
+        }
         let r = async {
             let m = self.find_manager(Some(self.name())).await?;
             let md = m.docker().await?;

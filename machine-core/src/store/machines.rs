@@ -308,7 +308,7 @@ impl Store {
         progress: Progress<'_>,
     ) -> Result<(), HostError> {
         let s = &host.config.host_options.swarm_options;
-        if !(s.is_swarm || s.master) {
+        if !(s.is_swarm || s.master) || crate::swarm::is_classic(s) {
             return Ok(());
         }
         let members = host.swarm_members().unwrap_or_default();
