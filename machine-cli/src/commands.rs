@@ -467,7 +467,13 @@ async fn rm(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
         match ctx.store.remove(&name, force).await {
             Ok(()) => outln!("Successfully removed {name}"),
             Err(e) => {
-                let err = ctx.err(&format!("Error removing host \"{name}\""), &e);
+                let mut err = ctx.err(&format!("Error removing host \"{name}\""), &e);
+                if e.code() == ErrorCode::Swarm && !force {
+                    err.message.push_str(&format!(
+                        "\nTo remove it without taking it out of its swarm: '{} rm -f {name}'.",
+                        ctx.prog
+                    ));
+                }
                 if force {
                     eprintln!("{}", err.message);
                 } else {

@@ -703,4 +703,16 @@ fn wrong_input_gets_clear_errors() {
     );
     assert!(said.contains("Are you sure? (y/n)"), "{said}");
     assert!(cli.store.join("machines/mgr").exists());
+
+    // A worker whose managers do not answer: rm says so and how to go on.
+    let out = cli.run(&["rm", "-y", "wk"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("no manager of the swarm machine://mgr answers"),
+        "{err}"
+    );
+    assert!(err.contains("rm -f wk"), "{err}");
+    ok(&cli.run(&["rm", "-f", "wk"]));
+    assert!(!wk.exists());
 }

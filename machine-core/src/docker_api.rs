@@ -161,20 +161,6 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Capped<S> {
     }
 }
 
-/// The message of a bollard error, with what the daemon said when it
-/// answered with an error status.
-pub fn describe(e: &bollard::errors::Error) -> String {
-    use bollard::errors::Error as E;
-    match e {
-        E::DockerResponseServerError {
-            status_code,
-            message,
-        } => format!("the daemon answered {status_code}: {}", message.trim()),
-        E::RequestTimeoutError => "the daemon did not answer in time".to_string(),
-        other => crate::host::error_chain(other),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

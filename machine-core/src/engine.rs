@@ -30,10 +30,9 @@ pub enum EngineError {
     #[error("the Docker daemon at {addr} did not answer within {seconds} s")]
     Timeout { addr: String, seconds: u64 },
     /// A Docker API call (through bollard) failed.
-    #[error("Docker API call to {addr} failed: {message}")]
+    #[error("Docker API call to {addr} failed")]
     Api {
         addr: String,
-        message: String,
         #[source]
         source: bollard::errors::Error,
     },

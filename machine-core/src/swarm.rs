@@ -165,10 +165,9 @@ pub enum SwarmError {
     #[error("no manager of the swarm {cluster} answers (tried {})", tried.join(", "))]
     NoManager { cluster: String, tried: Vec<String> },
     /// A call of the Docker API failed.
-    #[error("{what}: {message}")]
+    #[error("{what}")]
     Api {
         what: String,
-        message: String,
         #[source]
         source: bollard::errors::Error,
     },
@@ -193,11 +192,7 @@ impl SwarmError {
         what: impl Into<String>,
     ) -> impl FnOnce(bollard::errors::Error) -> SwarmError {
         let what = what.into();
-        move |source| SwarmError::Api {
-            message: crate::docker_api::describe(&source),
-            what,
-            source,
-        }
+        move |source| SwarmError::Api { what, source }
     }
 }
 

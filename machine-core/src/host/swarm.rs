@@ -74,7 +74,6 @@ impl Host {
                 log_tail: String::new(),
                 source: EngineError::Api {
                     addr: format!("{h}:{p}"),
-                    message: crate::docker_api::describe(&source),
                     source,
                 },
             })
