@@ -324,9 +324,12 @@ fn create_command(prog: &str, drivers: &DriverRegistry) -> Command {
         .after_help(format!(
             "Each driver's own flags are listed under its name; '{prog} create --driver NAME --help' shows them too.\n\n\
              Swarm mode (built into Docker Engine) replaces the classic Swarm container:\n  \
-             {prog} create -d generic ... --swarm-master m1                                   a new cluster, m1 its manager\n  \
-             {prog} create -d generic ... --swarm --swarm-discovery machine://m1 w1           w1 joins it as a worker\n  \
-             {prog} create -d generic ... --swarm-master --swarm-discovery machine://m1 m2    m2 joins it as a manager\n\
+             {prog} create -d generic ... --swarm-master m1\n      \
+             a new cluster, m1 its manager\n  \
+             {prog} create -d generic ... --swarm --swarm-discovery machine://m1 w1\n      \
+             w1 joins it as a worker\n  \
+             {prog} create -d generic ... --swarm-master --swarm-discovery machine://m1 m2\n      \
+             m2 joins it as a manager\n\
              MANAGER in machine://MANAGER is a manager machine of the same store."
         ))
         .arg(
