@@ -74,7 +74,7 @@ export interface MachineError extends Error {
   /**
    * Stable code: `NotFound`, `AlreadyExists`, `InvalidName`, `Store`, `NotSupported`,
    * `UnknownDriver`, `InvalidOption`, `PreCreateCheck`, `Driver`, `Cert`, `CertCheck`,
-   * `HostKeyMismatch`, `Ssh`, `Provision`, `Engine`, `NotRunning`, `Timeout` or `Io`.
+   * `HostKeyMismatch`, `Ssh`, `Provision`, `Engine`, `NotRunning`, `Timeout`, `Swarm` or `Io`.
    */
   code: string
   /** The machine the error is about, when there is one. */
@@ -128,6 +128,18 @@ export declare class Host {
   copyTo(local: string, remote: string): Promise<void>
   /** Copy a file from the machine to a local path. */
   copyFrom(remote: string, local: string): Promise<void>
+  /** Initialize a new Swarm-mode cluster with this machine as its first manager. */
+  swarmInit(options?: ProgressOptions | undefined | null): Promise<void>
+  /** Join the cluster that machine `manager` (of the same store) manages. */
+  swarmJoin(manager: string, options?: SwarmJoinOptions | undefined | null): Promise<void>
+  /** Leave the cluster (a manager is demoted first; the last one only with `force`). */
+  swarmLeave(options?: SwarmLeaveOptions | undefined | null): Promise<void>
+  /** The nodes of this machine's cluster, as a manager of it lists them. */
+  swarmNodes(): Promise<SwarmNode[]>
+  /** The manager machine of this machine's cluster that answers (this one if it is a manager). */
+  swarmManager(): Promise<Host>
+  /** The machines of this machine's cluster, by the store's configurations (no network). */
+  swarmMembers(): Promise<SwarmMembers>
 }
 
 /**
@@ -181,6 +193,14 @@ export interface CreateOptions {
    * `tls-key-algorithm`.
    */
   engine?: Record<string, string | string[]>
+  /**
+   * Swarm-mode flags keyed by CLI flag name: `{ 'swarm-master': true }`
+   * starts a cluster; `{ swarm: true, 'swarm-discovery': 'machine://m1' }`
+   * joins the cluster of `m1`, a manager machine of this store (with
+   * `'swarm-master': true`, as a manager); `swarm-addr`, `swarm-opt` and
+   * `swarm-join-opt` (lists of `KEY=VALUE`) tune it (see `swarmOptions()`).
+   */
+  swarm?: Record<string, string | boolean | string[]>
   /** Called with each step of the creation. */
   onProgress?: (step: string) => void
 }
@@ -264,3 +284,53 @@ export interface SshOutput {
   stderr: string
   exitStatus: number
 }
+
+/** Options of `swarmJoin()`. */
+export interface SwarmJoinOptions {
+  /** Join as a manager (default: as a worker). */
+  asManager?: boolean
+  /** Called with each step of the operation. */
+  onProgress?: (step: string) => void
+}
+
+/** Options of `swarmLeave()`. */
+export interface SwarmLeaveOptions {
+  /** Let the last manager leave while workers remain (the cluster ends). */
+  force?: boolean
+  /** Called with each step of the operation. */
+  onProgress?: (step: string) => void
+}
+
+/** The machines of a store in one Swarm-mode cluster. */
+export interface SwarmMembers {
+  /** The cluster's name: `machine://FIRST_MANAGER`. */
+  cluster: string
+  /** The manager machines, sorted. */
+  managers: Array<string>
+  /** The worker machines, sorted. */
+  workers: Array<string>
+}
+
+/** One node of a Swarm-mode cluster, as a manager lists it. */
+export interface SwarmNode {
+  id: string
+  /** The node's host name (the machine's name for provisioned machines). */
+  hostname: string
+  /** `manager` or `worker`. */
+  role: string
+  /** `active`, `pause` or `drain`. */
+  availability: string
+  /** `ready`, `down`, `disconnected` or `unknown`. */
+  state: string
+  addr: string
+  leader: boolean
+  /** For managers: `reachable`, `unreachable` or `unknown`; `''` for workers. */
+  reachability: string
+  engineVersion: string
+}
+
+/**
+ * The Swarm-mode flags `create()` takes in `swarm`, keyed by CLI flag name
+ * (`swarm`, `swarm-master`, `swarm-discovery`, ...).
+ */
+export declare function swarmOptions(): Array<DriverOptionSpec>

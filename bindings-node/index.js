@@ -839,3 +839,4 @@ module.exports.Host = nativeBinding.Host
 module.exports.Store = nativeBinding.Store
 module.exports.engineOptions = nativeBinding.engineOptions
 module.exports.errorCodes = nativeBinding.errorCodes
+module.exports.swarmOptions = nativeBinding.swarmOptions

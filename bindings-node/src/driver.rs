@@ -68,7 +68,20 @@ pub struct JsDriverOptionSpec {
 // registered with Node by the macro; a test build has no caller
 #[cfg_attr(test, allow(dead_code))]
 pub fn engine_options() -> Vec<JsDriverOptionSpec> {
-    machine_core::host::engine_options()
+    specs(machine_core::host::engine_options())
+}
+
+/// The Swarm-mode flags `create()` takes in `swarm`, keyed by CLI flag name
+/// (`swarm`, `swarm-master`, `swarm-discovery`, ...).
+#[napi]
+// registered with Node by the macro; a test build has no caller
+#[cfg_attr(test, allow(dead_code))]
+pub fn swarm_options() -> Vec<JsDriverOptionSpec> {
+    specs(machine_core::swarm::swarm_options())
+}
+
+fn specs(options: Vec<machine_core::driver::DriverOption>) -> Vec<JsDriverOptionSpec> {
+    options
         .into_iter()
         .map(|o| JsDriverOptionSpec {
             kind: Some(

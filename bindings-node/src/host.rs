@@ -4,6 +4,7 @@ use crate::error::{as_is, invalid, promise};
 use crate::store::progress_fn;
 use machine_core::env::Shell;
 use machine_core::host::{EnvOptions, Host};
+use machine_core::swarm::{SwarmMembers, SwarmNode};
 use napi::bindgen_prelude::PromiseRaw;
 use napi::Env;
 use napi_derive::napi;
@@ -55,6 +56,102 @@ impl std::fmt::Debug for JsRegenerateCertsOptions {
             .field("client_certs", &self.client_certs)
             .field("on_progress", &self.on_progress.is_some())
             .finish()
+    }
+}
+
+/// Options of `swarmJoin()`.
+#[napi(object, js_name = "SwarmJoinOptions", object_to_js = false)]
+pub struct JsSwarmJoinOptions {
+    /// Join as a manager (default: as a worker).
+    pub as_manager: Option<bool>,
+    /// Called with each step of the operation.
+    #[napi(ts_type = "(step: string) => void")]
+    pub on_progress: Option<crate::store::ProgressFn>,
+}
+
+/// Options of `swarmLeave()`.
+#[napi(object, js_name = "SwarmLeaveOptions", object_to_js = false)]
+pub struct JsSwarmLeaveOptions {
+    /// Let the last manager leave while workers remain (the cluster ends).
+    pub force: Option<bool>,
+    /// Called with each step of the operation.
+    #[napi(ts_type = "(step: string) => void")]
+    pub on_progress: Option<crate::store::ProgressFn>,
+}
+
+impl std::fmt::Debug for JsSwarmJoinOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SwarmJoinOptions")
+            .field("as_manager", &self.as_manager)
+            .field("on_progress", &self.on_progress.is_some())
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for JsSwarmLeaveOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SwarmLeaveOptions")
+            .field("force", &self.force)
+            .field("on_progress", &self.on_progress.is_some())
+            .finish()
+    }
+}
+
+/// One node of a Swarm-mode cluster, as a manager lists it.
+#[napi(object, js_name = "SwarmNode")]
+#[derive(Debug)]
+pub struct JsSwarmNode {
+    pub id: String,
+    /// The node's host name (the machine's name for provisioned machines).
+    pub hostname: String,
+    /// `manager` or `worker`.
+    pub role: String,
+    /// `active`, `pause` or `drain`.
+    pub availability: String,
+    /// `ready`, `down`, `disconnected` or `unknown`.
+    pub state: String,
+    pub addr: String,
+    pub leader: bool,
+    /// For managers: `reachable`, `unreachable` or `unknown`; `''` for workers.
+    pub reachability: String,
+    pub engine_version: String,
+}
+
+impl From<SwarmNode> for JsSwarmNode {
+    fn from(n: SwarmNode) -> Self {
+        JsSwarmNode {
+            id: n.id,
+            hostname: n.hostname,
+            role: n.role,
+            availability: n.availability,
+            state: n.state,
+            addr: n.addr,
+            leader: n.leader,
+            reachability: n.reachability,
+            engine_version: n.engine_version,
+        }
+    }
+}
+
+/// The machines of a store in one Swarm-mode cluster.
+#[napi(object, js_name = "SwarmMembers")]
+#[derive(Debug)]
+pub struct JsSwarmMembers {
+    /// The cluster's name: `machine://FIRST_MANAGER`.
+    pub cluster: String,
+    /// The manager machines, sorted.
+    pub managers: Vec<String>,
+    /// The worker machines, sorted.
+    pub workers: Vec<String>,
+}
+
+impl From<SwarmMembers> for JsSwarmMembers {
+    fn from(m: SwarmMembers) -> Self {
+        JsSwarmMembers {
+            cluster: m.cluster,
+            managers: m.managers,
+            workers: m.workers,
+        }
     }
 }
 
@@ -361,6 +458,108 @@ impl JsHost {
                     .copy_from(&remote, &PathBuf::from(local))
                     .await
             },
+            as_is,
+        )
+    }
+
+    /// Initialize a new Swarm-mode cluster with this machine as its first manager.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn swarm_init<'env>(
+        &self,
+        env: &'env Env,
+        options: Option<JsProgressOptions>,
+    ) -> napi::Result<PromiseRaw<'env, ()>> {
+        let host = self.host.clone();
+        let progress = progress_fn(options.and_then(|o| o.on_progress));
+        promise(
+            env,
+            async move { host.write().await.swarm_init(&*progress).await },
+            as_is,
+        )
+    }
+
+    /// Join the cluster that machine `manager` (of the same store) manages.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn swarm_join<'env>(
+        &self,
+        env: &'env Env,
+        manager: String,
+        options: Option<JsSwarmJoinOptions>,
+    ) -> napi::Result<PromiseRaw<'env, ()>> {
+        let host = self.host.clone();
+        let (as_manager, on_progress) = options
+            .map(|o| (o.as_manager.unwrap_or(false), o.on_progress))
+            .unwrap_or_default();
+        let progress = progress_fn(on_progress);
+        promise(
+            env,
+            async move {
+                host.write()
+                    .await
+                    .swarm_join(&manager, as_manager, &*progress)
+                    .await
+            },
+            as_is,
+        )
+    }
+
+    /// Leave the cluster (a manager is demoted first; the last one only with `force`).
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn swarm_leave<'env>(
+        &self,
+        env: &'env Env,
+        options: Option<JsSwarmLeaveOptions>,
+    ) -> napi::Result<PromiseRaw<'env, ()>> {
+        let host = self.host.clone();
+        let (force, on_progress) = options
+            .map(|o| (o.force.unwrap_or(false), o.on_progress))
+            .unwrap_or_default();
+        let progress = progress_fn(on_progress);
+        promise(
+            env,
+            async move { host.write().await.swarm_leave(force, &*progress).await },
+            as_is,
+        )
+    }
+
+    /// The nodes of this machine's cluster, as a manager of it lists them.
+    #[napi(ts_return_type = "Promise<SwarmNode[]>")]
+    pub fn swarm_nodes<'env>(
+        &self,
+        env: &'env Env,
+    ) -> napi::Result<PromiseRaw<'env, Vec<JsSwarmNode>>> {
+        let host = self.host.clone();
+        promise(
+            env,
+            async move {
+                let nodes = host.read().await.swarm_nodes().await?;
+                Ok(nodes.into_iter().map(JsSwarmNode::from).collect())
+            },
+            as_is,
+        )
+    }
+
+    /// The manager machine of this machine's cluster that answers (this one if it is a manager).
+    #[napi(ts_return_type = "Promise<Host>")]
+    pub fn swarm_manager<'env>(&self, env: &'env Env) -> napi::Result<PromiseRaw<'env, JsHost>> {
+        let host = self.host.clone();
+        promise(
+            env,
+            async move { Ok(JsHost::new(host.read().await.swarm_manager().await?)) },
+            as_is,
+        )
+    }
+
+    /// The machines of this machine's cluster, by the store's configurations (no network).
+    #[napi(ts_return_type = "Promise<SwarmMembers>")]
+    pub fn swarm_members<'env>(
+        &self,
+        env: &'env Env,
+    ) -> napi::Result<PromiseRaw<'env, JsSwarmMembers>> {
+        let host = self.host.clone();
+        promise(
+            env,
+            async move { Ok(JsSwarmMembers::from(host.read().await.swarm_members()?)) },
             as_is,
         )
     }

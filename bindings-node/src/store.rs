@@ -59,6 +59,13 @@ pub struct JsCreateOptions {
     /// `tls-key-algorithm`.
     #[napi(ts_type = "Record<string, string | string[]>")]
     pub engine: Option<HashMap<String, JsOptionValue>>,
+    /// Swarm-mode flags keyed by CLI flag name: `{ 'swarm-master': true }`
+    /// starts a cluster; `{ swarm: true, 'swarm-discovery': 'machine://m1' }`
+    /// joins the cluster of `m1`, a manager machine of this store (with
+    /// `'swarm-master': true`, as a manager); `swarm-addr`, `swarm-opt` and
+    /// `swarm-join-opt` (lists of `KEY=VALUE`) tune it (see `swarmOptions()`).
+    #[napi(ts_type = "Record<string, string | boolean | string[]>")]
+    pub swarm: Option<HashMap<String, JsOptionValue>>,
     /// Called with each step of the creation.
     #[napi(ts_type = "(step: string) => void")]
     pub on_progress: Option<ProgressFn>,
@@ -75,6 +82,10 @@ impl std::fmt::Debug for JsCreateOptions {
             .field(
                 "engine",
                 &self.engine.as_ref().map(|o| o.keys().collect::<Vec<_>>()),
+            )
+            .field(
+                "swarm",
+                &self.swarm.as_ref().map(|o| o.keys().collect::<Vec<_>>()),
             )
             .field("on_progress", &self.on_progress.is_some())
             .finish()
@@ -129,13 +140,21 @@ impl From<ListEntry> for JsListEntry {
 
 type OptionMap = Option<HashMap<String, JsOptionValue>>;
 
-fn create_options(driver: &str, options: OptionMap, engine: OptionMap) -> Outcome<CreateOptions> {
+fn create_options(
+    driver: &str,
+    options: OptionMap,
+    engine: OptionMap,
+    swarm: OptionMap,
+) -> Outcome<CreateOptions> {
     let mut opts = CreateOptions::new(driver);
     for (flag, value) in options.unwrap_or_default() {
         opts.driver_option(&flag, option_value(value));
     }
     for (flag, value) in engine.unwrap_or_default() {
         opts.engine_flag(&flag, option_value(value))?;
+    }
+    for (flag, value) in swarm.unwrap_or_default() {
+        opts.swarm_flag(&flag, option_value(value))?;
     }
     Ok(opts)
 }
@@ -177,9 +196,9 @@ impl JsStore {
         options: Option<JsCreateOptions>,
     ) -> napi::Result<PromiseRaw<'env, JsHost>> {
         let store = self.inner.clone();
-        let (driver, options, engine, on_progress) = match options {
-            Some(o) => (o.driver, o.options, o.engine, o.on_progress),
-            None => (None, None, None, None),
+        let (driver, options, engine, swarm, on_progress) = match options {
+            Some(o) => (o.driver, o.options, o.engine, o.swarm, o.on_progress),
+            None => (None, None, None, None, None),
         };
         let progress = progress_fn(on_progress);
         let opts = create_options(
@@ -188,6 +207,7 @@ impl JsStore {
                 .unwrap_or(machine_core::driver::DEFAULT_DRIVER),
             options,
             engine,
+            swarm,
         );
         promise(
             env,

@@ -74,7 +74,7 @@ export interface MachineError extends Error {
   /**
    * Stable code: `NotFound`, `AlreadyExists`, `InvalidName`, `Store`, `NotSupported`,
    * `UnknownDriver`, `InvalidOption`, `PreCreateCheck`, `Driver`, `Cert`, `CertCheck`,
-   * `HostKeyMismatch`, `Ssh`, `Provision`, `Engine`, `NotRunning`, `Timeout` or `Io`.
+   * `HostKeyMismatch`, `Ssh`, `Provision`, `Engine`, `NotRunning`, `Timeout`, `Swarm` or `Io`.
    */
   code: string
   /** The machine the error is about, when there is one. */

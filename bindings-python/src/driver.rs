@@ -76,6 +76,16 @@ pub(crate) fn engine_options() -> Vec<PyDriverOption> {
         .collect()
 }
 
+/// The swarm options `Store.create` takes in `swarm=`, keyed by their CLI
+/// flag names (`swarm`, `swarm-master`, `swarm-discovery`, ...).
+#[pyfunction]
+pub(crate) fn swarm_options() -> Vec<PyDriverOption> {
+    machine_core::swarm::swarm_options()
+        .into_iter()
+        .map(PyDriverOption)
+        .collect()
+}
+
 /// A create option a driver declares, keyed by its CLI flag name.
 #[pyclass(frozen, name = "DriverOption", module = "docker_machine")]
 #[derive(Debug, Clone)]

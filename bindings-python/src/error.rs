@@ -44,6 +44,7 @@ const CLASSES: &[Class] = &[
     Class { code: Some(ErrorCode::Engine), name: "EngineError", parent: Some("MachineError"), builtin: None, doc: "The Docker daemon did not answer over TLS; the message quotes its log when it could be read." },
     Class { code: Some(ErrorCode::NotRunning), name: "NotRunningError", parent: Some("MachineError"), builtin: None, doc: "The machine must be running for this operation." },
     Class { code: Some(ErrorCode::Timeout), name: "MachineTimeoutError", parent: Some("MachineError"), builtin: Some("TimeoutError"), doc: "A waiting step ran out of time." },
+    Class { code: Some(ErrorCode::Swarm), name: "SwarmError", parent: Some("MachineError"), builtin: None, doc: "A Swarm-mode operation failed: the manager to join through is missing or no manager, the machine is in no swarm or in another one, or the Docker API call failed." },
     Class { code: Some(ErrorCode::Io), name: "IoError", parent: Some("MachineError"), builtin: Some("OSError"), doc: "A local file operation failed." },
 ];
 

@@ -5,6 +5,7 @@ use machine_core::env::Shell;
 use machine_core::host::{EnvOptions, Host, HostError};
 use machine_core::ssh::Output;
 use machine_core::store::StoreError;
+use machine_core::swarm::{SwarmMembers, SwarmNode};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 use std::path::PathBuf;
@@ -182,10 +183,160 @@ impl PyHost {
         })
     }
 
+    /// Initialize a new Swarm-mode cluster with this machine as its manager.
+    #[pyo3(signature = (progress = None))]
+    fn swarm_init(&self, py: Python<'_>, progress: Option<Py<PyAny>>) -> PyResult<()> {
+        let progress = Progress(progress);
+        wait(py, async {
+            self.host
+                .write()
+                .await
+                .swarm_init(&|s: &str| progress.call(s))
+                .await
+        })
+    }
+    /// Join the cluster that machine `manager` (of the same store) manages.
+    #[pyo3(signature = (manager, as_manager = false, progress = None))]
+    fn swarm_join(
+        &self,
+        py: Python<'_>,
+        manager: &str,
+        as_manager: bool,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<()> {
+        let progress = Progress(progress);
+        wait(py, async {
+            self.host
+                .write()
+                .await
+                .swarm_join(manager, as_manager, &|s: &str| progress.call(s))
+                .await
+        })
+    }
+    /// Leave the cluster (the last manager only with `force`).
+    #[pyo3(signature = (force = false, progress = None))]
+    fn swarm_leave(
+        &self,
+        py: Python<'_>,
+        force: bool,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<()> {
+        let progress = Progress(progress);
+        wait(py, async {
+            self.host
+                .write()
+                .await
+                .swarm_leave(force, &|s: &str| progress.call(s))
+                .await
+        })
+    }
+    /// The nodes of this machine's cluster, as a manager lists them.
+    fn swarm_nodes(&self, py: Python<'_>) -> PyResult<Vec<PySwarmNode>> {
+        let nodes = wait(py, async { self.host.read().await.swarm_nodes().await })?;
+        Ok(nodes.into_iter().map(PySwarmNode).collect())
+    }
+    /// The manager machine of this machine's cluster that answers.
+    fn swarm_manager(&self, py: Python<'_>) -> PyResult<PyHost> {
+        wait(py, async { self.host.read().await.swarm_manager().await }).map(PyHost::new)
+    }
+    /// The machines of this machine's cluster, by the store's configurations.
+    fn swarm_members(&self, py: Python<'_>) -> PyResult<PySwarmMembers> {
+        wait(py, async { self.host.read().await.swarm_members() }).map(PySwarmMembers)
+    }
+
     fn __repr__(&self) -> String {
         format!(
             "Host(name={:?}, driver_name={:?})",
             self.name, self.driver_name
+        )
+    }
+}
+
+/// One node of a Swarm-mode cluster, as a manager lists it.
+#[pyclass(frozen, name = "SwarmNode", module = "docker_machine")]
+#[derive(Debug)]
+pub struct PySwarmNode(SwarmNode);
+
+#[pymethods]
+impl PySwarmNode {
+    #[getter]
+    fn id(&self) -> &str {
+        &self.0.id
+    }
+    /// The node's host name (the machine's name for provisioned machines).
+    #[getter]
+    fn hostname(&self) -> &str {
+        &self.0.hostname
+    }
+    /// `manager` or `worker`.
+    #[getter]
+    fn role(&self) -> &str {
+        &self.0.role
+    }
+    /// `active`, `pause` or `drain`.
+    #[getter]
+    fn availability(&self) -> &str {
+        &self.0.availability
+    }
+    /// `ready`, `down`, `disconnected` or `unknown`.
+    #[getter]
+    fn state(&self) -> &str {
+        &self.0.state
+    }
+    #[getter]
+    fn addr(&self) -> &str {
+        &self.0.addr
+    }
+    #[getter]
+    fn leader(&self) -> bool {
+        self.0.leader
+    }
+    /// For managers: `reachable`, `unreachable` or `unknown`; "" for workers.
+    #[getter]
+    fn reachability(&self) -> &str {
+        &self.0.reachability
+    }
+    #[getter]
+    fn engine_version(&self) -> &str {
+        &self.0.engine_version
+    }
+    fn __repr__(&self) -> String {
+        format!(
+            "SwarmNode(hostname={:?}, role={:?}, state={:?}, leader={})",
+            self.0.hostname,
+            self.0.role,
+            self.0.state,
+            if self.0.leader { "True" } else { "False" }
+        )
+    }
+}
+
+/// The machines of a store in one Swarm-mode cluster.
+#[pyclass(frozen, name = "SwarmMembers", module = "docker_machine")]
+#[derive(Debug)]
+pub struct PySwarmMembers(SwarmMembers);
+
+#[pymethods]
+impl PySwarmMembers {
+    /// The cluster's name: `machine://FIRST_MANAGER`.
+    #[getter]
+    fn cluster(&self) -> &str {
+        &self.0.cluster
+    }
+    /// The manager machines, sorted.
+    #[getter]
+    fn managers(&self) -> Vec<String> {
+        self.0.managers.clone()
+    }
+    /// The worker machines, sorted.
+    #[getter]
+    fn workers(&self) -> Vec<String> {
+        self.0.workers.clone()
+    }
+    fn __repr__(&self) -> String {
+        format!(
+            "SwarmMembers(cluster={:?}, managers={:?}, workers={:?})",
+            self.0.cluster, self.0.managers, self.0.workers
         )
     }
 }

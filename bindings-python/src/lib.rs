@@ -126,11 +126,13 @@ fn json_loads<'py>(py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyAny>> {
 #[pymodule]
 mod _native {
     #[pymodule_export]
-    use crate::driver::{engine_options, PyDriverContext, PyDriverOption, PySshTarget};
+    use crate::driver::{
+        engine_options, swarm_options, PyDriverContext, PyDriverOption, PySshTarget,
+    };
     #[pymodule_export]
     use crate::error::error_classes;
     #[pymodule_export]
-    use crate::host::{PyHost, PySshOutput};
+    use crate::host::{PyHost, PySshOutput, PySwarmMembers, PySwarmNode};
     #[pymodule_export]
     use crate::store::{PyListEntry, PyStore};
 

@@ -86,7 +86,8 @@ impl PyStore {
     }
 
     /// Create a machine and provision Docker on it.
-    #[pyo3(signature = (name, driver = DEFAULT_DRIVER, options = None, engine = None, progress = None))]
+    #[pyo3(signature = (name, driver = DEFAULT_DRIVER, options = None, engine = None, progress = None, swarm = None))]
+    #[allow(clippy::too_many_arguments)] // the keyword arguments of create()
     fn create(
         &self,
         py: Python<'_>,
@@ -95,6 +96,7 @@ impl PyStore {
         options: Option<&Bound<'_, PyMapping>>,
         engine: Option<&Bound<'_, PyMapping>>,
         progress: Option<Py<PyAny>>,
+        swarm: Option<&Bound<'_, PyMapping>>,
     ) -> PyResult<PyHost> {
         let mut opts = CreateOptions::new(driver);
         for (flag, v) in items(options)? {
@@ -102,6 +104,10 @@ impl PyStore {
         }
         for (flag, v) in items(engine)? {
             opts.engine_flag(&flag, option_value(&flag, &v)?)
+                .map_err(|e| error::to_py(py, e))?;
+        }
+        for (flag, v) in items(swarm)? {
+            opts.swarm_flag(&flag, option_value(&flag, &v)?)
                 .map_err(|e| error::to_py(py, e))?;
         }
         let store = self.store();

@@ -76,7 +76,10 @@ def test_the_table_lists_every_public_method_of_each_language():
     assert len(table["Store"]) >= 8 and len(table["Host"]) >= 19, table
     rust = {
         "Store": rust_methods("Store", ["machine-core/src/store/machines.rs"]),
-        "Host": rust_methods("Host", ["machine-core/src/host/mod.rs", "machine-core/src/host/provisioning.rs"]),
+        "Host": rust_methods(
+            "Host",
+            ["machine-core/src/host/mod.rs", "machine-core/src/host/provisioning.rs", "machine-core/src/host/swarm.rs"],
+        ),
     }
     python = {"Store": python_methods(docker_machine.Store), "Host": python_methods(docker_machine.Host)}
     node = {"Store": node_methods("Store"), "Host": node_methods("Host")}

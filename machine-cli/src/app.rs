@@ -141,7 +141,7 @@ fn build_flags(prog: &str, drivers: &DriverRegistry) -> Command {
             Command::new("config")
                 .about("Print the connection config for machine")
                 .arg(one_name())
-                .arg(flag("swarm", "Display the Swarm config instead of the Docker daemon (not supported)").hide(true)),
+                .arg(flag("swarm", "Print the config of the machine's Swarm-mode manager (this machine if it is one)")),
         )
         .subcommand(create_command(prog, drivers))
         .subcommand(
@@ -160,7 +160,10 @@ fn build_flags(prog: &str, drivers: &DriverRegistry) -> Command {
                     "check",
                     "Also connect to the Docker daemon and check that it answers (the certificates are always checked locally)",
                 ))
-                .arg(flag("swarm", "Display the Swarm config instead of the Docker daemon (not supported)").hide(true)),
+                .arg(flag(
+                    "swarm",
+                    "Point the client at the machine's Swarm-mode cluster: the environment of a manager of it that answers (this machine if it is one)",
+                )),
         )
         .subcommand(
             Command::new("inspect")
@@ -348,7 +351,15 @@ fn create_command(prog: &str, drivers: &DriverRegistry) -> Command {
     let mut cmd = Command::new("create")
         .about("Create a machine")
         .after_help(format!(
-            "Each driver's own flags are listed under its name; '{prog} create --driver NAME --help' shows them too."
+            "Each driver's own flags are listed under its name; '{prog} create --driver NAME --help' shows them too.\n\n\
+             Swarm mode (built into Docker Engine) replaces the classic Swarm container:\n  \
+             {prog} create -d generic ... --swarm-master m1\n      \
+             a new cluster, m1 its manager\n  \
+             {prog} create -d generic ... --swarm --swarm-discovery machine://m1 w1\n      \
+             w1 joins it as a worker\n  \
+             {prog} create -d generic ... --swarm-master --swarm-discovery machine://m1 m2\n      \
+             m2 joins it as a manager\n\
+             MANAGER in machine://MANAGER is a manager machine of the same store."
         ))
         .arg(
             Arg::new("driver")
@@ -363,6 +374,9 @@ fn create_command(prog: &str, drivers: &DriverRegistry) -> Command {
         .arg(Arg::new("name").value_name("NAME").help("Name of the new machine"));
     for e in machine_core::host::engine_options() {
         cmd = cmd.arg(option_arg(&e));
+    }
+    for o in machine_core::swarm::swarm_options() {
+        cmd = cmd.arg(option_arg(&o).help_heading("Swarm mode"));
     }
     let taken: Vec<String> = cmd
         .get_arguments()

@@ -84,10 +84,7 @@ async fn active(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
 }
 
 async fn config(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
-    if m.get_flag("swarm") {
-        return Err(CliError::msg("Error: Swarm is not supported"));
-    }
-    let host = ctx.load(&ctx.target(m.get_one("name"))?)?;
+    let host = target_or_manager(ctx, &ctx.target(m.get_one("name"))?, m.get_flag("swarm")).await?;
     let flags = host
         .config()
         .await
@@ -138,6 +135,19 @@ async fn create(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
                 .map_err(|err| ctx.err("Error creating machine", &err))?;
         }
     }
+    let swarm = machine_core::swarm::swarm_options();
+    for o in &swarm {
+        if !matches!(
+            m.value_source(&o.flag),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        ) {
+            continue;
+        }
+        if let Some(v) = option_value(m, &o.flag, o.kind) {
+            opts.swarm_flag(&o.flag, v)
+                .map_err(|err| ctx.err("Error creating machine", &err))?;
+        }
+    }
     // Driver flags given on the command line; the library reads their
     // environment variables and defaults itself, for the chosen driver only.
     let drivers = ctx.store.drivers();
@@ -147,7 +157,10 @@ async fn create(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
             continue;
         };
         for opt in factory.options() {
-            if seen.contains(&opt.flag) || engine.iter().any(|e| e.flag == opt.flag) {
+            if seen.contains(&opt.flag)
+                || engine.iter().any(|e| e.flag == opt.flag)
+                || swarm.iter().any(|e| e.flag == opt.flag)
+            {
                 continue;
             }
             seen.push(opt.flag.clone());
@@ -185,10 +198,18 @@ async fn create(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
     }
 }
 
-async fn env_cmd(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
-    if m.get_flag("swarm") {
-        return Err(CliError::msg("Error: Swarm is not supported"));
+/// The machine `name`, or with `--swarm` the manager of its cluster.
+async fn target_or_manager(ctx: &Ctx, name: &str, swarm: bool) -> CliResult<machine_core::Host> {
+    let host = ctx.load(name)?;
+    if !swarm {
+        return Ok(host);
     }
+    host.swarm_manager()
+        .await
+        .map_err(|e| ctx.err("Error finding the swarm's manager", &e))
+}
+
+async fn env_cmd(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
     let shell = Shell::detect(
         m.get_one::<String>("shell").map(String::as_str),
         std::env::var("SHELL").ok().as_deref(),
@@ -211,7 +232,7 @@ async fn env_cmd(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
         out!("{text}");
         return Ok(0);
     }
-    let host = ctx.load(&ctx.target(m.get_one("name"))?)?;
+    let host = target_or_manager(ctx, &ctx.target(m.get_one("name"))?, m.get_flag("swarm")).await?;
     let opts = EnvOptions {
         shell: Some(shell),
         unset: false,
@@ -430,6 +451,9 @@ async fn rm(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
     let force = m.get_flag("force");
     outln!("About to remove {}", names.join(", "));
     outln!("WARNING: This action will delete both local reference and remote instance.");
+    for note in swarm_notes(ctx, &names) {
+        outln!("WARNING: {note}");
+    }
     if !(force || m.get_flag("y") || crate::confirm("Are you sure?")) {
         return Ok(0);
     }
@@ -438,7 +462,13 @@ async fn rm(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
         match ctx.store.remove(&name, force).await {
             Ok(()) => outln!("Successfully removed {name}"),
             Err(e) => {
-                let err = ctx.err(&format!("Error removing host \"{name}\""), &e);
+                let mut err = ctx.err(&format!("Error removing host \"{name}\""), &e);
+                if e.code() == ErrorCode::Swarm && !force {
+                    err.message.push_str(&format!(
+                        "\nTo remove it without taking it out of its swarm: '{} rm -f {name}'.",
+                        ctx.prog
+                    ));
+                }
                 if force {
                     eprintln!("{}", err.message);
                 } else {
@@ -448,6 +478,48 @@ async fn rm(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
         }
     }
     consolidate(errors)
+}
+
+/// What removing `names` does to Swarm-mode clusters, one line per cluster
+/// that loses its last manager (by the store's configurations).
+fn swarm_notes(ctx: &Ctx, names: &[String]) -> Vec<String> {
+    let mut notes = Vec::new();
+    for name in names {
+        let Ok(host) = ctx.store.get(name) else {
+            continue;
+        };
+        if !host.inspect().host_options.swarm_options.master {
+            continue;
+        }
+        let Ok(members) = host.swarm_members() else {
+            continue;
+        };
+        if members.managers.iter().any(|m| !names.contains(m)) {
+            continue;
+        }
+        let workers: Vec<&String> = members
+            .workers
+            .iter()
+            .filter(|w| !names.contains(w))
+            .collect();
+        let managers = members.managers.join(", ");
+        let last = if members.managers.len() == 1 {
+            format!("{managers} is the last manager of its swarm")
+        } else {
+            format!("{managers} are the last managers of their swarm")
+        };
+        if workers.is_empty() {
+            notes.push(format!("{last}: the swarm ends."));
+        } else {
+            let list: Vec<&str> = workers.iter().map(|w| w.as_str()).collect();
+            notes.push(format!(
+                "{last}: the swarm ends, and its workers {} leave it (they keep running as standalone Docker hosts, their swarm services stop).",
+                list.join(", ")
+            ));
+        }
+    }
+    notes.dedup();
+    notes
 }
 
 async fn lifecycle(ctx: &Ctx, op: &str, m: &ArgMatches) -> CliResult<i32> {

@@ -13,7 +13,7 @@ use machine_core::host::ListEntry;
 use machine_core::State;
 use regex::Regex;
 use std::cmp::Ordering;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 /// The original's default listing.
@@ -73,7 +73,7 @@ impl Filters {
         name: &str,
         driver: &str,
         cfg: Option<&HostConfig>,
-        masters: &HashMap<String, String>,
+        masters: &BTreeMap<String, String>,
     ) -> bool {
         let driver_ok =
             self.driver.is_empty() || self.driver.iter().any(|d| d.eq_ignore_ascii_case(driver));
@@ -225,15 +225,11 @@ pub(crate) async fn ls(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
         .iter()
         .map(|n| (n.clone(), files.load(n).ok()))
         .collect();
-    let mut masters: HashMap<String, String> = HashMap::new();
-    for (name, cfg) in &configs {
-        if let Some(c) = cfg {
-            let s = &c.host_options.swarm_options;
-            if s.master {
-                masters.insert(s.discovery.clone(), name.clone());
-            }
-        }
-    }
+    let masters = machine_core::swarm::masters(
+        configs
+            .iter()
+            .filter_map(|(n, c)| c.as_ref().map(|c| (n.as_str(), c))),
+    );
     let static_ok = |name: &str| {
         let cfg = configs.get(name).and_then(Option::as_ref);
         let driver = cfg.map(|c| c.driver_name.as_str()).unwrap_or("not found");
@@ -277,24 +273,25 @@ pub(crate) async fn ls(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
         }
         let loaded = cfg.is_some() && entry.driver_name != "not found";
         let swarm_opts = cfg.map(|c| &c.host_options.swarm_options);
-        let mut swarm = String::new();
-        if let Some(s) = swarm_opts.filter(|s| !s.discovery.is_empty()) {
-            swarm = masters.get(&s.discovery).cloned().unwrap_or_default();
-            if s.master {
-                swarm = format!("{swarm} (master)");
-            }
-        }
+        let swarm = entry.swarm.clone();
         let running = entry.state == State::Running;
         let active_host = running && !entry.url.is_empty() && entry.url == docker_host;
         let active_swarm = swarm_opts.is_some_and(|s| {
-            s.master && running && {
-                let swarm_url = entry.url.replacen(
-                    &format!(":{}", url_port(&entry.url)),
-                    &format!(":{}", url_port(&s.host)),
-                    1,
-                );
-                !docker_host.is_empty() && swarm_url == docker_host
-            }
+            // Swarm mode: the cluster's API is the manager's own daemon
+            let swarm_mode = machine_core::swarm::discovery_machine(&s.discovery).is_some();
+            s.master && running && swarm_mode && active_host
+        }) || swarm_opts.is_some_and(|s| {
+            s.master
+                && running
+                && machine_core::swarm::discovery_machine(&s.discovery).is_none()
+                && {
+                    let swarm_url = entry.url.replacen(
+                        &format!(":{}", url_port(&entry.url)),
+                        &format!(":{}", url_port(&s.host)),
+                        1,
+                    );
+                    !docker_host.is_empty() && swarm_url == docker_host
+                }
         });
         let plain = !loaded || entry.state == State::Timeout;
         let active = if plain {
@@ -386,7 +383,7 @@ mod tests {
         let e = Filters::parse(&["color=red".into()]).expect_err("key");
         assert_eq!(e.message, "Unsupported filter key 'color'");
         let f = Filters::parse(&["Driver=none".into(), "name=^a".into()]).expect("ok");
-        assert!(f.static_match("ab", "NONE", None, &HashMap::new()));
-        assert!(!f.static_match("ba", "none", None, &HashMap::new()));
+        assert!(f.static_match("ab", "NONE", None, &BTreeMap::new()));
+        assert!(!f.static_match("ba", "none", None, &BTreeMap::new()));
     }
 }

@@ -292,3 +292,53 @@ fn cmd_output_keeps_operators_in_values_as_text() {
     );
     assert!(text.contains("SET DOCKER_MACHINE_NAME=n1\n"), "{text}");
 }
+
+#[test]
+fn swarm_flags_refuse_paths_and_control_characters() {
+    let s = TestStore::new();
+    for (flag, value, want) in [
+        (
+            "--swarm-discovery",
+            "machine://../../etc",
+            "not a machine name",
+        ),
+        (
+            "--swarm-discovery",
+            "machine://m1/../x",
+            "not a machine name",
+        ),
+        (
+            "--swarm-discovery",
+            "machine://m1\u{1b}[31m",
+            "control characters",
+        ),
+        (
+            "--swarm-addr",
+            "10.0.0.1\nX-Injected: 1",
+            "control characters",
+        ),
+        (
+            "--swarm-join-opt",
+            "listen-addr=0.0.0.0:2377\r",
+            "control characters",
+        ),
+    ] {
+        let pair = format!("{flag}={value}");
+        let args = [
+            "create",
+            "-d",
+            "none",
+            "--url",
+            "tcp://127.0.0.1:9",
+            "--swarm",
+            pair.as_str(),
+            "bad",
+        ];
+        let out = s.run(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(!err.contains('\u{1b}'), "{args:?}: raw escape in {err:?}");
+        assert!(!s.machine_dir("bad").exists(), "{args:?} left a machine");
+    }
+}

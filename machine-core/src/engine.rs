@@ -29,6 +29,13 @@ pub enum EngineError {
     /// The deadline passed.
     #[error("the Docker daemon at {addr} did not answer within {seconds} s")]
     Timeout { addr: String, seconds: u64 },
+    /// A Docker API call (through bollard) failed.
+    #[error("Docker API call to {addr} failed")]
+    Api {
+        addr: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
 }
 
 /// What `GET /version` told us.

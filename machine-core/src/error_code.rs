@@ -43,6 +43,8 @@ pub enum ErrorCode {
     NotRunning,
     /// A wait ran out of time.
     Timeout,
+    /// A Swarm-mode operation failed (joining, leaving, listing nodes...).
+    Swarm,
     /// Local file I/O failed.
     Io,
 }
@@ -67,6 +69,7 @@ impl ErrorCode {
         ErrorCode::Engine,
         ErrorCode::NotRunning,
         ErrorCode::Timeout,
+        ErrorCode::Swarm,
         ErrorCode::Io,
     ];
 
@@ -90,6 +93,7 @@ impl ErrorCode {
             ErrorCode::Engine => "Engine",
             ErrorCode::NotRunning => "NotRunning",
             ErrorCode::Timeout => "Timeout",
+            ErrorCode::Swarm => "Swarm",
             ErrorCode::Io => "Io",
         }
     }

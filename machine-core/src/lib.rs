@@ -14,6 +14,8 @@
 //! - [`cert`]: CA, client and server certificates, local verification, TLS configs.
 //! - [`env`](mod@env): rendering of the `DOCKER_*` environment for every supported shell.
 //! - [`engine`]: readiness and version checks against the Docker daemon over mutual TLS.
+//! - [`docker_api`]: the Docker Engine API (the `bollard` client) over our mutual TLS.
+//! - [`swarm`]: Swarm-mode clusters across machines (the `--swarm*` create flags).
 //! - [`driver`]: the small `Driver` trait, declared create options and the registry.
 //! - [`provision`]: OS detection and the provisioning steps for each distribution.
 //! - [`ssh`]: the SSH client (pinned host keys, one connection per operation) and
@@ -24,6 +26,7 @@
 
 pub mod cert;
 pub mod config;
+pub mod docker_api;
 pub mod driver;
 pub mod engine;
 pub mod env;
@@ -35,6 +38,10 @@ pub mod provision;
 pub mod ssh;
 pub mod state;
 pub mod store;
+pub mod swarm;
+
+/// The Docker Engine API client the swarm operations use ([`Host::docker`]).
+pub use bollard;
 
 pub use error_code::ErrorCode;
 pub use host::{Host, Store};

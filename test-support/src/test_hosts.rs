@@ -29,17 +29,20 @@ pub enum Suite {
     CliE2e,
     /// `examples/tests/inventory_e2e.rs`: the inventory driver example.
     Examples,
+    /// `machine-cli/tests/swarm_e2e.rs`: a Swarm-mode cluster across machines.
+    SwarmE2e,
     /// `machine-cli/tests/ec2.rs`: the `amazonec2` driver against moto.
     Ec2,
 }
 
 impl Suite {
     /// Every Rust suite.
-    pub const ALL: [Suite; 5] = [
+    pub const ALL: [Suite; 6] = [
         Suite::SshE2e,
         Suite::E2eGeneric,
         Suite::CliE2e,
         Suite::Examples,
+        Suite::SwarmE2e,
         Suite::Ec2,
     ];
 
@@ -50,6 +53,7 @@ impl Suite {
             Suite::E2eGeneric => "e2e_generic",
             Suite::CliE2e => "cli_e2e",
             Suite::Examples => "examples",
+            Suite::SwarmE2e => "swarm_e2e",
             Suite::Ec2 => "ec2",
         }
     }

@@ -9,6 +9,9 @@ import {
   type MachineDriverFactory,
   type DriverContext,
   type MachineError,
+  type SwarmNode,
+  type SwarmMembers,
+  swarmOptions,
 } from '../../index.js'
 
 class MemoryDriver implements MachineDriver {
@@ -73,6 +76,21 @@ export async function use(path?: string): Promise<number> {
     console.log(code, machine)
   }
   const generic: Host = await store.create('m2')
+  const worker: Host = await store.create('w1', {
+    driver: 'none',
+    options: { url: 'tcp://127.0.0.1:1' },
+    swarm: { swarm: true, 'swarm-discovery': 'machine://m2', 'swarm-join-opt': ['availability=drain'] },
+  })
+  await generic.swarmInit({ onProgress: () => {} })
+  await worker.swarmJoin('m2', { asManager: false })
+  const nodes: SwarmNode[] = await worker.swarmNodes()
+  const leader: boolean = nodes[0].leader
+  const manager: Host = await worker.swarmManager()
+  const members: SwarmMembers = await worker.swarmMembers()
+  await worker.swarmLeave({ force: true })
+  const swarmFlags: string[] = swarmOptions().map((o) => o.flag)
+  // @ts-expect-error: swarmJoin names the manager
+  await worker.swarmJoin()
   // @ts-expect-error: the driver is a name
   await store.create('m2', { driver: MemoryDriver })
   // @ts-expect-error: ssh takes the command
@@ -81,6 +99,7 @@ export async function use(path?: string): Promise<number> {
   await store.create('m3', { driver: 'none', options: { url: { nested: true } } })
   // @ts-expect-error: a class without ip() is not a driver
   store.registerDriver('bad', class { create() {} remove() {} state() { return '' } })
+  console.log(leader, manager.name, members.workers.join(), swarmFlags.join())
   return [name, driverName, generic.name, drivers.join(), state, text, flags.join(), String(inspected), String(status), String(ms), names.join()]
     .length + Object.keys(vars).length
 }

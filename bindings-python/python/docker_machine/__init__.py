@@ -38,7 +38,11 @@ from ._native import (
     SshTarget,
     Store,
     StoreError,
+    SwarmError,
+    SwarmMembers,
+    SwarmNode,
     engine_options,
+    swarm_options,
     UnknownDriverError,
     __version__,
 )
@@ -92,6 +96,10 @@ __all__ = [
     "SshTarget",
     "Store",
     "StoreError",
+    "SwarmError",
+    "SwarmMembers",
+    "SwarmNode",
+    "swarm_options",
     "UnknownDriverError",
     "__version__",
 ]

@@ -39,6 +39,10 @@ __all__ = [
     "SshTarget",
     "Store",
     "StoreError",
+    "SwarmError",
+    "SwarmMembers",
+    "SwarmNode",
+    "swarm_options",
     "UnknownDriverError",
     "__version__",
 ]
@@ -88,6 +92,7 @@ class Store:
         options: Optional[Mapping[str, _OptionValue]] = None,
         engine: Optional[Mapping[str, _OptionValue]] = None,
         progress: _Progress = None,
+        swarm: Optional[Mapping[str, _OptionValue]] = None,
     ) -> Host:
         """Create a machine and provision Docker on it.
 
@@ -109,6 +114,15 @@ class Store:
         (``"none"`` keeps the Docker already installed),
         ``engine-storage-driver`` and ``tls-key-algorithm`` (``rsa``/``ecdsa``).
 
+        ``swarm`` holds the Swarm-mode flags by name (see :func:`swarm_options`):
+        ``{"swarm-master": True}`` initializes a cluster once Docker runs;
+        ``{"swarm": True, "swarm-discovery": "machine://m1"}`` joins the cluster
+        of ``m1``, a manager machine of this store (add ``"swarm-master": True``
+        to join as a manager); ``swarm-addr``, ``swarm-opt`` and
+        ``swarm-join-opt`` (lists of ``KEY=VALUE``) tune it. A discovery naming
+        no machine of the store, or one that is no manager, raises
+        :class:`SwarmError` before anything is made.
+
         Raises :class:`InvalidOptionError` (naming the flag),
         :class:`AlreadyExistsError`, :class:`UnknownDriverError`,
         :class:`PreCreateCheckError`, and the errors of the steps.
@@ -120,7 +134,9 @@ class Store:
     def remove(self, name: str, force: bool = False) -> None:
         """Remove the machine: the driver removes what it made, then the store entry goes.
 
-        With ``force``, the store entry goes even when the driver fails.
+        With ``force``, the store entry goes even when the driver fails. A
+        machine in a swarm leaves it first (a manager is demoted first); the
+        last manager ends the swarm, and its workers leave it.
         """
 
     def register_driver(
@@ -222,6 +238,68 @@ class Host:
         """Copy a local file to the machine (mode taken from the local file)."""
     def copy_from(self, remote: str, local: _StrPath) -> None:
         """Copy a file from the machine to ``local``."""
+    def swarm_init(self, progress: _Progress = None) -> None:
+        """Initialize a new Swarm-mode cluster with this machine as its first manager.
+
+        It advertises its ``swarm-addr`` or its IP, with its ``swarm-opt``
+        settings; its ``SwarmOptions`` then name the cluster after it.
+        """
+    def swarm_join(self, manager: str, as_manager: bool = False, progress: _Progress = None) -> None:
+        """Join the cluster that machine ``manager`` (of the same store) manages.
+
+        :class:`SwarmError` when ``manager`` is not in the store, is no
+        manager, or this machine is in another swarm.
+        """
+    def swarm_leave(self, force: bool = False, progress: _Progress = None) -> None:
+        """Leave the cluster: a worker leaves and its node is removed from the list;
+        a manager is demoted first. The last manager leaves only with ``force``
+        while workers remain."""
+    def swarm_nodes(self) -> List[SwarmNode]:
+        """The nodes of this machine's cluster, as a manager of it lists them."""
+    def swarm_manager(self) -> Host:
+        """The manager machine of this machine's cluster that answers (this one if it is a manager)."""
+    def swarm_members(self) -> SwarmMembers:
+        """The machines of this machine's cluster, by the store's configurations (no network)."""
+
+@final
+class SwarmNode:
+    """One node of a Swarm-mode cluster, as a manager lists it."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def hostname(self) -> str:
+        """The node's host name (the machine's name for provisioned machines)."""
+    @property
+    def role(self) -> str:
+        """``manager`` or ``worker``."""
+    @property
+    def availability(self) -> str:
+        """``active``, ``pause`` or ``drain``."""
+    @property
+    def state(self) -> str:
+        """``ready``, ``down``, ``disconnected`` or ``unknown``."""
+    @property
+    def addr(self) -> str: ...
+    @property
+    def leader(self) -> bool: ...
+    @property
+    def reachability(self) -> str:
+        """For managers: ``reachable``, ``unreachable`` or ``unknown``; ``""`` for workers."""
+    @property
+    def engine_version(self) -> str: ...
+
+@final
+class SwarmMembers:
+    """The machines of a store in one Swarm-mode cluster."""
+
+    @property
+    def cluster(self) -> str:
+        """The cluster's name: ``machine://FIRST_MANAGER``."""
+    @property
+    def managers(self) -> List[str]: ...
+    @property
+    def workers(self) -> List[str]: ...
 
 @final
 class SshOutput:
@@ -243,6 +321,11 @@ class SshOutput:
 def engine_options() -> List["DriverOption"]:
     """The engine and TLS options ``Store.create`` takes in ``engine=``, keyed by
     their CLI flag names (``engine-opt``, ``engine-label``, ``tls-san``, ...)."""
+    ...
+
+def swarm_options() -> List["DriverOption"]:
+    """The Swarm-mode options ``Store.create`` takes in ``swarm=``, keyed by
+    their CLI flag names (``swarm``, ``swarm-master``, ``swarm-discovery``, ...)."""
     ...
 
 @final
@@ -381,5 +464,9 @@ class NotRunningError(MachineError):
     """The machine must be running for this operation."""
 class MachineTimeoutError(MachineError, TimeoutError):
     """A waiting step ran out of time."""
+class SwarmError(MachineError):
+    """A Swarm-mode operation failed: the manager to join through is missing or
+    no manager, the machine is in no swarm or in another one, or the Docker API
+    call failed."""
 class IoError(MachineError, OSError):
     """A local file operation failed."""

@@ -21,7 +21,7 @@ import os
 import pathlib
 from typing import Any, Callable, Dict, List, Mapping, Optional, TypeVar, Union
 
-from . import DriverOption, ListEntry, SshOutput
+from . import DriverOption, ListEntry, SshOutput, SwarmMembers, SwarmNode
 from . import Host as SyncHost
 from . import Store as SyncStore
 
@@ -114,6 +114,24 @@ class Host:
     async def copy_from(self, remote: str, local: Union[str, os.PathLike[str]]) -> None:
         await _run(self.sync.copy_from, remote, local)
 
+    async def swarm_init(self, progress: Progress = None) -> None:
+        await _run(self.sync.swarm_init, progress=_on_loop(progress))
+
+    async def swarm_join(self, manager: str, as_manager: bool = False, progress: Progress = None) -> None:
+        await _run(self.sync.swarm_join, manager, as_manager=as_manager, progress=_on_loop(progress))
+
+    async def swarm_leave(self, force: bool = False, progress: Progress = None) -> None:
+        await _run(self.sync.swarm_leave, force=force, progress=_on_loop(progress))
+
+    async def swarm_nodes(self) -> List[SwarmNode]:
+        return await _run(self.sync.swarm_nodes)
+
+    async def swarm_manager(self) -> "Host":
+        return Host(await _run(self.sync.swarm_manager))
+
+    async def swarm_members(self) -> SwarmMembers:
+        return await _run(self.sync.swarm_members)
+
 
 class Store:
     """A store of machines; the coroutine twin of :class:`docker_machine.Store`."""
@@ -152,6 +170,7 @@ class Store:
         options: Optional[Mapping[str, OptionValue]] = None,
         engine: Optional[Mapping[str, OptionValue]] = None,
         progress: Progress = None,
+        swarm: Optional[Mapping[str, OptionValue]] = None,
     ) -> Host:
         m = await _run(
             self.sync.create,
@@ -160,6 +179,7 @@ class Store:
             options=dict(options) if options is not None else None,
             engine=dict(engine) if engine is not None else None,
             progress=_on_loop(progress),
+            swarm=dict(swarm) if swarm is not None else None,
         )
         return Host(m)
 

@@ -9,6 +9,7 @@ use crate::provision::ProvisionError;
 use crate::ssh::SshError;
 use crate::state::State;
 use crate::store::StoreError;
+use crate::swarm::SwarmError;
 use std::path::PathBuf;
 
 /// Errors of host operations. Each names the machine.
@@ -82,6 +83,13 @@ pub enum HostError {
         value: String,
         reason: String,
     },
+    /// A Swarm-mode operation failed.
+    #[error("swarm of machine {name}")]
+    Swarm {
+        name: String,
+        #[source]
+        source: SwarmError,
+    },
     /// Local file I/O.
     #[error("machine {name}: file {path}")]
     Io {
@@ -131,6 +139,7 @@ impl HostError {
             HostError::NotRunning { .. } => ErrorCode::NotRunning,
             HostError::Timeout { .. } => ErrorCode::Timeout,
             HostError::InvalidOption { .. } => ErrorCode::InvalidOption,
+            HostError::Swarm { .. } => ErrorCode::Swarm,
             HostError::Io { .. } => ErrorCode::Io,
         }
     }
@@ -154,6 +163,7 @@ impl HostError {
             | HostError::NoSsh { name, .. }
             | HostError::NotRunning { name, .. }
             | HostError::Timeout { name, .. }
+            | HostError::Swarm { name, .. }
             | HostError::Io { name, .. } => name,
             _ => return None,
         };

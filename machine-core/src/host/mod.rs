@@ -38,8 +38,11 @@ pub use crate::progress::Progress;
 mod error;
 mod options;
 mod provisioning;
+mod swarm;
 #[cfg(test)]
 mod tests;
+
+pub(crate) use swarm::Leave;
 
 pub use error::{error_chain, printable, HostError};
 pub use options::{engine_options, CreateOptions, EnvOptions};

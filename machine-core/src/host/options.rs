@@ -4,7 +4,7 @@
 
 use super::HostError;
 use crate::cert::KeyAlgorithm;
-use crate::config::EngineOptions;
+use crate::config::{EngineOptions, SwarmOptions};
 use crate::driver::{DriverOption, OptionValue};
 
 /// Everything `create` needs besides the name.
@@ -22,6 +22,10 @@ pub struct CreateOptions {
     pub key_algorithm: KeyAlgorithm,
     /// Read driver options' environment variables from the process environment.
     pub use_environment: bool,
+    /// Swarm-mode settings (`--swarm*` flags, see [`crate::swarm`]), saved
+    /// as the machine's `SwarmOptions`; a new machine initializes or joins
+    /// a cluster once Docker runs.
+    pub swarm: SwarmOptions,
 }
 
 /// The engine and TLS options `create` takes besides the driver's, declared
@@ -79,7 +83,83 @@ impl CreateOptions {
             tls_san: Vec::new(),
             key_algorithm: KeyAlgorithm::default(),
             use_environment: true,
+            swarm: SwarmOptions::default(),
         }
+    }
+
+    /// Set a swarm flag by name (one of [`crate::swarm::swarm_options`]);
+    /// list flags append. The flags of the classic Swarm that mean nothing
+    /// in Swarm mode are kept in the options and logged as ignored.
+    pub fn swarm_flag(&mut self, flag: &str, value: OptionValue) -> Result<&mut Self, HostError> {
+        let flag = flag.trim_start_matches('-');
+        let list = match &value {
+            OptionValue::List(l) => l.clone(),
+            other => vec![other.to_string()],
+        };
+        let invalid = |reason: &str| HostError::InvalidOption {
+            flag: flag.to_string(),
+            value: value.to_string(),
+            reason: reason.to_string(),
+        };
+        let one = || list.first().cloned().unwrap_or_default();
+        let yes = || match &value {
+            OptionValue::Bool(b) => Ok(*b),
+            OptionValue::String(v) => match v.to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" => Ok(true),
+                "false" | "0" | "no" | "" => Ok(false),
+                _ => Err(invalid("expected true or false")),
+            },
+            _ => Err(invalid("expected true or false")),
+        };
+        for v in &list {
+            if v.chars().any(char::is_control) {
+                return Err(invalid("control characters are not allowed"));
+            }
+        }
+        if crate::swarm::IGNORED_FLAGS.contains(&flag) {
+            let shown = match &value {
+                OptionValue::Bool(_) => String::new(),
+                v => format!("={v}"),
+            };
+            tracing::warn!(
+                "swarm option {flag}{shown} is ignored: it configured the classic Swarm container; Swarm mode is built into Docker Engine"
+            );
+        }
+        let s = &mut self.swarm;
+        match flag {
+            "swarm" => {
+                let on = yes()?;
+                s.agent = on;
+                s.is_swarm = on || s.master;
+            }
+            "swarm-master" => {
+                let on = yes()?;
+                s.master = on;
+                s.is_swarm = on || s.agent;
+            }
+            "swarm-discovery" => s.discovery = one().trim().to_string(),
+            "swarm-addr" => s.address = one().trim().to_string(),
+            "swarm-opt" => s.arbitrary_flags.get_or_insert_with(Vec::new).extend(list),
+            "swarm-join-opt" => s
+                .arbitrary_join_flags
+                .get_or_insert_with(Vec::new)
+                .extend(list),
+            "swarm-image" => s.image = one(),
+            "swarm-strategy" => s.strategy = one(),
+            "swarm-host" => s.host = one(),
+            "swarm-experimental" => s.is_experimental = yes()?,
+            _ => {
+                return Err(invalid(&format!(
+                    "not a swarm option (known: {})",
+                    crate::swarm::swarm_options()
+                        .iter()
+                        .map(|o| o.flag.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )))
+            }
+        }
+        Ok(self)
     }
 
     /// Set a driver option by flag name.

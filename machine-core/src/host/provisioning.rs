@@ -9,7 +9,8 @@
 //!    provisioner's steps (one reconnect when the connection drops), then
 //!    wait for the daemon to answer over mutual TLS.
 //! 3. `provision`, `upgrade` and `regenerate_certs` re-enter step 2 under the
-//!    machine's lock and record the outcome (`last-error`).
+//!    machine's lock, then join the machine's swarm again if its daemon is
+//!    in none (see `host/swarm.rs`), and record the outcome (`last-error`).
 
 // Errors carry the machine name and the failing step (see `host/mod.rs`).
 #![allow(clippy::result_large_err)]
@@ -226,7 +227,11 @@ impl Host {
 
     async fn provision_locked(&mut self, progress: Progress<'_>) -> Result<(), HostError> {
         self.copy_client_certs()?;
-        let r = self.provision_with(self.key_algorithm(), progress).await;
+        let mut r = self.provision_with(self.key_algorithm(), progress).await;
+        if r.is_ok() {
+            // a machine whose daemon lost its cluster (or never joined it) joins again
+            r = self.apply_swarm(progress, false).await;
+        }
         match &r {
             Ok(()) => self.clear_error(),
             Err(e) => self.record_error(e),

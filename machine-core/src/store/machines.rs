@@ -11,12 +11,13 @@ use crate::cert::{self, CertPaths, KeyAlgorithm};
 use crate::config::HostConfig;
 use crate::driver::{Checkpoint, DriverContext, DriverOptions, DriverRegistry};
 use crate::engine::EngineError;
-use crate::host::{error_chain, CreateOptions, Host, HostError};
+use crate::host::{error_chain, CreateOptions, Host, HostError, Leave};
 use crate::progress::Progress;
 use crate::provision::ProvisionerSet;
 use crate::ssh::SshConfig;
 use crate::ssh::{Connector, RusshConnector};
 use crate::state::State;
+use crate::swarm::Membership;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -183,6 +184,24 @@ impl Store {
     ) -> Result<Host, HostError> {
         FileStore::validate_name(name)?;
         opts.engine.validate()?;
+        let (membership, warnings) =
+            crate::swarm::check(name, &opts.swarm).map_err(|(flag, value, reason)| {
+                HostError::InvalidOption {
+                    flag,
+                    value,
+                    reason,
+                }
+            })?;
+        let mut swarm_options = opts.swarm.clone();
+        match &membership {
+            Membership::None => {}
+            Membership::Init => swarm_options.discovery = crate::swarm::discovery_of(name),
+            Membership::Join { via, .. } => {
+                let manager = Host::manager_config_check(self, name, via)?;
+                // every member of a cluster carries the cluster's name
+                swarm_options.discovery = manager.host_options.swarm_options.discovery;
+            }
+        }
         if self.files.exists(name) {
             return Err(StoreError::AlreadyExists {
                 name: name.to_string(),
@@ -205,6 +224,9 @@ impl Store {
             env_fn,
         )
         .map_err(drv_err)?;
+        for w in warnings {
+            tracing::warn!("{w}");
+        }
         progress("Creating CA and client certificates");
         self.bootstrap_certs(opts.key_algorithm)?;
         let ctx = self.context(name);
@@ -215,6 +237,7 @@ impl Store {
         let mut config = HostConfig::new(name, &opts.driver, self.files.root());
         config.host_options.engine_options = opts.engine.clone();
         config.host_options.auth_options.server_cert_sans = Some(opts.tls_san.clone());
+        config.host_options.swarm_options = swarm_options;
         config.driver = driver.saved_state().map_err(drv_err)?;
         // lock first: a remove of the same name waits until create is done
         let _lock = self.files.lock_machine(name)?;
@@ -227,7 +250,10 @@ impl Store {
             store: self.clone(),
             new_machine: true,
         };
-        let result = host.finish_create(opts.key_algorithm, progress).await;
+        let mut result = host.finish_create(opts.key_algorithm, progress).await;
+        if result.is_ok() && membership != Membership::None {
+            result = host.apply_swarm(progress, true).await;
+        }
         match result {
             Ok(()) => {
                 host.clear_error();
@@ -258,10 +284,22 @@ impl Store {
 
     /// Remove the machine: the driver removes what it made, then the store entry
     /// goes. With `force`, the store entry goes even when the driver fails.
+    ///
+    /// A machine in a swarm leaves it first (see [`Host::swarm_leave`]): a
+    /// worker is removed from the managers' node list, a manager is demoted
+    /// first. Removing the last manager ends the swarm: its workers leave it
+    /// too and keep running as standalone engines.
     pub async fn remove(&self, name: &str, force: bool) -> Result<(), HostError> {
         let _lock = self.files.lock_machine(name)?;
         match self.get(name) {
             Ok(mut host) => {
+                let quiet = |_: &str| {};
+                if let Err(e) = self.leave_swarm_for_removal(&mut host, force, &quiet).await {
+                    if !force {
+                        return Err(e);
+                    }
+                    tracing::warn!("{}", error_chain(&e));
+                }
                 if let Err(source) = host.driver.remove().await {
                     if !force {
                         return Err(HostError::Driver {
@@ -278,10 +316,61 @@ impl Store {
         Ok(self.files.remove(name)?)
     }
 
+    /// The swarm part of removing `host`: the last manager of a cluster
+    /// takes its workers out of it first.
+    async fn leave_swarm_for_removal(
+        &self,
+        host: &mut Host,
+        force: bool,
+        progress: Progress<'_>,
+    ) -> Result<(), HostError> {
+        let s = &host.config.host_options.swarm_options;
+        if !(s.is_swarm || s.master) || crate::swarm::is_classic(s) {
+            return Ok(());
+        }
+        let members = host.swarm_members().unwrap_or_default();
+        let last_manager = s.master && members.managers.iter().all(|m| m == host.name());
+        if last_manager {
+            for w in &members.workers {
+                let r = async {
+                    let _lock = self.files.lock_machine(w)?;
+                    let mut worker = self.get(w)?;
+                    worker.leave(Leave::Dissolve, progress).await
+                }
+                .await;
+                if let Err(e) = r {
+                    tracing::warn!("{}", error_chain(&e));
+                }
+            }
+        }
+        host.leave(Leave::Removal { force }, progress).await
+    }
+
+    /// Every machine of the store whose configuration loads.
+    pub(crate) fn configs(&self) -> Result<Vec<(String, HostConfig)>, HostError> {
+        Ok(self
+            .files
+            .load_all()?
+            .into_iter()
+            .filter_map(|(n, c)| c.ok().map(|c| (n, c)))
+            .collect())
+    }
+
     /// Query every machine at once, each bounded by `timeout`; the listing takes
     /// about as long as the slowest machine and never much more than `timeout`.
     pub async fn list(&self, timeout: Duration) -> Result<Vec<ListEntry>, HostError> {
         let names = self.files.names()?;
+        let configs = self.configs()?;
+        let masters = crate::swarm::masters(configs.iter().map(|(n, c)| (n.as_str(), c)));
+        let columns: std::collections::HashMap<&str, String> = configs
+            .iter()
+            .map(|(n, c)| {
+                (
+                    n.as_str(),
+                    crate::swarm::column(&c.host_options.swarm_options, &masters),
+                )
+            })
+            .collect();
         let mut set = tokio::task::JoinSet::new();
         for (i, name) in names.iter().enumerate() {
             let store = self.clone();
@@ -298,7 +387,8 @@ impl Store {
             .into_iter()
             .zip(names)
             .map(|(r, name)| {
-                r.unwrap_or_else(|| ListEntry {
+                let swarm = columns.get(name.as_str()).cloned().unwrap_or_default();
+                let mut row = r.unwrap_or_else(|| ListEntry {
                     name,
                     driver_name: String::new(),
                     state: State::Error,
@@ -307,7 +397,9 @@ impl Store {
                     docker_version: "Unknown".into(),
                     error: "internal error while querying the machine".into(),
                     response_time_ms: 0,
-                })
+                });
+                row.swarm = swarm;
+                row
             })
             .collect())
     }
