@@ -6,6 +6,10 @@
 //! them they fail when CI is set and are skipped otherwise
 //! (`machine_test_support::test_hosts::for_suite`).
 
+mod common;
+
+use common::{bin, ok, test_image, text};
+
 use machine_test_support::test_hosts::{for_suite, Hosts, Suite};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -26,15 +30,6 @@ fn test_env() -> Option<Env> {
         hosts,
     })
 }
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_machine")
-}
-
 struct Cli {
     store: PathBuf,
     tmp: PathBuf,
@@ -124,22 +119,6 @@ fn relay_to(target: &str) -> u16 {
     });
     port
 }
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "failed ({:?}): {}{}",
-        o.status.code(),
-        text(&o.stdout),
-        text(&o.stderr)
-    );
-    text(&o.stdout)
-}
-
 fn create_args<'a>(ip: &'a str, key: &'a str, user: &'a str, name: &'a str) -> Vec<&'a str> {
     vec![
         "create",
@@ -162,35 +141,6 @@ fn create_args<'a>(ip: &'a str, key: &'a str, user: &'a str, name: &'a str) -> V
         "none",
         name,
     ]
-}
-
-/// A busybox root file system tarball for `docker import`.
-fn test_image(dir: &Path) -> PathBuf {
-    let image = dir.join("busybox.tar");
-    let script = repo().join("scripts/make-test-image.sh");
-    let st = if script.exists() {
-        Command::new("bash")
-            .arg(&script)
-            .arg(&image)
-            .status()
-            .expect("make image")
-    } else {
-        Command::new("bash")
-            .arg("-c")
-            .arg(
-                "set -e; r=$(mktemp -d); mkdir -p $r/bin $r/etc $r/tmp; cp \"$(command -v busybox)\" $r/bin/busybox; \
-                 for a in sh echo cat hostname true; do ln -s busybox $r/bin/$a; done; tar -C $r -cf \"$1\" .; rm -rf $r",
-            )
-            .arg("make-image")
-            .arg(&image)
-            .status()
-            .expect("make image")
-    };
-    assert!(
-        st.success(),
-        "cannot build the test image (busybox-static installed?)"
-    );
-    image
 }
 
 /// An interactive `machine ssh NAME` on a pseudo-terminal made by `script`;

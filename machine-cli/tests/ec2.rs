@@ -15,6 +15,10 @@
 //! are always given (the instance metadata service is disabled or served on
 //! loopback), and every endpoint is moto's.
 
+mod common;
+
+use common::{bin, ok, repo, test_image, text};
+
 use machine_drivers::amazonec2::api::{Ec2Client, Endpoint, Params, Xml};
 use machine_drivers::amazonec2::creds::Credentials;
 use machine_test_support::test_hosts::{for_suite, Hosts, Suite};
@@ -28,29 +32,6 @@ use std::time::{Duration, Instant};
 
 /// Creates that provision Docker on host 15 run one at a time.
 static PROVISIONING: Mutex<()> = Mutex::new(());
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_machine")
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "failed ({:?}): {}{}",
-        o.status.code(),
-        text(&o.stdout),
-        text(&o.stderr)
-    );
-    text(&o.stdout)
-}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -491,18 +472,6 @@ fn assert_nothing_left(ec2: &Ec2, id: &str, key: &str) {
         !ec2.group_names().contains(&"docker-machine".to_string()),
         "group docker-machine left"
     );
-}
-
-/// A busybox root file system tarball for `docker import`.
-fn test_image(dir: &Path) -> PathBuf {
-    let image = dir.join("busybox.tar");
-    let st = Command::new("bash")
-        .arg(repo().join("scripts/make-test-image.sh"))
-        .arg(&image)
-        .status()
-        .expect("make image");
-    assert!(st.success(), "cannot build the test image");
-    image
 }
 
 fn setup(index: usize) -> Option<(Hosts, Moto, Ec2, Net, Routes, tempfile::TempDir)> {

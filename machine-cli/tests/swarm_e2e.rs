@@ -13,36 +13,16 @@
 //! Figures (time to form the cluster, to reschedule after a node loss, to
 //! elect a new leader) are printed on stderr as `TIMING ...` lines.
 
+mod common;
+
+use common::{bin, ok, test_image, text};
+
 use machine_core::bollard;
 use machine_test_support::test_hosts::{for_suite, Hosts, Suite};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_machine")
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-#[track_caller]
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "failed ({:?}): {}{}",
-        o.status.code(),
-        text(&o.stdout),
-        text(&o.stderr)
-    );
-    text(&o.stdout)
-}
 
 struct Cli {
     store: PathBuf,
@@ -346,13 +326,7 @@ fn swarm_cluster_across_machines() {
     assert!(env.contains("DOCKER_MACHINE_NAME=\"m1\""), "{env}");
 
     // A service of 6 replicas of a local image, on every node.
-    let image = tmp.path().join("busybox.tar");
-    let st = Command::new("bash")
-        .arg(repo().join("scripts/make-test-image.sh"))
-        .arg(&image)
-        .status()
-        .expect("make image");
-    assert!(st.success(), "cannot build the test image");
+    let image = test_image(tmp.path());
     for name in ["m1", "w1", "w2"] {
         let out = Command::new("bash")
             .arg("-c")

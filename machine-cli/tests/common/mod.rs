@@ -15,8 +15,29 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_machine")
 }
 
-fn repo() -> PathBuf {
+pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Bytes as text, invalid UTF-8 replaced.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A busybox root file system tarball in `dir`, for `docker import` (no
+/// registry is reachable from the tests).
+pub fn test_image(dir: &Path) -> PathBuf {
+    let image = dir.join("busybox.tar");
+    let st = Command::new("bash")
+        .arg(repo().join("scripts/make-test-image.sh"))
+        .arg(&image)
+        .status()
+        .expect("make image");
+    assert!(
+        st.success(),
+        "cannot build the test image (busybox-static installed?)"
+    );
+    image
 }
 
 /// A config fixture of the repository, in the original's format.
@@ -156,6 +177,7 @@ pub fn stderr(o: &Output) -> String {
 }
 
 /// Assert success and return stdout.
+#[track_caller]
 pub fn ok(o: &Output) -> String {
     assert!(
         o.status.success(),
