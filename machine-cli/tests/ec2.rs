@@ -207,6 +207,9 @@ struct Routes {
     ns: String,
 }
 
+/// The address range of moto's default VPC.
+const MOTO_DEFAULT_VPC: &str = "172.31.0.0/16";
+
 /// How many tests use each CIDR's routes: the first adds them, the last
 /// removes them.
 static ROUTE_USERS: Mutex<Vec<(String, usize)>> = Mutex::new(Vec::new());
@@ -221,6 +224,12 @@ impl Routes {
                     let st = Command::new(args[0]).args(&args[1..]).status().expect("ip");
                     assert!(st.success(), "{args:?}");
                 };
+                if users.is_empty() {
+                    // moto's default VPC: an instance placed there (a spot
+                    // request moto puts outside its subnet) is unreachable
+                    // here instead of going out through the default route
+                    run(&["ip", "route", "replace", "unreachable", MOTO_DEFAULT_VPC]);
+                }
                 run(&[
                     "ip", "netns", "exec", ns, "ip", "route", "replace", "local", cidr, "dev", "lo",
                 ]);
@@ -244,6 +253,11 @@ impl Drop for Routes {
                 return;
             }
             users.remove(i);
+            if users.is_empty() {
+                let _ = Command::new("ip")
+                    .args(["route", "del", "unreachable", MOTO_DEFAULT_VPC])
+                    .status();
+            }
         }
         let _ = Command::new("ip")
             .args(["route", "del", &self.cidr])
@@ -269,29 +283,7 @@ fn cidr_for(hosts: &Hosts, index: usize) -> String {
     format!("10.{}.{third}.0/24", 199 + index)
 }
 
-/// A safety net under the per-test routes: any other private address an
-/// emulated instance might be given (moto's default subnets, a spot request
-/// placed elsewhere) is unreachable here instead of going out through the
-/// default route. The test hosts' networks and the routes the tests add are
-/// more specific and win.
-fn no_stray_private_traffic() {
-    static DONE: std::sync::Once = std::sync::Once::new();
-    DONE.call_once(|| {
-        for net in ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"] {
-            let st = Command::new("ip")
-                .args(["route", "replace", "unreachable", net, "metric", "4000"])
-                .status()
-                .expect("ip");
-            assert!(
-                st.success(),
-                "cannot install the unreachable route for {net}"
-            );
-        }
-    });
-}
-
 fn make_net(ec2: &Ec2, hosts: &Hosts, index: usize) -> (Net, Routes) {
-    no_stray_private_traffic();
     let cidr = cidr_for(hosts, index);
     let host = hosts.host(index);
     let ns = host.name.clone().expect("MT_HOST_NAMES names the host");
