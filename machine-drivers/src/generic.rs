@@ -273,25 +273,13 @@ impl Driver for GenericDriver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use machine_core::driver::OptionValue;
 
     fn ctx(dir: &Path) -> DriverContext {
-        DriverContext {
-            machine_name: "m1".into(),
-            store_root: dir.to_path_buf(),
-            machine_dir: dir.join("machines/m1"),
-        }
+        crate::test_util::ctx(dir, "m1")
     }
 
     fn opts(given: &[(&str, &str)]) -> Result<DriverOptions, DriverError> {
-        DriverOptions::resolve(
-            NAME,
-            &GenericFactory.options(),
-            given
-                .iter()
-                .map(|(k, v)| (k.to_string(), OptionValue::String(v.to_string()))),
-            &|_| None,
-        )
+        crate::test_util::opts(&GenericFactory, given)
     }
 
     #[tokio::test]

@@ -15,6 +15,8 @@ pub mod amazonec2;
 pub mod generic;
 pub mod none;
 pub mod qemu;
+#[cfg(test)]
+mod test_util;
 
 use machine_core::driver::DriverRegistry;
 use std::sync::Arc;

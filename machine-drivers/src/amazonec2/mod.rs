@@ -1496,25 +1496,13 @@ impl Driver for Ec2Driver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use machine_core::driver::OptionValue;
 
     fn ctx(dir: &Path) -> DriverContext {
-        DriverContext {
-            machine_name: "m1".into(),
-            store_root: dir.to_path_buf(),
-            machine_dir: dir.join("machines/m1"),
-        }
+        crate::test_util::ctx(dir, "m1")
     }
 
     fn opts(given: &[(&str, &str)]) -> Result<DriverOptions, DriverError> {
-        DriverOptions::resolve(
-            NAME,
-            &Ec2Factory.options(),
-            given
-                .iter()
-                .map(|(k, v)| (k.to_string(), OptionValue::String(v.to_string()))),
-            &|_| None,
-        )
+        crate::test_util::opts(&Ec2Factory, given)
     }
 
     #[test]

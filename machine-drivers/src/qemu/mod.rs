@@ -601,25 +601,13 @@ impl Driver for QemuDriver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use machine_core::driver::OptionValue;
 
     fn ctx(dir: &Path) -> DriverContext {
-        DriverContext {
-            machine_name: "vm1".into(),
-            store_root: dir.to_path_buf(),
-            machine_dir: dir.join("machines/vm1"),
-        }
+        crate::test_util::ctx(dir, "vm1")
     }
 
     fn opts(given: &[(&str, &str)]) -> Result<DriverOptions, DriverError> {
-        DriverOptions::resolve(
-            NAME,
-            &QemuFactory.options(),
-            given
-                .iter()
-                .map(|(k, v)| (k.to_string(), OptionValue::String(v.to_string()))),
-            &|_| None,
-        )
+        crate::test_util::opts(&QemuFactory, given)
     }
 
     #[tokio::test]
