@@ -438,6 +438,29 @@ fn base64(data: &[u8]) -> String {
     out
 }
 
+/// `docker run` of the test image on machine `name` through its `env`:
+/// what the container printed.
+fn run_container(cli: &Cli, name: &str, dir: &Path) -> String {
+    let image = test_image(dir);
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "set -e; eval \"$(\"$M\" env {name})\"; docker import {} mt-busybox:latest >/dev/null; \
+             docker run --rm --network none mt-busybox:latest echo hello-from-ec2",
+            image.display()
+        ))
+        .env("M", bin())
+        .env("MACHINE_STORAGE_PATH", &cli.store)
+        .env("DOCKER_CONFIG", cli.home.join("docker-config"))
+        .env("AWS_ACCESS_KEY_ID", "AKIDENV")
+        .env("AWS_SECRET_ACCESS_KEY", "env-secret")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("DOCKER_HOST")
+        .output()
+        .expect("bash");
+    ok(&out).trim().to_string()
+}
+
 fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
@@ -534,24 +557,10 @@ fn create_runs_a_container_and_flags_reach_the_api() {
     assert_eq!(ok(&cli.run(&["ip", "ec2-full"])).trim(), ip);
 
     // the docker CLI against the machine
-    let image = test_image(tmp.path());
-    let out = Command::new("bash")
-        .arg("-c")
-        .arg(format!(
-            "set -e; eval \"$(\"$M\" env ec2-full)\"; docker import {} mt-busybox:latest >/dev/null; \
-             docker run --rm --network none mt-busybox:latest echo hello-from-ec2",
-            image.display()
-        ))
-        .env("M", bin())
-        .env("MACHINE_STORAGE_PATH", &cli.store)
-        .env("DOCKER_CONFIG", cli.home.join("docker-config"))
-        .env("AWS_ACCESS_KEY_ID", "AKIDENV")
-        .env("AWS_SECRET_ACCESS_KEY", "env-secret")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("DOCKER_HOST")
-        .output()
-        .expect("bash");
-    assert!(ok(&out).contains("hello-from-ec2"));
+    assert_eq!(
+        run_container(&cli, "ec2-full", tmp.path()),
+        "hello-from-ec2"
+    );
 
     // what moto was told
     let inst = ec2.instance(&id);
@@ -1441,4 +1450,236 @@ fn existing_read_only_groups_are_used_and_kept() {
     ok(&cli.run(&["rm", "-y", "ec2-ro"]));
     assert!(ec2.group_names().contains(&"ops-managed".to_string()));
     assert_eq!(rules(&ec2), 0);
+}
+
+/// A fleet create (the fleet-enabled fork's flags): two instance types and
+/// two subnets as candidates for one spot instance, launched through an
+/// instant EC2 Fleet from a launch template of ours; the machine is
+/// provisioned and runs a container; `rm` deletes the fleet, its spot
+/// request, the launch template and the instance.
+#[test]
+fn fleet_create_with_two_types_and_two_subnets() {
+    let Some((hosts, moto, ec2, net, _routes, tmp)) = setup(15) else {
+        return;
+    };
+    let _one = PROVISIONING.lock().unwrap_or_else(|e| e.into_inner());
+    let cli = Cli::new(tmp.path());
+    // a second VPC with the host's CIDR in two halves
+    let vpc = ec2
+        .call("CreateVpc", &[("CidrBlock", &net.cidr)])
+        .text_at("vpc/vpcId");
+    let prefix = net.cidr.trim_end_matches("0/24");
+    let subnets: Vec<String> = [("0/25", "us-east-1a"), ("128/25", "us-east-1b")]
+        .iter()
+        .map(|(half, zone)| {
+            ec2.call(
+                "CreateSubnet",
+                &[
+                    ("VpcId", &vpc),
+                    ("CidrBlock", &format!("{prefix}{half}")),
+                    ("AvailabilityZone", zone),
+                ],
+            )
+            .text_at("subnet/subnetId")
+        })
+        .collect();
+    let mut args = with_test_key(&ec2, &hosts, create_args(&moto.endpoint(), &net));
+    // the first subnet comes from create_args; the second is repeated
+    let at = args
+        .iter()
+        .position(|a| a == &net.subnet)
+        .expect("subnet arg");
+    args[at] = subnets[0].clone();
+    args.extend(
+        [
+            "--amazonec2-use-fleet=true",
+            "--amazonec2-subnet-id",
+            &subnets[1],
+            "--amazonec2-instance-type",
+            "m5.large",
+            "--amazonec2-instance-type",
+            "c5.large",
+            "--amazonec2-request-spot-instance",
+            "--amazonec2-spot-price",
+            "0.09",
+            "--amazonec2-volume-encrypted",
+            "--amazonec2-volume-kms-key",
+            "alias/runner",
+            "--amazonec2-metadata-token",
+            "required",
+            "ec2-fleet",
+        ]
+        .map(String::from),
+    );
+    let said = ok(&cli.run(&strs(&args)));
+    assert!(said.contains("Docker is up and running!"), "{said}");
+
+    let d = cli.config("ec2-fleet")["Driver"].clone();
+    let fleet = d["FleetId"].as_str().expect("FleetId").to_string();
+    let template = d["LaunchTemplateId"]
+        .as_str()
+        .expect("LaunchTemplateId")
+        .to_string();
+    let id = d["InstanceId"].as_str().expect("InstanceId").to_string();
+    assert!(fleet.starts_with("fleet-"), "{d}");
+    assert!(template.starts_with("lt-"), "{d}");
+    assert_eq!(d["UseFleet"], true);
+    assert_eq!(d["CreatedLaunchTemplate"], true);
+    assert_eq!(
+        d["InstanceTypes"],
+        serde_json::json!(["m5.large", "c5.large"])
+    );
+    assert_eq!(d["SubnetIds"], serde_json::json!(subnets));
+    let chosen_type = d["InstanceType"].as_str().unwrap_or("?").to_string();
+    let chosen_subnet = d["SubnetId"].as_str().unwrap_or("?").to_string();
+    assert!(
+        ["m5.large", "c5.large"].contains(&chosen_type.as_str()),
+        "{d}"
+    );
+    assert!(subnets.contains(&chosen_subnet), "{d}");
+
+    // the fleet: instant, spot, one instance, every type with every subnet
+    let x = ec2.call("DescribeFleets", &[("FleetId.1", &fleet)]);
+    let f = &x.items("fleetSet")[0];
+    assert_eq!(f.text_at("type"), "instant");
+    assert_eq!(
+        f.text_at("targetCapacitySpecification/defaultTargetCapacityType"),
+        "spot"
+    );
+    assert_eq!(
+        f.text_at("targetCapacitySpecification/totalTargetCapacity"),
+        "1"
+    );
+    let config = &f.items("launchTemplateConfigs")[0];
+    assert_eq!(
+        config.text_at("launchTemplateSpecification/launchTemplateId"),
+        template
+    );
+    let mut overrides: Vec<(String, String, String)> = config
+        .items("overrides")
+        .iter()
+        .map(|o| {
+            (
+                o.text_at("instanceType"),
+                o.text_at("subnetId"),
+                o.text_at("maxPrice"),
+            )
+        })
+        .collect();
+    overrides.sort();
+    let mut wanted = Vec::new();
+    for t in ["c5.large", "m5.large"] {
+        for s in &subnets {
+            wanted.push((t.to_string(), s.clone(), "0.09".to_string()));
+        }
+    }
+    wanted.sort();
+    assert_eq!(overrides, wanted);
+
+    // the launch template carries the machine's settings
+    let v = ec2.call(
+        "DescribeLaunchTemplateVersions",
+        &[("LaunchTemplateId", &template)],
+    );
+    let data = v.items("launchTemplateVersionSet")[0]
+        .at("launchTemplateData")
+        .expect("launchTemplateData")
+        .clone();
+    assert_eq!(data.text_at("imageId"), net.ami);
+    assert_eq!(data.text_at("keyName"), "mt-key");
+    assert_eq!(data.text_at("metadataOptions/httpTokens"), "required");
+    let root = &data.items("blockDeviceMappingSet")[0];
+    assert_eq!(root.text_at("ebs/encrypted"), "true");
+    assert_eq!(root.text_at("ebs/kmsKeyId"), "alias/runner");
+
+    // the instance: the chosen candidate, tagged as ours, on the host
+    let inst = ec2.instance(&id);
+    assert_eq!(inst.text_at("instanceType"), chosen_type);
+    assert_eq!(inst.text_at("subnetId"), chosen_subnet);
+    assert!(inst
+        .items("tagSet")
+        .iter()
+        .any(|t| t.text_at("key") == "Name" && t.text_at("value") == "ec2-fleet"));
+    assert_eq!(
+        run_container(&cli, "ec2-fleet", tmp.path()),
+        "hello-from-ec2"
+    );
+
+    ok(&cli.run(&["rm", "-y", "ec2-fleet"]));
+    let x = ec2.call("DescribeFleets", &[("FleetId.1", &fleet)]);
+    let state = x
+        .items("fleetSet")
+        .first()
+        .map(|f| f.text_at("fleetState"))
+        .unwrap_or_default();
+    assert!(
+        state.is_empty() || state.starts_with("deleted"),
+        "fleet {fleet} is {state}"
+    );
+    assert_eq!(
+        ec2.instance(&id).text_at("instanceState/name"),
+        "terminated"
+    );
+    let open: Vec<String> = ec2
+        .call("DescribeSpotInstanceRequests", &[])
+        .items("spotInstanceRequestSet")
+        .iter()
+        .filter(|r| r.text_at("instanceId") == id)
+        .map(|r| r.text_at("state"))
+        .filter(|s| s != "cancelled" && s != "closed")
+        .collect();
+    assert!(open.is_empty(), "spot requests left: {open:?}");
+    let templates: Vec<String> = ec2
+        .call("DescribeLaunchTemplates", &[])
+        .items("launchTemplates")
+        .iter()
+        .map(|t| t.text_at("launchTemplateId"))
+        .collect();
+    assert!(!templates.contains(&template), "{templates:?}");
+    assert!(!ec2.group_names().contains(&"docker-machine".to_string()));
+}
+
+/// Candidates without a fleet, and a template without the key pair it
+/// needs, are refused before anything is made.
+#[test]
+fn fleet_flags_are_checked() {
+    let Some((_hosts, moto, ec2, net, _routes, tmp)) = setup(16) else {
+        return;
+    };
+    let cli = Cli::new(tmp.path());
+    let base = create_args(&moto.endpoint(), &net);
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &[
+                "--amazonec2-instance-type",
+                "m5.large",
+                "--amazonec2-instance-type",
+                "c5.large",
+            ],
+            "--amazonec2-use-fleet",
+        ),
+        (
+            &["--amazonec2-launch-template", "runners"],
+            "--amazonec2-use-fleet",
+        ),
+        (
+            &[
+                "--amazonec2-use-fleet",
+                "--amazonec2-launch-template",
+                "runners",
+            ],
+            "--amazonec2-keypair-name",
+        ),
+    ];
+    for (extra, wanted) in cases {
+        let mut args = base.clone();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.push("ec2-refused".into());
+        let out = cli.run(&strs(&args));
+        assert!(!out.status.success(), "{extra:?} should be refused");
+        let err = text(&out.stderr);
+        assert!(err.contains(wanted), "{extra:?}: {err}");
+        assert!(!cli.store.join("machines/ec2-refused").exists());
+    }
+    assert!(ec2.key_names().is_empty(), "nothing was made in EC2");
 }

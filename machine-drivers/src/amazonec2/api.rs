@@ -71,9 +71,11 @@ impl Ec2Error {
         }
     }
 
-    /// Whether the error code ends with `.NotFound` or is one of `codes`.
+    /// Whether the error code says the thing does not exist (`*.NotFound`,
+    /// `*.NotFoundException`).
     pub fn is_not_found(&self) -> bool {
-        self.code().is_some_and(|c| c.ends_with(".NotFound"))
+        self.code()
+            .is_some_and(|c| c.ends_with(".NotFound") || c.ends_with(".NotFoundException"))
     }
 
     fn retryable(&self) -> bool {

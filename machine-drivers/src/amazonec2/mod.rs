@@ -167,6 +167,20 @@ struct Own {
     spot_instance_request_id: String,
     #[serde(rename = "CreatedSecurityGroupIds", deserialize_with = "null_vec")]
     created_security_group_ids: Vec<String>,
+    #[serde(rename = "UseFleet")]
+    use_fleet: bool,
+    #[serde(rename = "InstanceTypes", deserialize_with = "null_vec")]
+    instance_types: Vec<String>,
+    #[serde(rename = "SubnetIds", deserialize_with = "null_vec")]
+    subnet_ids: Vec<String>,
+    #[serde(rename = "LaunchTemplate")]
+    launch_template: String,
+    #[serde(rename = "LaunchTemplateId")]
+    launch_template_id: String,
+    #[serde(rename = "CreatedLaunchTemplate")]
+    created_launch_template: bool,
+    #[serde(rename = "FleetId")]
+    fleet_id: String,
 }
 
 impl std::fmt::Debug for Own {
@@ -222,7 +236,12 @@ impl DriverFactory for Ec2Factory {
             )
             .default_value("a")
             .env("AWS_ZONE"),
-            opt("amazonec2-subnet-id", Str, "AWS VPC subnet id").env("AWS_SUBNET_ID"),
+            opt(
+                "amazonec2-subnet-id",
+                StringList,
+                "AWS VPC subnet id (repeat with --amazonec2-use-fleet: candidates for one instance)",
+            )
+            .env("AWS_SUBNET_ID"),
             opt(
                 "amazonec2-security-group-readonly",
                 Bool,
@@ -247,9 +266,13 @@ impl DriverFactory for Ec2Factory {
                 "AWS Tags (e.g. key1,value1,key2,value2)",
             )
             .env("AWS_TAGS"),
-            opt("amazonec2-instance-type", Str, "AWS instance type")
-                .default_value("t2.micro")
-                .env("AWS_INSTANCE_TYPE"),
+            opt(
+                "amazonec2-instance-type",
+                StringList,
+                "AWS instance type (repeat with --amazonec2-use-fleet: candidates for one instance)",
+            )
+            .default_value("t2.micro")
+            .env("AWS_INSTANCE_TYPE"),
             opt("amazonec2-device-name", Str, "AWS root device name")
                 .default_value("/dev/sda1")
                 .env("AWS_DEVICE_NAME"),
@@ -361,6 +384,16 @@ impl DriverFactory for Ec2Factory {
                 Str,
                 "KMS key for the encrypted root volume (default: the account's EBS key)",
             ),
+            opt(
+                "amazonec2-use-fleet",
+                Bool,
+                "Launch through an EC2 Fleet (type instant) choosing among the given instance types and subnets",
+            ),
+            opt(
+                "amazonec2-launch-template",
+                Str,
+                "Name or id (lt-...) of an existing launch template for the fleet (with --amazonec2-use-fleet)",
+            ),
             // the same two under the names GitLab's and Rancher's forks use
             opt(
                 "amazonec2-encrypt-ebs-volume",
@@ -438,6 +471,50 @@ impl DriverFactory for Ec2Factory {
                 "expected 1 to 64",
             ));
         }
+        let use_fleet = o.bool("amazonec2-use-fleet");
+        let types = o.list("amazonec2-instance-type");
+        let subnets = o.list("amazonec2-subnet-id");
+        let template = o.string("amazonec2-launch-template");
+        if !use_fleet {
+            for (flag, given) in [
+                ("amazonec2-instance-type", &types),
+                ("amazonec2-subnet-id", &subnets),
+            ] {
+                if given.len() > 1 {
+                    return Err(invalid(
+                        flag,
+                        &given.join(","),
+                        "several values need --amazonec2-use-fleet",
+                    ));
+                }
+            }
+            if !template.is_empty() {
+                return Err(invalid(
+                    "amazonec2-launch-template",
+                    &template,
+                    "a launch template is used by a fleet: add --amazonec2-use-fleet",
+                ));
+            }
+        } else {
+            if !template.is_empty() {
+                check_template_name(&template)
+                    .map_err(|r| invalid("amazonec2-launch-template", &template, &r))?;
+                if key_name.is_empty() {
+                    return Err(invalid(
+                        "amazonec2-launch-template",
+                        &template,
+                        "a fleet cannot replace the template's key pair: name it with --amazonec2-keypair-name and --amazonec2-ssh-keypath",
+                    ));
+                }
+            }
+            if o.int("amazonec2-block-duration-minutes").unwrap_or(0) != 0 {
+                return Err(invalid(
+                    "amazonec2-block-duration-minutes",
+                    &o.string("amazonec2-block-duration-minutes"),
+                    "spot blocks are not available through a fleet",
+                ));
+            }
+        }
         let user = o.string("amazonec2-ssh-user");
         machine_core::ssh::check_user(&user)
             .map_err(|e| invalid("amazonec2-ssh-user", &user, &e.to_string()))?;
@@ -461,7 +538,7 @@ impl DriverFactory for Ec2Factory {
             ami,
             existing_key: !key_name.is_empty(),
             key_name,
-            instance_type: o.string("amazonec2-instance-type"),
+            instance_type: types.first().cloned().unwrap_or_default(),
             security_group_names: o.list("amazonec2-security-group"),
             security_group_read_only: o.bool("amazonec2-security-group-readonly"),
             open_ports: o.list("amazonec2-open-port"),
@@ -471,7 +548,7 @@ impl DriverFactory for Ec2Factory {
             volume_type: o.string("amazonec2-volume-type"),
             iam_instance_profile: o.string("amazonec2-iam-instance-profile"),
             vpc_id: o.string("amazonec2-vpc-id"),
-            subnet_id: o.string("amazonec2-subnet-id"),
+            subnet_id: subnets.first().cloned().unwrap_or_default(),
             zone: o.string("amazonec2-zone"),
             request_spot_instance: o.bool("amazonec2-request-spot-instance"),
             spot_price: o.string("amazonec2-spot-price"),
@@ -492,6 +569,10 @@ impl DriverFactory for Ec2Factory {
             kms_key_id: Some(o.string("amazonec2-volume-kms-key"))
                 .filter(|k| !k.is_empty())
                 .unwrap_or_else(|| o.string("amazonec2-kms-key")),
+            use_fleet,
+            instance_types: if use_fleet { types } else { Vec::new() },
+            subnet_ids: if use_fleet { subnets } else { Vec::new() },
+            launch_template: template,
             ..Own::default()
         };
         Ok(Box::new(Ec2Driver {
@@ -523,6 +604,18 @@ impl DriverFactory for Ec2Factory {
 fn random_id() -> String {
     let bytes: [u8; 16] = rand::random();
     hex::encode(bytes)
+}
+
+/// A launch template's name (3 to 128 of `A-Za-z0-9()./_-`) or id (`lt-` and hex).
+fn check_template_name(t: &str) -> Result<(), String> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || "()./_-".contains(c);
+    if !(3..=128).contains(&t.len()) || !t.chars().all(ok_char) {
+        return Err(
+            "expected a launch template name (3 to 128 letters, digits or ()./_-) or id (lt-...)"
+                .into(),
+        );
+    }
+    Ok(())
 }
 
 /// `80`, `80/tcp`, `53/udp` into (port, protocol).
@@ -562,6 +655,8 @@ struct Instance {
     state: String,
     private_ip: String,
     public_ip: String,
+    subnet_id: String,
+    instance_type: String,
 }
 
 fn instances_of(x: &Xml) -> Vec<Instance> {
@@ -573,6 +668,8 @@ fn instances_of(x: &Xml) -> Vec<Instance> {
             state: i.text_at("instanceState/name"),
             private_ip: i.text_at("privateIpAddress"),
             public_ip: i.text_at("ipAddress"),
+            subnet_id: i.text_at("subnetId"),
+            instance_type: i.text_at("instanceType"),
         })
         .collect()
 }
@@ -734,28 +831,40 @@ impl Ec2Driver {
         Err(failed("find the network", "amazonec2 driver requires either the --amazonec2-subnet-id or --amazonec2-vpc-id option or an AWS Account with a default vpc-id"))
     }
 
+    /// The subnets an instance may land in: the fleet's candidates, else the one.
+    fn subnet_candidates(&self) -> Vec<String> {
+        if self.own.subnet_ids.is_empty() {
+            vec![self.own.subnet_id.clone()]
+        } else {
+            self.own.subnet_ids.clone()
+        }
+    }
+
     async fn resolve_network(&mut self) -> Result<(), DriverError> {
         if !self.own.subnet_id.is_empty() {
-            let mut p = Params::new();
-            p.add("SubnetId.1", self.own.subnet_id.clone());
-            let x = self.call("DescribeSubnets", &p).await?;
-            let subnet = x.items("subnetSet").first().map(|s| s.text_at("vpcId"));
-            let Some(vpc) = subnet else {
-                return Err(failed(
-                    "find the subnet",
-                    format!("subnet {} not found in this region", self.own.subnet_id),
-                ));
-            };
-            if self.own.vpc_id.is_empty() {
-                self.own.vpc_id = vpc;
-            } else if vpc != self.own.vpc_id {
-                return Err(failed(
-                    "find the subnet",
-                    format!(
-                        "SubnetId: {} does not belong to VpcId: {}",
-                        self.own.subnet_id, self.own.vpc_id
-                    ),
-                ));
+            // every candidate in the one VPC the security group belongs to
+            for subnet in self.subnet_candidates() {
+                let mut p = Params::new();
+                p.add("SubnetId.1", subnet.clone());
+                let x = self.call("DescribeSubnets", &p).await?;
+                let found = x.items("subnetSet").first().map(|s| s.text_at("vpcId"));
+                let Some(vpc) = found else {
+                    return Err(failed(
+                        "find the subnet",
+                        format!("subnet {subnet} not found in this region"),
+                    ));
+                };
+                if self.own.vpc_id.is_empty() {
+                    self.own.vpc_id = vpc;
+                } else if vpc != self.own.vpc_id {
+                    return Err(failed(
+                        "find the subnet",
+                        format!(
+                            "SubnetId: {subnet} does not belong to VpcId: {}",
+                            self.own.vpc_id
+                        ),
+                    ));
+                }
             }
             return Ok(());
         }
@@ -947,12 +1056,26 @@ impl Ec2Driver {
     /// The launch settings shared by RunInstances and RequestSpotInstances,
     /// each name prefixed with `pre`.
     fn launch_params(&self, p: &mut Params, pre: &str) -> Result<(), DriverError> {
+        p.add(
+            format!("{pre}Placement.AvailabilityZone"),
+            self.region_zone(),
+        );
+        let ni = format!("{pre}NetworkInterface.1");
+        p.add(format!("{ni}.DeviceIndex"), "0")
+            .add(format!("{ni}.SubnetId"), self.own.subnet_id.clone())
+            .add(
+                format!("{ni}.AssociatePublicIpAddress"),
+                (!self.own.private_ip_only).to_string(),
+            )
+            .list(&format!("{ni}.SecurityGroupId"), &self.group_ids());
+        self.instance_params(p, pre)
+    }
+
+    /// What RunInstances, RequestSpotInstances and a launch template's data
+    /// share: image, type, key, profile, monitoring, root volume, user data.
+    fn instance_params(&self, p: &mut Params, pre: &str) -> Result<(), DriverError> {
         p.add(format!("{pre}ImageId"), self.own.ami.clone())
             .add(format!("{pre}InstanceType"), self.own.instance_type.clone())
-            .add(
-                format!("{pre}Placement.AvailabilityZone"),
-                self.region_zone(),
-            )
             .add(
                 format!("{pre}Monitoring.Enabled"),
                 self.own.monitoring.to_string(),
@@ -970,14 +1093,6 @@ impl Ec2Driver {
                 self.own.iam_instance_profile.clone(),
             );
         }
-        let ni = format!("{pre}NetworkInterface.1");
-        p.add(format!("{ni}.DeviceIndex"), "0")
-            .add(format!("{ni}.SubnetId"), self.own.subnet_id.clone())
-            .add(
-                format!("{ni}.AssociatePublicIpAddress"),
-                (!self.own.private_ip_only).to_string(),
-            )
-            .list(&format!("{ni}.SecurityGroupId"), &self.group_ids());
         let bd = format!("{pre}BlockDeviceMapping.1");
         p.add(format!("{bd}.DeviceName"), self.own.device_name.clone())
             .add(
@@ -1007,7 +1122,11 @@ impl Ec2Driver {
     }
 
     fn tag_spec(&self, p: &mut Params, n: usize, resource: &str) {
-        let pre = format!("TagSpecification.{n}");
+        self.tag_spec_at(p, "", n, resource)
+    }
+
+    fn tag_spec_at(&self, p: &mut Params, prefix: &str, n: usize, resource: &str) {
+        let pre = format!("{prefix}TagSpecification.{n}");
         p.add(format!("{pre}.ResourceType"), resource);
         for (i, (k, v)) in self.tags().into_iter().enumerate() {
             p.add(format!("{pre}.Tag.{}.Key", i + 1), k)
@@ -1021,15 +1140,7 @@ impl Ec2Driver {
             .add("MaxCount", "1")
             .add("ClientToken", self.own.id.clone());
         self.launch_params(&mut p, "")?;
-        p.add("MetadataOptions.HttpEndpoint", "enabled")
-            .add(
-                "MetadataOptions.HttpTokens",
-                self.own.metadata_token.clone(),
-            )
-            .add(
-                "MetadataOptions.HttpPutResponseHopLimit",
-                self.own.metadata_token_response_hop_limit.to_string(),
-            );
+        self.metadata_params(&mut p, "");
         self.tag_spec(&mut p, 1, "instance");
         let x = self.call("RunInstances", &p).await?;
         self.own.reservation_id = x.text_at("reservationId");
@@ -1041,6 +1152,126 @@ impl Ec2Driver {
             .filter(|i| !i.is_empty())
             .ok_or_else(|| failed("launch the instance", "RunInstances named no instance"))?;
         self.persist()
+    }
+
+    fn metadata_params(&self, p: &mut Params, pre: &str) {
+        p.add(format!("{pre}MetadataOptions.HttpEndpoint"), "enabled")
+            .add(
+                format!("{pre}MetadataOptions.HttpTokens"),
+                self.own.metadata_token.clone(),
+            )
+            .add(
+                format!("{pre}MetadataOptions.HttpPutResponseHopLimit"),
+                self.own.metadata_token_response_hop_limit.to_string(),
+            );
+    }
+
+    /// The launch template a fleet of ours launches from: named after the
+    /// machine's id, so `rm` finds it even when its id was never saved.
+    fn own_template_name(&self) -> String {
+        format!("docker-machine-{}", self.own.id)
+    }
+
+    async fn create_launch_template(&mut self) -> Result<(), DriverError> {
+        let mut p = Params::new();
+        p.add("LaunchTemplateName", self.own_template_name())
+            .add("ClientToken", self.own.id.clone());
+        let pre = "LaunchTemplateData.";
+        self.instance_params(&mut p, pre)?;
+        self.metadata_params(&mut p, pre);
+        p.list(&format!("{pre}SecurityGroupId"), &self.group_ids());
+        self.tag_spec_at(&mut p, pre, 1, "instance");
+        self.tag_spec(&mut p, 1, "launch-template");
+        let x = self.call("CreateLaunchTemplate", &p).await?;
+        self.own.launch_template_id = x.text_at("launchTemplate/launchTemplateId");
+        self.own.created_launch_template = true;
+        self.persist()?;
+        if self.own.launch_template_id.is_empty() {
+            return Err(failed(
+                "make the launch template",
+                "CreateLaunchTemplate named no template",
+            ));
+        }
+        Ok(())
+    }
+
+    /// One instance through an instant EC2 Fleet: every instance type with
+    /// every subnet as candidates, spot or on-demand.
+    async fn create_fleet(&mut self) -> Result<(), DriverError> {
+        let spec = "LaunchTemplateConfigs.1.LaunchTemplateSpecification";
+        let mut p = Params::new();
+        if self.own.launch_template.is_empty() {
+            self.create_launch_template().await?;
+            p.add(
+                format!("{spec}.LaunchTemplateId"),
+                self.own.launch_template_id.clone(),
+            )
+            .add(format!("{spec}.Version"), "$Latest");
+        } else {
+            let t = self.own.launch_template.clone();
+            let key = if t.starts_with("lt-") {
+                "LaunchTemplateId"
+            } else {
+                "LaunchTemplateName"
+            };
+            p.add(format!("{spec}.{key}"), t)
+                .add(format!("{spec}.Version"), "$Default");
+        }
+        let spot = self.own.request_spot_instance;
+        p.add("Type", "instant")
+            .add("ClientToken", self.own.id.clone())
+            .add("TargetCapacitySpecification.TotalTargetCapacity", "1")
+            .add(
+                "TargetCapacitySpecification.DefaultTargetCapacityType",
+                if spot { "spot" } else { "on-demand" },
+            );
+        let types = if self.own.instance_types.is_empty() {
+            vec![self.own.instance_type.clone()]
+        } else {
+            self.own.instance_types.clone()
+        };
+        let mut n = 0;
+        for t in &types {
+            for s in self.subnet_candidates() {
+                n += 1;
+                let o = format!("LaunchTemplateConfigs.1.Overrides.{n}");
+                p.add(format!("{o}.InstanceType"), t.clone())
+                    .add(format!("{o}.SubnetId"), s);
+                if spot {
+                    p.add(format!("{o}.MaxPrice"), self.own.spot_price.clone());
+                }
+            }
+        }
+        self.tag_spec(&mut p, 1, "instance");
+        self.tag_spec(&mut p, 2, "fleet");
+        let x = self.call("CreateFleet", &p).await?;
+        self.own.fleet_id = x.text_at("fleetId");
+        let launched = x
+            .items("fleetInstanceSet")
+            .into_iter()
+            .flat_map(|i| i.items("instanceIds"))
+            .map(|i| i.text.clone())
+            .find(|i| !i.is_empty());
+        if let Some(id) = &launched {
+            self.own.instance_id = id.clone();
+        }
+        self.persist()?;
+        if launched.is_none() {
+            let why: Vec<String> = x
+                .items("errorSet")
+                .iter()
+                .map(|e| format!("{}: {}", e.text_at("errorCode"), e.text_at("errorMessage")))
+                .collect();
+            return Err(failed(
+                "launch through the fleet",
+                if why.is_empty() {
+                    "the fleet launched no instance".to_string()
+                } else {
+                    why.join("; ")
+                },
+            ));
+        }
+        Ok(())
     }
 
     async fn request_spot(&mut self) -> Result<(), DriverError> {
@@ -1167,6 +1398,13 @@ impl Ec2Driver {
     async fn adopt(&mut self, i: &Instance) -> Result<(), DriverError> {
         self.base.ip_address = self.address_of(i)?;
         self.own.private_ip_address = i.private_ip.clone();
+        // what the fleet chose among the candidates
+        if !i.subnet_id.is_empty() {
+            self.own.subnet_id = i.subnet_id.clone();
+        }
+        if !i.instance_type.is_empty() {
+            self.own.instance_type = i.instance_type.clone();
+        }
         self.persist()
     }
 
@@ -1319,7 +1557,9 @@ impl Driver for Ec2Driver {
         self.persist()?;
         self.key_pair().await?;
         self.security_groups().await?;
-        if self.own.request_spot_instance {
+        if self.own.use_fleet {
+            self.create_fleet().await?;
+        } else if self.own.request_spot_instance {
             self.request_spot().await?;
         } else {
             self.run_instance().await?;
@@ -1387,6 +1627,53 @@ impl Driver for Ec2Driver {
                 Err(e) => errors.push(e.to_string()),
             }
         }
+        if !self.own.fleet_id.is_empty() {
+            let mut p = Params::new();
+            p.add("FleetId.1", self.own.fleet_id.clone())
+                .add("TerminateInstances", "true");
+            match self.try_call("DeleteFleets", &p).await? {
+                Ok(x) => {
+                    for u in x.items("unsuccessfulFleetDeletionSet") {
+                        let code = u.text_at("error/code");
+                        if code != "fleetIdDoesNotExist" {
+                            errors.push(format!(
+                                "DeleteFleets {}: {code}: {}",
+                                self.own.fleet_id,
+                                u.text_at("error/message")
+                            ));
+                        }
+                    }
+                }
+                Err(e) if e.is_not_found() => {}
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        if self.own.use_fleet && !ids.is_empty() {
+            // a fleet's spot capacity comes with requests of its own
+            let mut p = Params::new();
+            p.filter(1, "instance-id", &ids);
+            match self.try_call("DescribeSpotInstanceRequests", &p).await? {
+                Ok(x) => {
+                    let open: Vec<String> = x
+                        .items("spotInstanceRequestSet")
+                        .iter()
+                        .filter(|r| !matches!(r.text_at("state").as_str(), "cancelled" | "closed"))
+                        .map(|r| r.text_at("spotInstanceRequestId"))
+                        .collect();
+                    if !open.is_empty() {
+                        let mut c = Params::new();
+                        c.list("SpotInstanceRequestId", &open);
+                        match self.try_call("CancelSpotInstanceRequests", &c).await? {
+                            Ok(_) => {}
+                            Err(e) if e.is_not_found() => {}
+                            Err(e) => errors.push(e.to_string()),
+                        }
+                    }
+                }
+                Err(e) if e.is_not_found() => {}
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
         let mut terminated = Vec::new();
         for id in &ids {
             let mut p = Params::new();
@@ -1396,6 +1683,20 @@ impl Driver for Ec2Driver {
                 Err(e) if e.is_not_found() => {
                     tracing::warn!(instance = %id, "Remote instance does not exist, proceeding with removing local reference");
                 }
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        // ours by name, so also when a crash came before its id was saved
+        if self.own.created_launch_template
+            || (self.own.use_fleet
+                && self.own.launch_template.is_empty()
+                && !self.own.id.is_empty())
+        {
+            let mut p = Params::new();
+            p.add("LaunchTemplateName", self.own_template_name());
+            match self.try_call("DeleteLaunchTemplate", &p).await? {
+                Ok(_) => {}
+                Err(e) if e.is_not_found() => {}
                 Err(e) => errors.push(e.to_string()),
             }
         }
@@ -1511,7 +1812,7 @@ mod tests {
         assert_eq!(o.string("amazonec2-region"), "us-east-1");
         assert_eq!(o.string("amazonec2-zone"), "a");
         assert_eq!(o.list("amazonec2-security-group"), ["docker-machine"]);
-        assert_eq!(o.string("amazonec2-instance-type"), "t2.micro");
+        assert_eq!(o.list("amazonec2-instance-type"), ["t2.micro"]);
         assert_eq!(o.string("amazonec2-device-name"), "/dev/sda1");
         assert_eq!(o.int("amazonec2-root-size"), Some(16));
         assert_eq!(o.string("amazonec2-volume-type"), "gp2");
@@ -1520,7 +1821,7 @@ mod tests {
         assert_eq!(o.string("amazonec2-spot-price"), "0.50");
         assert_eq!(o.int("amazonec2-retries"), Some(5));
         let names: Vec<String> = Ec2Factory.options().into_iter().map(|o| o.flag).collect();
-        assert_eq!(names.len(), 38);
+        assert_eq!(names.len(), 40);
     }
 
     #[test]
@@ -1593,6 +1894,20 @@ mod tests {
             ],
             "amazonec2-ami",
         );
+        bad(
+            &[
+                ("amazonec2-use-fleet", "true"),
+                ("amazonec2-launch-template", "no spaces; please"),
+            ],
+            "amazonec2-launch-template",
+        );
+        bad(
+            &[
+                ("amazonec2-use-fleet", "true"),
+                ("amazonec2-block-duration-minutes", "60"),
+            ],
+            "amazonec2-block-duration-minutes",
+        );
     }
 
     #[test]
@@ -1603,6 +1918,7 @@ mod tests {
             state: "running".into(),
             private_ip: "10.0.0.5".into(),
             public_ip: "198.51.100.7".into(),
+            ..Instance::default()
         };
         let driver = |given: &[(&str, &str)]| {
             let o = opts(given).expect("opts");
