@@ -9,11 +9,11 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import { readmeExample, repoDir, runNode, tempDir, tempProject } from './helpers.mjs'
+import { busyboxTarball, docker, readmeExample, repoDir, runNode, tempDir, tempProject } from './helpers.mjs'
 import { forSuite } from './testhosts.mjs'
 
 const require = createRequire(import.meta.url)
@@ -34,30 +34,6 @@ const ENGINE = {
   'engine-opt': ['bridge=none', 'iptables=false', 'ip6tables=false'],
   'engine-install-url': 'none',
   'engine-label': ['origin=node-e2e'],
-}
-
-/** A root file system of a static busybox, as a tarball for `docker import`. */
-async function busyboxTarball(dir) {
-  const busybox = ['/bin/busybox', '/usr/bin/busybox'].find((p) => existsSync(p))
-  assert.ok(busybox, 'busybox is missing (apt-get install busybox-static)')
-  const root = join(dir, 'rootfs')
-  mkdirSync(join(root, 'bin'), { recursive: true })
-  copyFileSync(busybox, join(root, 'bin', 'busybox'))
-  chmodSync(join(root, 'bin', 'busybox'), 0o755)
-  for (const applet of ['sh', 'echo', 'cat', 'hostname', 'true']) symlinkSync('busybox', join(root, 'bin', applet))
-  const tarball = join(dir, 'busybox.tar')
-  await run('tar', ['-C', root, '--owner=0', '--group=0', '-cf', tarball, '.'])
-  return tarball
-}
-
-/** Run the real `docker` CLI with a machine's environment. */
-async function docker(machine, dir, ...args) {
-  const env = { ...process.env, ...(await machine.envVars()), DOCKER_CONFIG: join(dir, 'docker-config') }
-  try {
-    return (await run('docker', args, { env, maxBuffer: 16 * 1024 * 1024 })).stdout
-  } catch (e) {
-    assert.fail(`docker ${args.join(' ')} failed:\n${e.stdout}${e.stderr}`)
-  }
 }
 
 test('generic driver: create, ssh, copy, the docker CLI runs a container, list, remove', { skip }, async (t) => {

@@ -1,6 +1,7 @@
-// Shared by the tests: temporary projects that depend on this package, and
-// the code blocks of the README.
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+// Shared by the tests: temporary projects that depend on this package, the
+// code blocks of the README, the busybox test image and the docker CLI.
+import assert from 'node:assert/strict'
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { execFile } from 'node:child_process'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
@@ -43,4 +44,28 @@ export function readmeExample(name) {
   const m = new RegExp(`<!-- example: ${name} -->\\s*\`\`\`js\\n([\\s\\S]*?)\`\`\``).exec(text)
   if (!m) throw new Error(`README.md has no example ${name}`)
   return m[1]
+}
+
+/** A root file system of a static busybox, as a tarball for `docker import`. */
+export async function busyboxTarball(dir) {
+  const busybox = ['/bin/busybox', '/usr/bin/busybox'].find((p) => existsSync(p))
+  assert.ok(busybox, 'busybox is missing (apt-get install busybox-static)')
+  const root = join(dir, 'rootfs')
+  mkdirSync(join(root, 'bin'), { recursive: true })
+  copyFileSync(busybox, join(root, 'bin', 'busybox'))
+  chmodSync(join(root, 'bin', 'busybox'), 0o755)
+  for (const applet of ['sh', 'echo', 'cat', 'hostname', 'true']) symlinkSync('busybox', join(root, 'bin', applet))
+  const tarball = join(dir, 'busybox.tar')
+  await run('tar', ['-C', root, '--owner=0', '--group=0', '-cf', tarball, '.'])
+  return tarball
+}
+
+/** Run the real `docker` CLI with a machine's environment. */
+export async function docker(machine, dir, ...args) {
+  const env = { ...process.env, ...(await machine.envVars()), DOCKER_CONFIG: join(dir, 'docker-config') }
+  try {
+    return (await run('docker', args, { env, maxBuffer: 16 * 1024 * 1024 })).stdout
+  } catch (e) {
+    assert.fail(`docker ${args.join(' ')} failed:\n${e.stdout}${e.stderr}`)
+  }
 }
