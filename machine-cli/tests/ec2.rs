@@ -461,6 +461,29 @@ fn run_container(cli: &Cli, name: &str, dir: &Path) -> String {
     ok(&out).trim().to_string()
 }
 
+/// `machine` once per name, all at once: their outputs, in order.
+fn run_concurrently(
+    cli: &Cli,
+    names: &[String],
+    argv: &dyn Fn(&str) -> Vec<String>,
+) -> Vec<Output> {
+    let children: Vec<Child> = names
+        .iter()
+        .map(|n| {
+            cli.cmd()
+                .args(argv(n))
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn")
+        })
+        .collect();
+    children
+        .into_iter()
+        .map(|c| c.wait_with_output().expect("wait"))
+        .collect()
+}
+
 fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
@@ -1176,25 +1199,9 @@ fn ten_concurrent_creates_and_removes() {
     let Some((_hosts, moto, ec2, net, _routes, tmp)) = setup(16) else {
         return;
     };
-    let cli = Arc::new(Cli::new(tmp.path()));
+    let cli = Cli::new(tmp.path());
     let names: Vec<String> = (0..10).map(|i| format!("ec2-many-{i}")).collect();
-    let run_all = |argv: &dyn Fn(&str) -> Vec<String>| {
-        let children: Vec<_> = names
-            .iter()
-            .map(|n| {
-                cli.cmd()
-                    .args(argv(n))
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .expect("spawn")
-            })
-            .collect();
-        children
-            .into_iter()
-            .map(|c| c.wait_with_output().expect("wait"))
-            .collect::<Vec<_>>()
-    };
+    let run_all = |argv: &dyn Fn(&str) -> Vec<String>| run_concurrently(&cli, &names, argv);
     let endpoint = moto.endpoint();
     let started = Instant::now();
     let outs = run_all(&|n: &str| {
@@ -1682,4 +1689,107 @@ fn fleet_flags_are_checked() {
         assert!(!cli.store.join("machines/ec2-refused").exists());
     }
     assert!(ec2.key_names().is_empty(), "nothing was made in EC2");
+}
+
+/// Ten creates at once, each provisioned end to end on a host of its own
+/// (ten subnets, each CIDR answered by one test host), each daemon
+/// answering the docker CLI; then ten removes at once, nothing left.
+#[test]
+fn ten_concurrent_creates_provision_ten_hosts_then_ten_removes() {
+    let Some(hosts) = for_suite(Suite::Ec2) else {
+        return;
+    };
+    let _one = PROVISIONING.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(moto) = Moto::start() else {
+        return;
+    };
+    let ec2 = Ec2::new(&moto.endpoint());
+    let tmp = tempfile::tempdir().expect("tmp");
+    let cli = Cli::new(tmp.path());
+    let indices = [15, 16, 22, 23, 24, 25, 26, 27, 28, 29];
+    let nets: Vec<(Net, Routes)> = indices.iter().map(|&i| make_net(&ec2, &hosts, i)).collect();
+    let names: Vec<String> = (0..nets.len()).map(|i| format!("ec2-ten-{i}")).collect();
+    let endpoint = moto.endpoint();
+    let started = Instant::now();
+    let outs = run_concurrently(&cli, &names, &|n: &str| {
+        let i: usize = n.trim_start_matches("ec2-ten-").parse().expect("index");
+        let mut a = with_test_key(&ec2, &hosts, create_args(&endpoint, &nets[i].0));
+        a.push(n.to_string());
+        a
+    });
+    eprintln!("10 provisioned creates in {:?}", started.elapsed());
+    for (n, o) in names.iter().zip(&outs) {
+        assert!(
+            o.status.success() && text(&o.stdout).contains("Docker is up and running!"),
+            "create {n}: {}{}",
+            text(&o.stdout),
+            text(&o.stderr)
+        );
+    }
+    // every machine on its own host, every daemon answering with its TLS
+    let mut seen = Vec::new();
+    for (n, (net, _)) in names.iter().zip(&nets) {
+        let ip = ok(&cli.run(&["ip", n])).trim().to_string();
+        assert!(
+            ip.starts_with(net.cidr.trim_end_matches("0/24")),
+            "{n}: {ip} in {}",
+            net.cidr
+        );
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "set -e; eval \"$(\"$M\" env {n})\"; docker version --format '{{{{.Server.Os}}}}'"
+            ))
+            .env("M", bin())
+            .env("MACHINE_STORAGE_PATH", &cli.store)
+            .env("DOCKER_CONFIG", cli.home.join("docker-config"))
+            .env_remove("DOCKER_HOST")
+            .output()
+            .expect("bash");
+        assert_eq!(ok(&out).trim(), "linux", "{n}");
+        seen.push(ip);
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), names.len(), "ten distinct addresses: {seen:?}");
+    let ids: Vec<String> = names
+        .iter()
+        .map(|n| {
+            cli.config(n)["Driver"]["Id"]
+                .as_str()
+                .unwrap_or("?")
+                .to_string()
+        })
+        .collect();
+
+    let started = Instant::now();
+    let outs = run_concurrently(&cli, &names, &|n: &str| {
+        vec!["rm".into(), "-y".into(), n.to_string()]
+    });
+    eprintln!("10 removes in {:?}", started.elapsed());
+    for (n, o) in names.iter().zip(&outs) {
+        assert!(o.status.success(), "rm {n}: {}", text(&o.stderr));
+    }
+    let live: Vec<_> = ec2
+        .instances()
+        .into_iter()
+        .filter(|(_, st, tags)| {
+            st != "terminated"
+                && tags
+                    .iter()
+                    .any(|(k, v)| k == "docker-machine-id" && ids.contains(v))
+        })
+        .collect();
+    assert!(live.is_empty(), "instances left: {live:?}");
+    assert!(
+        !ec2.group_names().contains(&"docker-machine".to_string()),
+        "a docker-machine group is left"
+    );
+    let left: Vec<String> = std::fs::read_dir(cli.store.join("machines"))
+        .expect("machines dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        // the per-machine lock files stay by design (machine-core's store)
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    assert!(left.is_empty(), "machines left in the store: {left:?}");
 }

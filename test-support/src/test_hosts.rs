@@ -429,7 +429,7 @@ mod tests {
         for s in Suite::ALL {
             assert!(!s.indices().is_empty(), "{s}");
         }
-        assert_eq!(a.count, 17);
+        assert_eq!(a.count, 30);
     }
 
     #[test]
@@ -523,7 +523,7 @@ mod tests {
         assert!(m.contains("e2e_generic"), "{m}");
         assert!(m.contains("0, 1, 2, 3, 9"), "{m}");
         assert!(m.contains("which names 6"), "{m}");
-        assert!(m.contains("bash scripts/testhosts.sh up 17"), "{m}");
+        assert!(m.contains("bash scripts/testhosts.sh up 30"), "{m}");
         let Err(Unavailable::Missing(m)) = select(Suite::SshE2e, Err(&EnvError::NoHosts)) else {
             panic!("no hosts")
         };

@@ -1557,15 +1557,27 @@ impl Driver for Ec2Driver {
         self.persist()?;
         self.key_pair().await?;
         self.security_groups().await?;
+        let report = machine_core::progress::report;
         if self.own.use_fleet {
+            report("Launching the instance through an EC2 Fleet");
             self.create_fleet().await?;
         } else if self.own.request_spot_instance {
+            report("Requesting a spot instance");
             self.request_spot().await?;
         } else {
+            report("Launching the instance");
             self.run_instance().await?;
         }
+        report(&format!(
+            "Waiting for instance {} to run",
+            machine_core::host::printable(&self.own.instance_id).replace('\n', " ")
+        ));
         let i = self.wait_running().await?;
         self.adopt(&i).await?;
+        report(&format!(
+            "Waiting for SSH on {}:{}",
+            self.base.ip_address, self.base.ssh_port
+        ));
         self.wait_ssh().await
     }
 
