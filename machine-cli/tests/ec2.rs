@@ -484,6 +484,23 @@ fn run_concurrently(
         .collect()
 }
 
+/// One IAM query call to moto, which reads the service from the
+/// credential scope and checks no signature; panics unless it answers 200.
+fn moto_iam(port: u16, body: &str) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("moto");
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\n\
+         Authorization: AWS4-HMAC-SHA256 Credential=AKIDTEST/20250101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(request.as_bytes()).expect("send");
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).expect("answer");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{body}: {answer}");
+}
+
 fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
@@ -1117,23 +1134,57 @@ fn gitlab_runner_command_sequence() {
     std::fs::create_dir_all(&bin_dir).expect("bin");
     std::os::unix::fs::symlink(bin(), bin_dir.join("docker-machine")).expect("symlink");
     let proxy = Proxy::start(moto.port, 0);
-    let mut args = with_test_key(&ec2, &hosts, create_args(&proxy.endpoint(), &net));
-    args.drain(..3); // the script names the driver
+    // what the runner's MachineOptions name must exist in the account
+    moto_iam(
+        moto.port,
+        "Action=CreateInstanceProfile&InstanceProfileName=gitlab-runner&Version=2010-05-08",
+    );
+    let userdata = tmp.path().join("cloud-init");
+    std::fs::write(&userdata, "#cloud-config\nruncmd: [touch /tmp/runner]\n").expect("userdata");
+    let vpc = ec2
+        .call("DescribeSubnets", &[("SubnetId.1", &net.subnet)])
+        .items("subnetSet")[0]
+        .text_at("vpcId");
+    let key = hosts.key().display().to_string();
+    let _ = with_test_key(&ec2, &hosts, Vec::new());
+    // the MachineOptions the widely used Terraform module for GitLab Runner
+    // on AWS writes, passed the runner's way (`--name=value`), then what the
+    // test hosts need
+    let mut args: Vec<String> = [
+        format!("--amazonec2-endpoint={}", proxy.endpoint()),
+        "--amazonec2-insecure-transport=true".into(),
+        "--amazonec2-instance-type=m5.large".into(),
+        "--amazonec2-region=us-east-1".into(),
+        "--amazonec2-zone=a".into(),
+        format!("--amazonec2-vpc-id={vpc}"),
+        format!("--amazonec2-subnet-id={}", net.subnet),
+        "--amazonec2-private-address-only=true".into(),
+        "--amazonec2-use-private-address=true".into(),
+        "--amazonec2-request-spot-instance=true".into(),
+        "--amazonec2-spot-price=".into(),
+        "--amazonec2-security-group=runner-docker-machine".into(),
+        "--amazonec2-tags=runner-token,abc,gitlab,true".into(),
+        "--amazonec2-use-ebs-optimized-instance=true".into(),
+        "--amazonec2-monitoring=false".into(),
+        "--amazonec2-iam-instance-profile=gitlab-runner".into(),
+        "--amazonec2-root-size=8".into(),
+        "--amazonec2-volume-type=gp3".into(),
+        format!("--amazonec2-userdata={}", userdata.display()),
+        format!("--amazonec2-ami={}", net.ami),
+        "--amazonec2-metadata-token=required".into(),
+        "--amazonec2-metadata-token-response-hop-limit=2".into(),
+        "--amazonec2-encrypt-ebs-volume=true".into(),
+        "--amazonec2-keypair-name=mt-key".into(),
+        format!("--amazonec2-ssh-keypath={key}"),
+        "--amazonec2-ssh-user=root".into(),
+    ]
+    .into();
     args.extend(
         [
-            // as GitLab Runner's MachineOptions are commonly written
-            "--amazonec2-use-private-address=true",
-            "--amazonec2-request-spot-instance=false",
-            "--amazonec2-security-group-readonly=false",
-            "--amazonec2-monitoring=false",
-            "--amazonec2-userdata=",
-            "--amazonec2-root-size=8",
-            "--amazonec2-volume-type=gp3",
-            "--amazonec2-encrypt-ebs-volume=true",
-            "--amazonec2-metadata-token=required",
-            "--amazonec2-metadata-token-response-hop-limit=2",
-            "--amazonec2-tags",
-            "runner-token,abc,gitlab,true",
+            "--engine-opt=bridge=none",
+            "--engine-opt=iptables=false",
+            "--engine-opt=ip6tables=false",
+            "--engine-install-url=none",
         ]
         .map(String::from),
     );
@@ -1160,29 +1211,63 @@ fn gitlab_runner_command_sequence() {
         .expect("script");
     let said = ok(&out);
     assert!(said.contains("step: finished"), "{said}");
-    // the fork's flags reached the API
-    let (id, _, _) = ec2
+    // every MachineOption reached the API
+    let (id, _, tags) = ec2
         .instances()
         .into_iter()
         .find(|(_, _, tags)| tags.contains(&("Name".into(), "runner-1".into())))
         .expect("the runner's instance");
+    for (k, v) in [("runner-token", "abc"), ("gitlab", "true")] {
+        assert!(tags.contains(&(k.into(), v.into())), "{k}={v} in {tags:?}");
+    }
     let inst = ec2.instance(&id);
+    assert_eq!(inst.text_at("instanceType"), "m5.large");
+    assert_eq!(inst.text_at("placement/availabilityZone"), "us-east-1a");
+    assert_eq!(inst.text_at("vpcId"), vpc);
+    assert_eq!(inst.text_at("subnetId"), net.subnet);
+    assert_eq!(inst.text_at("imageId"), net.ami);
+    assert_eq!(inst.text_at("instanceLifecycle"), "spot");
     assert_eq!(inst.text_at("metadataOptions/httpTokens"), "required");
     assert_eq!(inst.text_at("metadataOptions/httpPutResponseHopLimit"), "2");
-    // the root volume went with the instance: read what was asked
-    let run = proxy
-        .bodies()
-        .into_iter()
-        .find(|b| b.contains("Action=RunInstances"))
-        .expect("RunInstances went through the proxy");
-    for part in [
-        "BlockDeviceMapping.1.Ebs.VolumeSize=8",
-        "BlockDeviceMapping.1.Ebs.VolumeType=gp3",
-        "BlockDeviceMapping.1.Ebs.Encrypted=true",
-        "Monitoring.Enabled=false",
-    ] {
-        assert!(run.contains(part), "{part} in {run}");
+    let user_data = ec2.call(
+        "DescribeInstanceAttribute",
+        &[("InstanceId", &id), ("Attribute", "userData")],
+    );
+    assert_eq!(
+        user_data.text_at("userData/value"),
+        base64(&std::fs::read(&userdata).expect("userdata"))
+    );
+    // the runner's group was made in the VPC with SSH and Docker open, and
+    // went with the machine
+    assert!(!ec2
+        .group_names()
+        .contains(&"runner-docker-machine".to_string()));
+    let bodies = proxy.bodies();
+    let group = bodies
+        .iter()
+        .find(|b| b.contains("Action=AuthorizeSecurityGroupIngress"))
+        .expect("the group's rules were set");
+    for port in ["22", "2376"] {
+        assert!(group.contains(&format!("FromPort={port}")), "{group}");
     }
+    // the spot request carried the root volume, EBS optimization and the
+    // instance profile (moto does not pass these two on to a spot instance),
+    // and no price (the on-demand cap)
+    let spot = bodies
+        .iter()
+        .find(|b| b.contains("Action=RequestSpotInstances"))
+        .expect("RequestSpotInstances went through the proxy");
+    for part in [
+        "LaunchSpecification.BlockDeviceMapping.1.Ebs.VolumeSize=8",
+        "LaunchSpecification.BlockDeviceMapping.1.Ebs.VolumeType=gp3",
+        "LaunchSpecification.BlockDeviceMapping.1.Ebs.Encrypted=true",
+        "LaunchSpecification.Monitoring.Enabled=false",
+        "LaunchSpecification.EbsOptimized=true",
+        "LaunchSpecification.IamInstanceProfile.Name=gitlab-runner",
+    ] {
+        assert!(spot.contains(part), "{part} in {spot}");
+    }
+    assert!(!spot.contains("SpotPrice="), "{spot}");
     let live: Vec<_> = ec2
         .instances()
         .into_iter()

@@ -24,6 +24,12 @@ docker-machine inspect "$name" >/dev/null
 step can-connect
 docker-machine config "$name" >/dev/null
 
+step store-path
+[ "$(docker-machine inspect "$name" -f '{{.HostOptions.AuthOptions.StorePath}}')" = "$MACHINE_STORAGE_PATH/machines/$name" ]
+
+step ip
+docker-machine ip "$name"
+
 step credentials
 inspect=$(docker-machine inspect "$name")
 auth() { printf '%s' "$inspect" | python3 -c 'import json,sys; print(json.load(sys.stdin)["HostOptions"]["AuthOptions"][sys.argv[1]])' "$1"; }

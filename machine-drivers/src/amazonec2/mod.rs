@@ -1154,16 +1154,22 @@ impl Ec2Driver {
         self.persist()
     }
 
-    fn metadata_params(&self, p: &mut Params, pre: &str) {
-        p.add(format!("{pre}MetadataOptions.HttpEndpoint"), "enabled")
-            .add(
-                format!("{pre}MetadataOptions.HttpTokens"),
-                self.own.metadata_token.clone(),
-            )
-            .add(
-                format!("{pre}MetadataOptions.HttpPutResponseHopLimit"),
+    /// The instance metadata service's settings (IMDSv2 flags).
+    fn metadata_options(&self) -> [(&'static str, String); 3] {
+        [
+            ("HttpEndpoint", "enabled".to_string()),
+            ("HttpTokens", self.own.metadata_token.clone()),
+            (
+                "HttpPutResponseHopLimit",
                 self.own.metadata_token_response_hop_limit.to_string(),
-            );
+            ),
+        ]
+    }
+
+    fn metadata_params(&self, p: &mut Params, pre: &str) {
+        for (k, v) in self.metadata_options() {
+            p.add(format!("{pre}MetadataOptions.{k}"), v);
+        }
     }
 
     /// The launch template a fleet of ours launches from: named after the
@@ -1237,7 +1243,7 @@ impl Ec2Driver {
                 let o = format!("LaunchTemplateConfigs.1.Overrides.{n}");
                 p.add(format!("{o}.InstanceType"), t.clone())
                     .add(format!("{o}.SubnetId"), s);
-                if spot {
+                if spot && !self.own.spot_price.is_empty() {
                     p.add(format!("{o}.MaxPrice"), self.own.spot_price.clone());
                 }
             }
@@ -1276,8 +1282,11 @@ impl Ec2Driver {
 
     async fn request_spot(&mut self) -> Result<(), DriverError> {
         let mut p = Params::new();
-        p.add("SpotPrice", self.own.spot_price.clone())
-            .add("InstanceCount", "1")
+        // no price: capped at the on-demand price, as EC2 does when unset
+        if !self.own.spot_price.is_empty() {
+            p.add("SpotPrice", self.own.spot_price.clone());
+        }
+        p.add("InstanceCount", "1")
             .add("ClientToken", self.own.id.clone());
         if self.own.block_duration_minutes != 0 {
             p.add(
@@ -1341,6 +1350,17 @@ impl Ec2Driver {
                 .add(format!("Tag.{}.Value", i + 1), v);
         }
         self.call("CreateTags", &t).await?;
+        // nor does a spot launch specification take metadata options: set
+        // them on the instance when they differ from EC2's defaults
+        if self.own.metadata_token != "optional" || self.own.metadata_token_response_hop_limit != 1
+        {
+            let mut m = Params::new();
+            m.add("InstanceId", self.own.instance_id.clone());
+            for (k, v) in self.metadata_options() {
+                m.add(k, v);
+            }
+            self.call("ModifyInstanceMetadataOptions", &m).await?;
+        }
         Ok(())
     }
 
