@@ -13,6 +13,7 @@ use crate::provision::engine::{REMOTE_SERVER_CERT, REMOTE_SERVER_KEY};
 use crate::provision::ProvisionError;
 use crate::ssh::{CommandRunner, Connector, SshConfig, SshError};
 use crate::store::FileStore;
+use crate::ErrorCode;
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -155,12 +156,21 @@ impl Session for ScriptedSession {
     async fn close(self: Box<Self>) {}
 }
 
-/// A machine on loopback whose daemon listens on `engine_port`.
+/// A machine on loopback whose daemon listens on `engine_port`, at the
+/// address the test sets in `addr` (it may change, as a cloud instance's
+/// public address does across a stop and start).
 #[derive(Debug)]
 struct LoopDriver {
     base: BaseDriver,
     engine_port: u16,
     upgrade_url: Option<&'static str>,
+    addr: Arc<Mutex<String>>,
+}
+
+impl LoopDriver {
+    fn addr(&self) -> String {
+        self.addr.lock().expect("lock").clone()
+    }
 }
 
 #[async_trait]
@@ -178,11 +188,11 @@ impl Driver for LoopDriver {
         Ok(State::Running)
     }
     async fn ip(&self) -> Result<String, DriverError> {
-        Ok("127.0.0.1".into())
+        Ok(self.addr())
     }
     fn ssh_target(&self) -> Option<SshTarget> {
         Some(SshTarget {
-            host: "127.0.0.1".into(),
+            host: self.addr(),
             port: 22,
             user: "root".into(),
             key_path: None,
@@ -195,7 +205,7 @@ impl Driver for LoopDriver {
         Ok(m)
     }
     async fn url(&self) -> Result<String, DriverError> {
-        Ok(format!("tcp://127.0.0.1:{}", self.engine_port))
+        Ok(format!("tcp://{}:{}", self.addr(), self.engine_port))
     }
     fn engine_port(&self) -> u16 {
         self.engine_port
@@ -209,6 +219,7 @@ impl Driver for LoopDriver {
 struct LoopFactory {
     engine_port: u16,
     upgrade_url: Option<&'static str>,
+    addr: Arc<Mutex<String>>,
 }
 
 impl DriverFactory for LoopFactory {
@@ -230,6 +241,7 @@ impl DriverFactory for LoopFactory {
             },
             engine_port: self.engine_port,
             upgrade_url: self.upgrade_url,
+            addr: self.addr.clone(),
         }))
     }
     fn load_driver(
@@ -253,6 +265,7 @@ impl DriverFactory for LoopFactory {
             },
             engine_port: port,
             upgrade_url: self.upgrade_url,
+            addr: self.addr.clone(),
         }))
     }
 }
@@ -304,6 +317,7 @@ struct World {
     store: Store,
     seen: Arc<Seen>,
     steps: Arc<Mutex<Vec<String>>>,
+    addr: Arc<Mutex<String>>,
 }
 
 impl World {
@@ -326,13 +340,20 @@ impl World {
         let engine_port = listener.local_addr().expect("addr").port();
         if engine {
             tokio::spawn(serve_engine(listener, seen.clone()));
+            // the same daemon at a second loopback address, for machines
+            // whose address changes
+            if let Ok(second) = tokio::net::TcpListener::bind(("127.0.0.2", engine_port)).await {
+                tokio::spawn(serve_engine(second, seen.clone()));
+            }
         } else {
             drop(listener); // nothing listens: the daemon never answers
         }
+        let addr = Arc::new(Mutex::new("127.0.0.1".to_string()));
         let mut drivers = DriverRegistry::new();
         drivers.register(Arc::new(LoopFactory {
             engine_port,
             upgrade_url,
+            addr: addr.clone(),
         }));
         let settings = Settings {
             engine_timeout: Duration::from_secs(1),
@@ -349,7 +370,13 @@ impl World {
             store,
             seen,
             steps: Arc::new(Mutex::new(Vec::new())),
+            addr,
         }
+    }
+
+    /// From now on the machines are at `addr`.
+    fn move_to(&self, addr: &str) {
+        *self.addr.lock().expect("lock") = addr.to_string();
     }
 
     async fn create(&self, name: &str) -> Result<Host, HostError> {
@@ -404,6 +431,40 @@ async fn create_provisions_over_one_connection_and_pins_the_host_key() {
         w.seen.checks.lock().expect("lock").last(),
         Some(&HostKeyCheck::Pinned(HOST_KEY.into()))
     );
+}
+
+/// The machine's address changes under it (a cloud instance's public
+/// address after a stop and start): its certificate no longer covers the
+/// address, `env` refuses with the certificate error, and
+/// `regenerate-certs` issues one for the new address that the daemon there
+/// serves and the client accepts.
+#[tokio::test]
+async fn regenerate_certs_covers_a_changed_address() {
+    let w = World::new(vec![], true).await;
+    let mut host = w.create("moved").await.expect("create");
+    host.check_certs().await.expect("made for 127.0.0.1");
+    w.move_to("127.0.0.2");
+    let e = host
+        .env_vars()
+        .await
+        .expect_err("an address the certificate lacks");
+    assert_eq!(e.code(), ErrorCode::CertCheck, "{e}");
+    assert!(e.to_string().contains("127.0.0.2"), "{e}");
+    host.regenerate_certs(false, &|_: &str| {})
+        .await
+        .expect("regenerate-certs");
+    host.check_certs().await.expect("made for 127.0.0.2");
+    let env = host.env_vars().await.expect("env");
+    let docker_host = env.vars.iter().find(|(k, _)| k == "DOCKER_HOST");
+    assert_eq!(
+        docker_host.map(|(_, v)| v.clone()),
+        Some(format!("tcp://127.0.0.2:{}", host.driver().engine_port()))
+    );
+    let v = host
+        .docker_version(Duration::from_secs(5))
+        .await
+        .expect("the daemon at the new address answers");
+    assert_eq!(v.version, "27.5.1");
 }
 
 #[tokio::test]
