@@ -1878,3 +1878,69 @@ fn ten_concurrent_creates_provision_ten_hosts_then_ten_removes() {
         .collect();
     assert!(left.is_empty(), "machines left in the store: {left:?}");
 }
+
+/// A fleet create that fails after the fleet launched (our generated key is
+/// not authorized on the host, so SSH refuses) leaves the machine in state
+/// Error with the fleet, template and instance recorded; `rm` then deletes
+/// the fleet, the launch template, the instance, the key pair and the group.
+#[test]
+fn a_failed_fleet_create_is_error_and_rm_leaves_nothing() {
+    let Some((_hosts, moto, ec2, net, _routes, tmp)) = setup(16) else {
+        return;
+    };
+    let cli = Cli::new(tmp.path());
+    let mut args = create_args(&moto.endpoint(), &net);
+    args.extend(
+        [
+            "--amazonec2-use-fleet",
+            "--amazonec2-instance-type",
+            "t3.micro",
+            "--amazonec2-instance-type",
+            "t3a.micro",
+            "--amazonec2-ssh-user",
+            "root",
+            "ec2-fleet-fail",
+        ]
+        .map(String::from),
+    );
+    let out = cli.run(&strs(&args));
+    assert!(!out.status.success(), "create should fail at SSH");
+    let d = cli.config("ec2-fleet-fail")["Driver"].clone();
+    let fleet = d["FleetId"].as_str().unwrap_or_default().to_string();
+    let template = d["LaunchTemplateId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let id = d["InstanceId"].as_str().unwrap_or_default().to_string();
+    assert!(
+        fleet.starts_with("fleet-") && template.starts_with("lt-") && id.starts_with("i-"),
+        "{d}"
+    );
+    let ls = ok(&cli.run(&["ls", "--format", "{{.Name}} {{.State}}"]));
+    assert_eq!(ls.trim(), "ec2-fleet-fail Error");
+
+    ok(&cli.run(&["rm", "-y", "ec2-fleet-fail"]));
+    assert_nothing_left(&ec2, d["Id"].as_str().expect("Id"), "ec2-fleet-fail");
+    assert_eq!(
+        ec2.instance(&id).text_at("instanceState/name"),
+        "terminated"
+    );
+    let state = ec2
+        .call("DescribeFleets", &[("FleetId.1", &fleet)])
+        .items("fleetSet")
+        .first()
+        .map(|f| f.text_at("fleetState"))
+        .unwrap_or_default();
+    assert!(
+        state.is_empty() || state.starts_with("deleted"),
+        "fleet {fleet} is {state}"
+    );
+    let templates: Vec<String> = ec2
+        .call("DescribeLaunchTemplates", &[])
+        .items("launchTemplates")
+        .iter()
+        .map(|t| t.text_at("launchTemplateId"))
+        .collect();
+    assert!(!templates.contains(&template), "{templates:?}");
+    assert!(!cli.store.join("machines/ec2-fleet-fail").exists());
+}
