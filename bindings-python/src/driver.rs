@@ -12,7 +12,10 @@
 //! `restart()`, `kill()`, `save()` (a JSON-serializable dict saved in
 //! config.json), and the attributes `engine_port` (default 2376) and
 //! `needs_provisioning` (default True). A missing method, or one raising
-//! `NotImplementedError`, means "not supported".
+//! `NotImplementedError`, means "not supported". These rules are the core's
+//! (`machine_core::foreign`), the same for JavaScript drivers: an object
+//! without one of the four methods, or with an `engine_port` that is not a
+//! port, is refused when the driver is made.
 //!
 //! A machine created with a Python driver is loaded again by calling the factory
 //! with what `save()` returned (default: the create options).
@@ -23,12 +26,12 @@
 //! the attributes) on the thread that needs them.
 
 use async_trait::async_trait;
-use machine_core::config::{BaseDriver, DEFAULT_ENGINE_PORT};
+use machine_core::config::BaseDriver;
 use machine_core::driver::{
-    engine_url, not_supported, Driver, DriverContext, DriverError, DriverFactory, DriverOption,
-    DriverOptions, OptionKind, OptionValue, SshTarget,
+    Driver, DriverContext, DriverError, DriverFactory, DriverOption, DriverOptions, OptionKind,
+    OptionValue,
 };
-use machine_core::State;
+use machine_core::foreign::{self, CallError, ForeignDriver, ForeignObject, Naming};
 use pyo3::exceptions::{PyNotImplementedError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyInt, PyList, PyString, PyTuple};
@@ -284,20 +287,16 @@ impl PyFactory {
         base: BaseDriver,
         own: Map<String, Value>,
     ) -> Result<Box<dyn Driver>, DriverError> {
-        Python::attach(|py| {
+        let obj = Python::attach(|py| {
             let given = json_to_py(py, &Value::Object(own.clone()))
                 .map_err(|e| py_failed(&self.name, "read its options", e))?;
-            let obj = self
-                .factory
+            self.factory
                 .call1(py, (PyDriverContext::from(ctx), given))
-                .map_err(|e| py_failed(&self.name, "set up the driver", e))?;
-            Ok(Box::new(PyDriver {
-                name: self.name.clone(),
-                obj: Arc::new(obj),
-                base,
-                own,
-            }) as Box<dyn Driver>)
-        })
+                .map_err(|e| py_failed(&self.name, "set up the driver", e))
+        })?;
+        let object = PyObject { obj: Arc::new(obj) };
+        let driver = ForeignDriver::new(&self.name, Naming::Snake, base, own, Box::new(object))?;
+        Ok(Box::new(driver))
     }
 }
 
@@ -324,12 +323,7 @@ impl DriverFactory for PyFactory {
         ctx: &DriverContext,
         saved: &Map<String, Value>,
     ) -> Result<Box<dyn Driver>, DriverError> {
-        let (base, own) = BaseDriver::split_driver_object(saved).map_err(|source| {
-            DriverError::BadSavedState {
-                driver: self.name.clone(),
-                source,
-            }
-        })?;
+        let (base, own) = foreign::split_saved(&self.name, saved)?;
         self.build(ctx, base, own)
     }
 }
@@ -337,15 +331,6 @@ impl DriverFactory for PyFactory {
 /// The option values given to the factory as a dict (also used to show a saved state).
 fn json_to_py<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny>> {
     crate::json_loads(py, &v.to_string())
-}
-
-/// A Python exception as a driver error: `NotImplementedError` means "not supported".
-fn py_error(py: Python<'_>, driver: &str, method: &str, what: &str, e: PyErr) -> DriverError {
-    if e.is_instance_of::<PyNotImplementedError>(py) {
-        not_supported(driver, method)
-    } else {
-        py_failed(driver, what, e)
-    }
 }
 
 fn py_failed(driver: &str, what: &str, e: PyErr) -> DriverError {
@@ -356,211 +341,90 @@ fn py_failed(driver: &str, what: &str, e: PyErr) -> DriverError {
     }
 }
 
-/// A driver object implemented in Python.
-struct PyDriver {
-    name: String,
+/// A driver object implemented in Python, called by the core's
+/// [`ForeignDriver`] (which holds the rules for every foreign driver).
+struct PyObject {
     obj: Arc<Py<PyAny>>,
-    base: BaseDriver,
-    /// What is saved when the object has no `save()`: its create options.
-    own: Map<String, Value>,
 }
 
-impl fmt::Debug for PyDriver {
+impl fmt::Debug for PyObject {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PyDriver")
-            .field("name", &self.name)
-            .finish_non_exhaustive()
+        f.debug_struct("PyObject").finish_non_exhaustive()
     }
 }
 
-impl PyDriver {
-    /// Call `method()` on a blocking thread with the GIL, and convert its result.
-    async fn call<T, F>(
-        &self,
-        method: &'static str,
-        what: &'static str,
-        convert: F,
-    ) -> Result<T, DriverError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Bound<'_, PyAny>) -> PyResult<T> + Send + 'static,
-    {
-        let obj = Arc::clone(&self.obj);
-        let name = self.name.clone();
-        let joined = tokio::task::spawn_blocking(move || {
-            Python::attach(|py| {
-                let o = obj.bind(py);
-                match o.getattr_opt(method) {
-                    Ok(Some(_)) => {}
-                    Ok(None) => return Err(not_supported(&name, method)),
-                    Err(e) => return Err(py_error(py, &name, method, what, e)),
-                }
-                o.call_method0(method)
-                    .and_then(|r| convert(&r))
-                    .map_err(|e| py_error(py, &name, method, what, e))
-            })
-        })
-        .await;
-        joined.unwrap_or_else(|e| {
-            Err(DriverError::Failed {
-                driver: self.name.clone(),
-                operation: what.to_string(),
-                message: e.to_string(),
-            })
-        })
-    }
-
-    fn has(&self, method: &str) -> bool {
-        Python::attach(|py| {
-            self.obj
-                .bind(py)
-                .getattr_opt(method)
-                .ok()
-                .flatten()
-                .is_some()
-        })
-    }
-
-    fn attr<T>(&self, name: &str, default: T) -> T
-    where
-        T: for<'a, 'py> FromPyObject<'a, 'py>,
-    {
-        Python::attach(|py| match self.obj.bind(py).getattr_opt(name) {
-            Ok(Some(v)) => v.extract::<T>().unwrap_or(default),
-            _ => default,
-        })
+/// A Python exception across the boundary: `NotImplementedError` means
+/// "not supported".
+fn call_error(py: Python<'_>, e: PyErr) -> CallError {
+    if e.is_instance_of::<PyNotImplementedError>(py) {
+        CallError::NotSupported
+    } else {
+        CallError::Failed(Box::new(e))
     }
 }
 
-fn nothing(_: &Bound<'_, PyAny>) -> PyResult<()> {
-    Ok(())
+/// A value returned by Python as JSON: an `SshTarget` as its fields, anything
+/// else through `json.dumps`.
+fn py_to_json(py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<Value> {
+    if let Ok(t) = v.cast::<PySshTarget>() {
+        let t = t.get();
+        return Ok(serde_json::json!({
+            "host": t.host, "port": t.port, "user": t.user, "keyPath": t.key_path,
+        }));
+    }
+    let text: String = py.import("json")?.call_method1("dumps", (v,))?.extract()?;
+    serde_json::from_str(&text).map_err(|e| PyTypeError::new_err(e.to_string()))
 }
 
-fn string(r: &Bound<'_, PyAny>) -> PyResult<String> {
-    r.extract()
+fn call_now(obj: &Py<PyAny>, method: &str) -> Result<Option<Value>, CallError> {
+    Python::attach(|py| {
+        let o = obj.bind(py);
+        match o.getattr_opt(method) {
+            Ok(Some(_)) => {}
+            Ok(None) => return Ok(None),
+            Err(e) => return Err(call_error(py, e)),
+        }
+        o.call_method0(method)
+            .and_then(|r| py_to_json(py, &r))
+            .map(Some)
+            .map_err(|e| call_error(py, e))
+    })
 }
 
 #[async_trait]
-impl Driver for PyDriver {
-    fn driver_name(&self) -> &str {
-        &self.name
-    }
-    async fn create(&mut self) -> Result<(), DriverError> {
-        self.call("create", "create the machine", nothing).await
-    }
-    async fn remove(&mut self) -> Result<(), DriverError> {
-        self.call("remove", "remove the machine", nothing).await
-    }
-    async fn state(&self) -> Result<State, DriverError> {
-        let s: Option<String> = self
-            .call("state", "get the machine's state", |r| r.extract())
-            .await?;
-        let s = s.unwrap_or_default();
-        s.parse().map_err(
-            |e: machine_core::state::ParseStateError| DriverError::Failed {
-                driver: self.name.clone(),
-                operation: "get the machine's state".into(),
-                message: e.to_string(),
-            },
+impl ForeignObject for PyObject {
+    fn has_method(&self, name: &str) -> bool {
+        Python::attach(
+            |py| matches!(self.obj.bind(py).getattr_opt(name), Ok(Some(m)) if m.is_callable()),
         )
     }
-    async fn ip(&self) -> Result<String, DriverError> {
-        self.call("ip", "get the machine's IP address", string)
-            .await
-    }
-    fn ssh_target(&self) -> Option<SshTarget> {
-        Python::attach(|py| {
-            let o = self.obj.bind(py);
-            if !matches!(o.getattr_opt("ssh_target"), Ok(Some(_))) {
-                return None;
-            }
-            let r = o.call_method0("ssh_target").and_then(|t| {
-                if t.is_none() {
-                    return Ok(None);
-                }
-                let t = t.cast::<PySshTarget>().map_err(|_| {
-                    PyTypeError::new_err("ssh_target() must return an SshTarget or None")
-                })?;
-                let t = t.get();
-                Ok(Some(SshTarget {
-                    host: t.host.clone(),
-                    port: t.port,
-                    user: t.user.clone(),
-                    key_path: t.key_path.as_ref().map(PathBuf::from),
-                }))
-            });
-            r.unwrap_or_else(|e| {
-                // Nothing to return an error through: report it and act as "no SSH access".
-                e.write_unraisable(py, Some(o));
-                None
-            })
+
+    fn property(&self, name: &str) -> Result<Option<Value>, CallError> {
+        Python::attach(|py| match self.obj.bind(py).getattr_opt(name) {
+            Ok(None) => Ok(None),
+            Ok(Some(v)) => py_to_json(py, &v).map(Some).map_err(|e| call_error(py, e)),
+            Err(e) => Err(call_error(py, e)),
         })
     }
-    fn saved_state(&self) -> Result<Map<String, Value>, DriverError> {
-        let own = if self.has("save") {
-            Python::attach(|py| {
-                let o = self.obj.bind(py);
-                let text: String = o
-                    .call_method0("save")
-                    .and_then(|d| py.import("json")?.call_method1("dumps", (d,))?.extract())
-                    .map_err(|e| py_failed(&self.name, "save its state", e))?;
-                match serde_json::from_str::<Value>(&text) {
-                    Ok(Value::Object(m)) => Ok(m),
-                    _ => Err(py_failed(
-                        &self.name,
-                        "save its state",
-                        PyTypeError::new_err("save() must return a dict"),
-                    )),
-                }
-            })?
-        } else {
-            self.own.clone()
-        };
-        self.base
-            .merge_driver_object(own, &Map::new())
-            .map_err(|source| DriverError::BadSavedState {
-                driver: self.name.clone(),
-                source,
-            })
-    }
-    async fn url(&self) -> Result<String, DriverError> {
-        if self.has("url") {
-            return self.call("url", "get the Docker URL", string).await;
-        }
-        let ip = self.ip().await?;
-        Ok(engine_url(&ip, self.engine_port()))
-    }
-    fn engine_port(&self) -> u16 {
-        self.attr("engine_port", DEFAULT_ENGINE_PORT)
-    }
-    fn needs_provisioning(&self) -> bool {
-        self.attr("needs_provisioning", true)
-    }
-    async fn pre_create_check(&self) -> Result<(), DriverError> {
-        if !self.has("pre_create_check") {
-            return Ok(());
-        }
-        let name = self.name.clone();
-        self.call("pre_create_check", "run its pre-create check", nothing)
+
+    /// On a blocking thread of the runtime with the GIL, so a slow driver
+    /// method does not stall the runtime.
+    async fn call(&self, name: &str) -> Result<Option<Value>, CallError> {
+        let obj = Arc::clone(&self.obj);
+        let name = name.to_string();
+        tokio::task::spawn_blocking(move || call_now(&obj, &name))
             .await
-            .map_err(|e| match e {
-                DriverError::Source { source, .. } => DriverError::PreCreateCheck {
-                    driver: name,
-                    reason: source.to_string(),
-                },
-                other => other,
-            })
+            .unwrap_or_else(|e| Err(CallError::message(e.to_string())))
     }
-    async fn start(&mut self) -> Result<(), DriverError> {
-        self.call("start", "start the machine", nothing).await
+
+    fn call_blocking(&self, name: &str) -> Result<Option<Value>, CallError> {
+        call_now(&self.obj, name)
     }
-    async fn stop(&mut self) -> Result<(), DriverError> {
-        self.call("stop", "stop the machine", nothing).await
-    }
-    async fn restart(&mut self) -> Result<(), DriverError> {
-        self.call("restart", "restart the machine", nothing).await
-    }
-    async fn kill(&mut self) -> Result<(), DriverError> {
-        self.call("kill", "kill the machine", nothing).await
+
+    /// As Python reports errors nobody can catch: `sys.unraisablehook`.
+    fn unreported(&self, _name: &str, problem: &str) {
+        Python::attach(|py| {
+            PyTypeError::new_err(problem.to_string()).write_unraisable(py, Some(self.obj.bind(py)))
+        })
     }
 }

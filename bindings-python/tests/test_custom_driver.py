@@ -277,3 +277,34 @@ def test_bad_ssh_target_is_unraisable_and_means_no_ssh(store, monkeypatch):
     with pytest.raises(dm.SshError):
         m.ssh("true")
     assert seen and isinstance(seen[0], TypeError)
+
+
+def test_the_cores_rules_refuse_a_driver_object_up_front(store):
+    """The rules every foreign driver follows (machine_core::foreign), the same in Node:
+    the four methods must exist and engine_port must be a port, checked when the object is made."""
+
+    class NoCreate(LocalDriver):
+        create = None  # not a method
+
+    class BadPort(LocalDriver):
+        engine_port = 70000
+
+    class BoolPort(LocalDriver):
+        engine_port = True
+
+    class BadFlag(LocalDriver):
+        needs_provisioning = "yes"
+
+    for name, cls, wanted in [
+        ("nocreate", NoCreate, "no method create()"),
+        ("badport", BadPort, "engine_port 70000 is not a port"),
+        ("boolport", BoolPort, "engine_port true is not a port"),
+        ("badflag", BadFlag, 'needs_provisioning "yes" is not true or false'),
+    ]:
+        store.register_driver(name, cls)
+        with pytest.raises(dm.MachineError) as ei:
+            store.create(name, driver=name, options={"local-url": "tcp://127.0.0.1:2376"})
+        assert wanted in str(ei.value), str(ei.value)
+        assert name not in store.names()
+    # none of the refused objects was asked to create anything
+    assert not [e for e in EVENTS if e[0] == "create"]

@@ -31,6 +31,7 @@ pub mod driver;
 pub mod engine;
 pub mod env;
 pub mod error_code;
+pub mod foreign;
 pub mod fsutil;
 pub mod host;
 pub mod progress;
