@@ -6,8 +6,10 @@
 //! not a class) with the resolved create options keyed by flag name, and for a
 //! machine loaded from the store with what the driver's `save()` returned
 //! (default: the create options), as in the Python bindings. It may return the
-//! driver object or a Promise of it. Each machine gets a [`JsDriver`] whose
-//! methods call the object's methods and wait for the promises they return.
+//! driver object or a Promise of it. Each machine gets the core's
+//! `ForeignDriver` (the rules every foreign driver follows) over a
+//! [`JsObject`], whose calls run the object's methods and wait for the
+//! promises they return.
 //!
 //! JavaScript runs on the main thread only, so every call is queued to it as a
 //! job through one threadsafe function ([`JsThread`]) and the answer comes back
@@ -20,11 +22,10 @@
 use crate::error::invalid;
 use machine_core::config::BaseDriver;
 use machine_core::driver::{
-    engine_url, Driver, DriverContext, DriverError, DriverFactory, DriverOption, DriverOptions,
-    OptionKind, SshTarget,
+    Driver, DriverContext, DriverError, DriverFactory, DriverOption, DriverOptions, OptionKind,
 };
+use machine_core::foreign::{self, CallError, ForeignDriver, ForeignObject, Naming};
 use machine_core::host::HostError;
-use machine_core::State;
 use napi::bindgen_prelude::{
     CallbackContext, Either3, FnArgs, Function, FunctionRef, JsObjectValue, JsValue, Object,
     ObjectRef, PromiseRaw, ToNapiValue, Unknown,
@@ -38,7 +39,6 @@ use serde_json::{Map, Value};
 use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
-use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::thread::ThreadId;
@@ -329,43 +329,6 @@ fn to_json(env: &Env, value: Unknown<'_>) -> napi::Result<Value> {
     }
 }
 
-/// A driver instance living on the JavaScript side, with the properties read when it was made.
-struct Made {
-    obj: ObjectRef<false>,
-    engine_port: Option<u16>,
-    needs_provisioning: bool,
-}
-
-/// Methods every driver object must have.
-const REQUIRED: [&str; 4] = ["create", "remove", "state", "ip"];
-
-/// Keep `value` (a driver object) and read its `enginePort` and `needsProvisioning`.
-fn adopt(env: &Env, value: Unknown<'_>, driver: &str) -> napi::Result<Made> {
-    let obj = as_object(env, value, &format!("the object made by driver {driver}"))?;
-    for method in REQUIRED {
-        let f: Unknown = obj.get_named_property(method)?;
-        if f.get_type()? != ValueType::Function {
-            return Err(napi::Error::new(
-                Status::InvalidArg,
-                format!("the driver object has no method {method}()"),
-            ));
-        }
-    }
-    let engine_port: Option<u32> = obj.get_named_property("enginePort")?;
-    let needs: Option<bool> = obj.get_named_property("needsProvisioning")?;
-    let engine_port = match engine_port {
-        None => None,
-        Some(p) => Some(u16::try_from(p).ok().filter(|p| *p != 0).ok_or_else(|| {
-            napi::Error::new(Status::InvalidArg, format!("enginePort {p} is not a port"))
-        })?),
-    };
-    Ok(Made {
-        obj: obj.create_ref::<false>()?,
-        engine_port,
-        needs_provisioning: needs.unwrap_or(true),
-    })
-}
-
 /// A driver written in JavaScript, registered with a store.
 pub(crate) struct JsDriverClass {
     name: String,
@@ -442,7 +405,8 @@ impl JsDriverClass {
                     apply(env, f, ToNapiValue::into_unknown((), env)?, args)?
                 };
                 settle(env, result, answer, move |env, value| {
-                    adopt(env, value, &name)
+                    let what = format!("the object made by driver {name}");
+                    as_object(env, value, &what)?.create_ref::<false>()
                 })
             }))
             .and_then(|r| r)
@@ -451,17 +415,14 @@ impl JsDriverClass {
                 operation: "make its driver object".into(),
                 message,
             })?;
-        Ok(Box::new(JsDriver {
-            name: self.name.clone(),
-            base,
-            own,
-            engine_port: made.engine_port,
-            needs_provisioning: made.needs_provisioning,
+        let object = JsObject {
             instance: Arc::new(Instance {
-                obj: Mutex::new(Some(made.obj)),
+                obj: Mutex::new(Some(made)),
                 js: self.js.clone(),
             }),
-        }))
+        };
+        let driver = ForeignDriver::new(&self.name, Naming::Camel, base, own, Box::new(object))?;
+        Ok(Box::new(driver))
     }
 }
 
@@ -496,12 +457,7 @@ impl DriverFactory for JsDriverClass {
         ctx: &DriverContext,
         saved: &Map<String, Value>,
     ) -> Result<Box<dyn Driver>, DriverError> {
-        let (base, own) = BaseDriver::split_driver_object(saved).map_err(|source| {
-            DriverError::BadSavedState {
-                driver: self.name.clone(),
-                source,
-            }
-        })?;
+        let (base, own) = foreign::split_saved(&self.name, saved)?;
         self.make(ctx, base, own)
     }
 }
@@ -527,30 +483,24 @@ impl Drop for Instance {
     }
 }
 
-/// A machine's driver implemented by a JavaScript object.
-pub(crate) struct JsDriver {
-    name: String,
-    base: BaseDriver,
-    /// What is saved when the object has no `save()`: its create options.
-    own: Map<String, Value>,
-    engine_port: Option<u16>,
-    needs_provisioning: bool,
+/// A driver object implemented in JavaScript, called by the core's
+/// [`ForeignDriver`] (which holds the rules for every foreign driver).
+struct JsObject {
     instance: Arc<Instance>,
 }
 
-impl fmt::Debug for JsDriver {
+impl fmt::Debug for JsObject {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JsDriver")
-            .field("name", &self.name)
-            .field("machine", &self.base.machine_name)
-            .finish_non_exhaustive()
+        f.debug_struct("JsObject").finish_non_exhaustive()
     }
 }
 
-impl JsDriver {
-    /// Call `method()` on the instance and wait for its value; `None` when the
-    /// instance has no such method.
-    async fn call(&self, method: &'static str) -> Result<Option<Value>, DriverError> {
+impl JsObject {
+    /// Run `job` with the instance on the JavaScript thread.
+    async fn with<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&Env, Object<'_>, Answer<T>) -> napi::Result<()> + Send + 'static,
+    ) -> Result<T, String> {
         let instance = self.instance.clone();
         self.instance
             .js
@@ -563,160 +513,65 @@ impl JsDriver {
                     .as_ref()
                     .ok_or_else(|| napi::Error::from_reason("the driver instance was released"))?
                     .get_value(env)?;
-                let f: Unknown = obj.get_named_property(method)?;
-                if f.get_type()? != ValueType::Function {
-                    answer.send(Ok(None));
-                    return Ok(());
-                }
-                let result = apply(env, f, obj.to_unknown(), Vec::new())?;
-                settle(env, result, answer, |env, v| to_json(env, v).map(Some))
+                job(env, obj, answer)
             })
             .await
-            .map_err(|message| self.failed(method, message))
     }
 
-    /// [`call`](Self::call) from a synchronous core method.
-    fn call_now(&self, method: &'static str) -> Result<Option<Value>, DriverError> {
+    fn now<T>(&self, fut: impl Future<Output = Result<T, String>>) -> Result<T, CallError> {
         self.instance
             .js
-            .wait(self.call(method))
-            .map_err(|message| self.failed(method, message))?
-    }
-
-    /// Call a lifecycle method; a missing one is "not supported".
-    async fn lifecycle(&self, method: &'static str) -> Result<(), DriverError> {
-        match self.call(method).await? {
-            Some(_) => Ok(()),
-            None => Err(machine_core::driver::not_supported(&self.name, method)),
-        }
-    }
-
-    async fn string(&self, method: &'static str) -> Result<String, DriverError> {
-        match self.call(method).await? {
-            Some(Value::String(s)) => Ok(s),
-            other => Err(self.failed(method, format!("expected a string, got {}", show(&other)))),
-        }
-    }
-
-    fn failed(&self, operation: &str, message: String) -> DriverError {
-        DriverError::Failed {
-            driver: self.name.clone(),
-            operation: operation.to_string(),
-            message,
-        }
-    }
-}
-
-fn show(v: &Option<Value>) -> String {
-    match v {
-        None => "no such method".into(),
-        Some(v) => v.to_string(),
+            .wait(fut)
+            .and_then(|r| r)
+            .map_err(CallError::message)
     }
 }
 
 #[async_trait::async_trait]
-impl Driver for JsDriver {
-    fn driver_name(&self) -> &str {
-        &self.name
+impl ForeignObject for JsObject {
+    fn has_method(&self, name: &str) -> bool {
+        let name = name.to_string();
+        self.now(self.with(move |_, obj, answer| {
+            let f: Unknown = obj.get_named_property(&name)?;
+            answer.send(Ok(f.get_type()? == ValueType::Function));
+            Ok(())
+        }))
+        .unwrap_or(false)
     }
 
-    async fn create(&mut self) -> Result<(), DriverError> {
-        self.call("create").await.map(drop)
+    fn property(&self, name: &str) -> Result<Option<Value>, CallError> {
+        let name = name.to_string();
+        self.now(self.with(move |env, obj, answer| {
+            let v: Unknown = obj.get_named_property(&name)?;
+            let v = match v.get_type()? {
+                ValueType::Undefined => None,
+                _ => Some(to_json(env, v)?),
+            };
+            answer.send(Ok(v));
+            Ok(())
+        }))
     }
 
-    async fn remove(&mut self) -> Result<(), DriverError> {
-        self.call("remove").await.map(drop)
-    }
-
-    async fn state(&self) -> Result<State, DriverError> {
-        let s = self.string("state").await?;
-        s.parse()
-            .map_err(|e: machine_core::state::ParseStateError| self.failed("state", e.to_string()))
-    }
-
-    async fn ip(&self) -> Result<String, DriverError> {
-        self.string("ip").await
-    }
-
-    fn ssh_target(&self) -> Option<SshTarget> {
-        let target = match self.call_now("sshTarget") {
-            Ok(Some(Value::Object(t))) => t,
-            Ok(_) => return None,
-            Err(e) => {
-                tracing::warn!(driver = %self.name, error = %e, "sshTarget() failed");
-                return None;
+    /// Call the method and wait for its value, settling a promise.
+    async fn call(&self, name: &str) -> Result<Option<Value>, CallError> {
+        let name = name.to_string();
+        self.with(move |env, obj, answer| {
+            let f: Unknown = obj.get_named_property(&name)?;
+            if f.get_type()? != ValueType::Function {
+                answer.send(Ok(None));
+                return Ok(());
             }
-        };
-        let text = |k: &str| target.get(k).and_then(Value::as_str).map(str::to_string);
-        Some(SshTarget {
-            host: text("host")?,
-            port: target
-                .get("port")
-                .and_then(Value::as_u64)
-                .and_then(|p| u16::try_from(p).ok())
-                .unwrap_or(22),
-            user: text("user").unwrap_or_else(|| "root".into()),
-            key_path: text("keyPath").filter(|k| !k.is_empty()).map(PathBuf::from),
+            let result = apply(env, f, obj.to_unknown(), Vec::new())?;
+            settle(env, result, answer, |env, v| to_json(env, v).map(Some))
         })
+        .await
+        .map_err(CallError::message)
     }
 
-    fn saved_state(&self) -> Result<Map<String, Value>, DriverError> {
-        let own = match self.call_now("save")? {
-            None => self.own.clone(),
-            Some(Value::Object(m)) => m,
-            Some(other) => {
-                return Err(self.failed("save", format!("expected an object, got {other}")))
-            }
-        };
-        self.base
-            .merge_driver_object(own, &Map::new())
-            .map_err(|source| DriverError::BadSavedState {
-                driver: self.name.clone(),
-                source,
-            })
-    }
-
-    async fn url(&self) -> Result<String, DriverError> {
-        match self.call("url").await? {
-            None => Ok(engine_url(&self.ip().await?, self.engine_port())),
-            Some(Value::String(s)) => Ok(s),
-            other => Err(self.failed("url", format!("expected a string, got {}", show(&other)))),
-        }
-    }
-
-    fn engine_port(&self) -> u16 {
-        self.engine_port
-            .unwrap_or(machine_core::config::DEFAULT_ENGINE_PORT)
-    }
-
-    fn needs_provisioning(&self) -> bool {
-        self.needs_provisioning
-    }
-
-    async fn pre_create_check(&self) -> Result<(), DriverError> {
-        match self.call("preCreateCheck").await {
-            Ok(_) => Ok(()),
-            Err(DriverError::Failed { message, .. }) => Err(DriverError::PreCreateCheck {
-                driver: self.name.clone(),
-                reason: message,
-            }),
-            Err(e) => Err(e),
-        }
-    }
-
-    async fn start(&mut self) -> Result<(), DriverError> {
-        self.lifecycle("start").await
-    }
-
-    async fn stop(&mut self) -> Result<(), DriverError> {
-        self.lifecycle("stop").await
-    }
-
-    async fn restart(&mut self) -> Result<(), DriverError> {
-        self.lifecycle("restart").await
-    }
-
-    async fn kill(&mut self) -> Result<(), DriverError> {
-        self.lifecycle("kill").await
+    fn call_blocking(&self, name: &str) -> Result<Option<Value>, CallError> {
+        self.instance
+            .js
+            .wait(self.call(name))
+            .map_err(CallError::message)?
     }
 }

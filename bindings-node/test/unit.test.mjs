@@ -412,6 +412,33 @@ test('what is not a driver is refused', async (t) => {
   assert.deepEqual(await store.names(), [])
 })
 
+test("the core's rules refuse a driver object up front, as in Python", async (t) => {
+  const store = tempStore(t)
+  const cases = [
+    ['port-70000', { enginePort: 70000 }, /enginePort 70000 is not a port/],
+    ['port-bool', { enginePort: true }, /enginePort true is not a port/],
+    ['port-text', { enginePort: '2376' }, /enginePort "2376" is not a port/],
+    ['needs-text', { needsProvisioning: 'yes' }, /needsProvisioning "yes" is not true or false/],
+  ]
+  for (const [name, props, wanted] of cases) {
+    class Bad extends MemoryDriver {}
+    for (const [k, v] of Object.entries(props)) Object.defineProperty(Bad.prototype, k, { get: () => v })
+    store.registerDriver(name, Bad)
+    const e = await rejection(store.create(name, { driver: name, options: { 'memory-url': 'tcp://x:1' } }))
+    assert.equal(e.code, 'Driver', name)
+    assert.match(e.message, wanted)
+  }
+  class Port2377 extends MemoryDriver {
+    get enginePort() {
+      return 2377
+    }
+  }
+  store.registerDriver('port-2377', Port2377)
+  const m = await store.create('ok', { driver: 'port-2377', options: { 'memory-url': 'tcp://127.0.0.1:2377' } })
+  assert.equal(m.driverName, 'port-2377')
+  assert.deepEqual(await store.names(), ['ok'])
+})
+
 test('the event loop keeps running while a machine is slow to answer', async (t) => {
   // A daemon that accepts connections and never answers: list() waits for
   // the full timeout on the runtime, not on the event loop.
