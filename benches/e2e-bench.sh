@@ -58,7 +58,9 @@ trap cleanup EXIT
 mean_ms() {
     if [ -n "$HYPERFINE" ]; then
         local json=$STORE/hyperfine.json
-        "$HYPERFINE" -N -i --warmup 2 --runs "$RUNS" --export-json "$json" \
+        local warmup=2
+        if [ "$RUNS" -le 3 ]; then warmup=1; fi
+        "$HYPERFINE" -N -i --warmup "$warmup" --runs "$RUNS" --export-json "$json" \
             -- "$(printf '%q ' "$@")" >/dev/null 2>&1
         python3 -c 'import json,sys; print("%.1f" % (json.load(open(sys.argv[1]))["results"][0]["mean"] * 1000))' "$json"
         return
@@ -160,8 +162,8 @@ check_count 500
 SAVED_RUNS=$RUNS
 RUNS=3
 bench "ls, 500 machines" ls
-RUNS=$SAVED_RUNS
 bench "ls -q, 500 machines" ls -q
+RUNS=$SAVED_RUNS
 ours=$(peak_mib "$M" ls)
 theirs=-
 if [ -n "$DM" ]; then theirs=$(peak_mib "$DM" ls); fi
@@ -177,17 +179,17 @@ if [ "${BENCH_QEMU:-0}" = 1 ]; then
 fi
 
 if [ -n "$DM" ]; then
-    printf '| %-36s | %10s | %14s | %7s |\n' command ours docker-machine ratio
-    printf '|%s|%s|%s|%s|\n' "--------------------------------------" "------------" "----------------" "---------"
+    printf '| %-36s | %11s | %15s | %7s |\n' command ours docker-machine ratio
+    printf '|%s|%s|%s|%s|\n' "--------------------------------------" "-------------" "-----------------" "---------"
 else
-    printf '| %-36s | %10s |\n' command ours
-    printf '|%s|%s|\n' "--------------------------------------" "------------"
+    printf '| %-36s | %11s |\n' command ours
+    printf '|%s|%s|\n' "--------------------------------------" "-------------"
 fi
 for r in "${ROWS[@]}"; do
     IFS='|' read -r label unit ours theirs <<<"$r"
     if [ -n "$DM" ]; then
         ratio=$(awk -v a="$ours" -v b="$theirs" 'BEGIN { if (a > 0 && b > 0) printf "%.1fx", b / a; else print "-" }')
-        printf '| %-36s | %7s %-3s | %11s %-3s| %7s |\n' "$label" "$ours" "$unit" "$theirs" "$unit" "$ratio"
+        printf '| %-36s | %7s %-3s | %11s %-3s | %7s |\n' "$label" "$ours" "$unit" "$theirs" "$unit" "$ratio"
     else
         printf '| %-36s | %7s %-3s |\n' "$label" "$ours" "$unit"
     fi
