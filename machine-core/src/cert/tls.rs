@@ -234,6 +234,11 @@ pub fn shared_client_tls_config(
     }
     let config = client_tls_config(ca_pem, cert_pem, key_pem)?;
     if let Ok(mut c) = cache.lock() {
+        // a long-lived process whose certificates are regenerated again and
+        // again keeps a bounded number of old configurations
+        if c.len() >= 64 {
+            c.clear();
+        }
         c.insert(key, Arc::clone(&config));
     }
     Ok(config)
