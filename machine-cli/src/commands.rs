@@ -459,6 +459,9 @@ async fn rm(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
     }
     let mut errors = Vec::new();
     for name in names {
+        if machine_core::store::FileStore::validate_name(&name).is_ok() {
+            crate::remote::close_shared_connections(&ctx.store.files().machine_dir(&name));
+        }
         match ctx.store.remove(&name, force).await {
             Ok(()) => outln!("Successfully removed {name}"),
             Err(e) => {
@@ -549,6 +552,9 @@ async fn lifecycle(ctx: &Ctx, op: &str, m: &ArgMatches) -> CliResult<i32> {
                         wanted.to_string().to_lowercase()
                     )));
                 }
+            }
+            if op != "start" {
+                crate::remote::close_shared_connections(&host.dir());
             }
             let r = match op {
                 "start" => host.start().await,

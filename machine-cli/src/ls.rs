@@ -9,7 +9,7 @@ use crate::Ctx;
 use clap::ArgMatches;
 use gtmpl::Value;
 use machine_core::config::HostConfig;
-use machine_core::host::ListEntry;
+use machine_core::host::{ListEntry, ListQuery};
 use machine_core::State;
 use regex::Regex;
 use std::cmp::Ordering;
@@ -143,6 +143,22 @@ fn natural_cmp(a: &str, b: &str) -> Ordering {
     ca.len().cmp(&cb.len()).then_with(|| a.cmp(b))
 }
 
+/// Whether the template `text` reads one of `fields`, or the whole row
+/// (a lone `.`): the listing asks the machines only what is shown.
+fn uses_any(text: &str, fields: &[&str]) -> bool {
+    let bytes = text.as_bytes();
+    let lone_dot = bytes.iter().enumerate().any(|(i, &b)| {
+        let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c == b')';
+        b == b'.'
+            && !bytes.get(i + 1).is_some_and(|&c| ident(c) || c == b'.')
+            && !i
+                .checked_sub(1)
+                .and_then(|j| bytes.get(j))
+                .is_some_and(|&c| ident(c))
+    });
+    lone_dot || fields.iter().any(|f| text.contains(f))
+}
+
 fn url_port(url: &str) -> &str {
     url.rsplit(':').next().unwrap_or_default()
 }
@@ -215,15 +231,16 @@ pub(crate) async fn ls(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
         .cloned()
         .filter(|f| !f.is_empty());
 
-    let files = ctx.store.files();
-    let mut names = ctx
+    let loaded = ctx
         .store
-        .names()
-        .map_err(|e| ctx.err("Error listing machines", &e))?;
+        .files()
+        .load_all()
+        .map_err(|e| ctx.err("Error listing machines", &e.into()))?;
+    let mut names: Vec<String> = loaded.iter().map(|(n, _)| n.clone()).collect();
     names.sort_by(|a, b| natural_cmp(a, b));
-    let configs: HashMap<String, Option<HostConfig>> = names
+    let configs: HashMap<String, Option<HostConfig>> = loaded
         .iter()
-        .map(|n| (n.clone(), files.load(n).ok()))
+        .map(|(n, c)| (n.clone(), c.as_ref().ok().cloned()))
         .collect();
     let masters = machine_core::swarm::masters(
         configs
@@ -259,9 +276,19 @@ pub(crate) async fn ls(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
         None => None,
     };
 
+    let mut query = ListQuery::new(timeout);
+    if let Some((text, _)) = &template {
+        if filters.state.is_empty() {
+            query.version = uses_any(
+                text,
+                &["DockerVersion", "Error", "ResponseTime", "State", "Active"],
+            );
+            query.state = query.version || uses_any(text, &["URL"]);
+        }
+    }
     let rows = ctx
         .store
-        .list(timeout)
+        .list_with(loaded, query)
         .await
         .map_err(|e| ctx.err("Error listing machines", &e))?;
     let docker_host = std::env::var("DOCKER_HOST").unwrap_or_default();
@@ -375,6 +402,16 @@ mod tests {
         let mut v = vec!["m10", "M2", "a", "m1", "b-3"];
         v.sort_by(|a, b| natural_cmp(a, b));
         assert_eq!(v, vec!["a", "b-3", "m1", "M2", "m10"]);
+    }
+
+    #[test]
+    fn only_the_fields_shown_are_asked_for() {
+        let fields = ["DockerVersion", "State"];
+        assert!(uses_any("{{ .Name }} {{ .State }}", &fields));
+        assert!(!uses_any("{{ .Name }}\t{{ .DriverName }}", &fields));
+        assert!(uses_any("{{ . }}", &fields));
+        assert!(uses_any("{{json .}}", &fields));
+        assert!(!uses_any("{{ .Name }} 1.5", &fields));
     }
 
     #[test]

@@ -82,6 +82,12 @@ impl Remote {
 
     /// `-o` options shared by ssh, scp, rsync's ssh and sshfs.
     fn options(&self) -> Vec<String> {
+        self.options_sharing(None)
+    }
+
+    /// [`Self::options`], with the connection shared through the control
+    /// socket `control` when one is given (see [`Self::control_path`]).
+    fn options_sharing(&self, control: Option<&Path>) -> Vec<String> {
         let kh = known_hosts::path(&self.host.dir());
         let mut o = vec![
             format!("UserKnownHostsFile={}", opt_value(&kh.to_string_lossy())),
@@ -89,24 +95,76 @@ impl Remote {
             "StrictHostKeyChecking=yes".to_string(),
             "PasswordAuthentication=no".to_string(),
             "KbdInteractiveAuthentication=no".to_string(),
-            "ControlMaster=no".to_string(),
             // whatever ~/.ssh/config says: the machine gets no agent or display
             "ForwardAgent=no".to_string(),
             "ForwardX11=no".to_string(),
-            "ControlPath=none".to_string(),
             "LogLevel=ERROR".to_string(),
             "ConnectTimeout=15".to_string(),
         ];
+        match control {
+            Some(path) => o.extend([
+                "ControlMaster=auto".to_string(),
+                format!("ControlPath={}", path.to_string_lossy()),
+                format!("ControlPersist={CONTROL_PERSIST_SECS}"),
+                // a machine that vanished ends the shared connection
+                "ServerAliveInterval=10".to_string(),
+                "ServerAliveCountMax=3".to_string(),
+            ]),
+            None => o.extend([
+                "ControlMaster=no".to_string(),
+                "ControlPath=none".to_string(),
+            ]),
+        }
         if self.target.key_path.is_some() {
             o.push("IdentitiesOnly=yes".to_string());
         }
         o
     }
 
+    /// The control socket through which OpenSSH shares one connection to
+    /// this machine between `ssh NAME COMMAND` runs: in the machine's own
+    /// directory (private, 0700), named after everything the connection was
+    /// made with (user, address, port, key and the pinned host key), so a
+    /// re-pinned key or a new address never reuses a connection made under
+    /// the old one. `None` (no sharing) when the directory is not private or
+    /// the path would not fit a socket address or an ssh option.
+    fn control_path(&self) -> Option<PathBuf> {
+        use std::hash::{Hash, Hasher};
+        use std::os::unix::fs::PermissionsExt;
+        let dir = self.host.dir();
+        let meta = std::fs::metadata(&dir).ok()?;
+        if !meta.is_dir() || meta.permissions().mode() & 0o077 != 0 {
+            return None;
+        }
+        let pin = std::fs::read(known_hosts::path(&dir)).ok()?;
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (
+            &self.target.user,
+            &self.target.host,
+            self.target.port,
+            &self.target.key_path,
+            pin,
+        )
+            .hash(&mut h);
+        let path = dir.join(format!("{CONTROL_PREFIX}{:016x}.sock", h.finish()));
+        let text = path.to_str()?;
+        // ssh adds a 17-character suffix while it sets the socket up; a
+        // socket address holds 107 bytes; `%` would be expanded by ssh
+        let plain = text
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !matches!(b, b'%' | b'"' | b'\\' | b'\''));
+        (plain && text.len() + 17 < 107).then_some(path)
+    }
+
     /// Arguments for `ssh`/`scp`: `-o` options and the key (`-i`).
     fn ssh_args(&self) -> Vec<String> {
+        self.ssh_args_sharing(None)
+    }
+
+    /// [`Self::ssh_args`] with [`Self::options_sharing`].
+    fn ssh_args_sharing(&self, control: Option<&Path>) -> Vec<String> {
         let mut a = Vec::new();
-        for o in self.options() {
+        for o in self.options_sharing(control) {
             a.push("-o".to_string());
             a.push(o);
         }
@@ -217,9 +275,17 @@ pub(crate) async fn ssh(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
         tracing::debug!("the built-in client runs commands only: using the system ssh for the interactive shell");
     }
     remote.ensure_pinned(ctx).await?;
+    // A command without ssh options of the user's shares one connection
+    // with the runs before and after it (OpenSSH's ControlMaster); an
+    // interactive shell gets a connection of its own.
+    let control = if !command.is_empty() && options.is_empty() {
+        remote.control_path()
+    } else {
+        None
+    };
     let mut cmd = Command::new(ssh);
     // ours first: for -o settings the first value given wins
-    cmd.args(remote.ssh_args())
+    cmd.args(remote.ssh_args_sharing(control.as_deref()))
         .arg("-p")
         .arg(remote.target.port.to_string())
         .args(&options)
@@ -235,6 +301,41 @@ pub(crate) async fn ssh(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
         }
     }
     Ok(code)
+}
+
+/// How long a shared SSH connection stays open after its last use, seconds.
+const CONTROL_PERSIST_SECS: u32 = 60;
+/// The start of a control socket's name in a machine's directory.
+const CONTROL_PREFIX: &str = "ssh-control-";
+
+/// End the shared SSH connections to the machine whose directory is `dir`
+/// (before it stops, restarts or goes away): each control socket's master
+/// is told to exit, and the socket is removed.
+pub(crate) fn close_shared_connections(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let ssh = which("ssh");
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !(name.starts_with(CONTROL_PREFIX) && name.ends_with(".sock")) {
+            continue;
+        }
+        let path = entry.path();
+        if let Some(ssh) = &ssh {
+            let mut cmd = Command::new(ssh);
+            cmd.arg("-o")
+                .arg(format!("ControlPath={}", path.to_string_lossy()))
+                .args(["-O", "exit", "machine"])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null());
+            log_command(&cmd);
+            let _ = cmd.status();
+        }
+        let _ = std::fs::remove_file(&path);
+    }
 }
 
 /// OpenSSH options that take a value as the next word.

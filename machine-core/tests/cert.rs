@@ -12,8 +12,8 @@ mod cert {
 
     use machine_core::cert::{
         bootstrap, client_org, client_tls_config, server_org, server_tls_config,
-        verify_client_cert, verify_server_cert, BootstrapOutcome, CertBundle, CertError, CertPaths,
-        CertificateAuthority, KeyAlgorithm,
+        shared_client_tls_config, verify_client_cert, verify_server_cert, BootstrapOutcome,
+        CertBundle, CertError, CertPaths, CertificateAuthority, KeyAlgorithm,
     };
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, ServerName};
@@ -384,6 +384,31 @@ mod cert {
         tokio::time::timeout(Duration::from_secs(20), run)
             .await
             .expect("handshake finished in time")
+    }
+
+    #[tokio::test]
+    async fn one_shared_client_configuration_per_identity_and_it_works() {
+        let p = pki(KeyAlgorithm::EcdsaP256);
+        let (ca, cert, key) = (p.ca.cert_pem(), &p.client.cert_pem, &p.client.key_pem);
+        let a = shared_client_tls_config(ca, cert, key).expect("client config");
+        let b = shared_client_tls_config(ca, cert, key).expect("client config");
+        assert!(
+            std::sync::Arc::ptr_eq(&a, &b),
+            "the same identity, one configuration"
+        );
+        let other =
+            p.ca.issue_client("bob.<bootstrap>", KeyAlgorithm::EcdsaP256)
+                .expect("client");
+        let c = shared_client_tls_config(ca, &other.cert_pem, &other.key_pem).expect("config");
+        assert!(
+            !std::sync::Arc::ptr_eq(&a, &c),
+            "another key, another configuration"
+        );
+        assert!(shared_client_tls_config(ca, cert, "not a key").is_err());
+        let server_cfg =
+            server_tls_config(ca, &p.server.cert_pem, &p.server.key_pem).expect("server config");
+        let out = exchange(server_cfg, b, "localhost").await;
+        assert_eq!(out.client.as_deref(), Ok(&b"pong"[..]), "{out:?}");
     }
 
     #[tokio::test]

@@ -37,7 +37,10 @@ use std::time::{Duration, SystemTime};
 
 pub use authority::CertificateAuthority;
 pub use bootstrap::{bootstrap, regenerate, BootstrapOutcome};
-pub use tls::{client_tls_config, server_tls_config, verify_client_cert, verify_server_cert};
+pub use tls::{
+    client_tls_config, server_tls_config, shared_client_tls_config, verify_client_cert,
+    verify_server_cert,
+};
 
 /// Boxed error from a library used underneath (parsers, signers).
 type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

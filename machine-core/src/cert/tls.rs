@@ -1,6 +1,7 @@
 //! Local verification of certificates and rustls configurations for mutual TLS.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use rustls::client::danger::ServerCertVerifier;
@@ -213,6 +214,34 @@ pub fn client_tls_config(
         .with_client_auth_cert(vec![cert], key)
         .map_err(tls_err("client"))?;
     Ok(Arc::new(config))
+}
+
+/// [`client_tls_config`], made once per process for each distinct CA,
+/// certificate and key: machines of one store share their client
+/// certificate, so a listing of many machines parses it and builds the
+/// configuration once (and the handshakes share its TLS session cache).
+pub fn shared_client_tls_config(
+    ca_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+) -> Result<Arc<ClientConfig>, CertError> {
+    type Cache = HashMap<(String, String, String), Arc<ClientConfig>>;
+    static CACHE: OnceLock<Mutex<Cache>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Mutex::default);
+    let key = (ca_pem.to_owned(), cert_pem.to_owned(), key_pem.to_owned());
+    if let Some(found) = cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
+        return Ok(found);
+    }
+    let config = client_tls_config(ca_pem, cert_pem, key_pem)?;
+    if let Ok(mut c) = cache.lock() {
+        // a long-lived process whose certificates are regenerated again and
+        // again keeps a bounded number of old configurations
+        if c.len() >= 64 {
+            c.clear();
+        }
+        c.insert(key, Arc::clone(&config));
+    }
+    Ok(config)
 }
 
 /// rustls server configuration for a docker daemon endpoint with mutual TLS:

@@ -28,7 +28,7 @@ use crate::engine::{self, EngineVersion};
 use crate::env::MachineEnv;
 use crate::ssh::{known_hosts, HostKeyCheck, Output, Session};
 use crate::state::State;
-pub use crate::store::{ListEntry, Settings, Store};
+pub use crate::store::{ListEntry, ListQuery, Settings, Store};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -193,7 +193,7 @@ impl Host {
             self.read(&d.join("cert.pem"))?,
             self.read(&d.join("key.pem"))?,
         );
-        cert::client_tls_config(&ca, &cert, &key).map_err(|e| self.cert_err(e))
+        cert::shared_client_tls_config(&ca, &cert, &key).map_err(|e| self.cert_err(e))
     }
 
     /// Check locally, without dialing the daemon, that the machine's server
@@ -292,19 +292,40 @@ impl Host {
         url: &str,
         timeout: Duration,
     ) -> Result<EngineVersion, HostError> {
+        self.ask_version(url, timeout, false).await
+    }
+
+    /// [`Self::version_at`] through `GET /_ping` (see [`engine::ping_version`]).
+    pub(crate) async fn ping_version_at(
+        &self,
+        url: &str,
+        timeout: Duration,
+    ) -> Result<EngineVersion, HostError> {
+        self.ask_version(url, timeout, true).await
+    }
+
+    async fn ask_version(
+        &self,
+        url: &str,
+        timeout: Duration,
+        ping: bool,
+    ) -> Result<EngineVersion, HostError> {
         let (h, p) = engine::parse_tcp_url(url).ok_or_else(|| HostError::InvalidOption {
             flag: "url".into(),
             value: url.to_string(),
             reason: "expected tcp://HOST:PORT".into(),
         })?;
         let tls = self.tls_client_config()?;
-        engine::version(&h, p, tls, timeout)
-            .await
-            .map_err(|source| HostError::Engine {
-                name: self.name().to_string(),
-                log_tail: String::new(),
-                source,
-            })
+        let answer = if ping {
+            engine::ping_version(&h, p, tls, timeout).await
+        } else {
+            engine::version(&h, p, tls, timeout).await
+        };
+        answer.map_err(|source| HostError::Engine {
+            name: self.name().to_string(),
+            log_tail: String::new(),
+            source,
+        })
     }
 
     /// Open one SSH connection to the machine, pinning its host key on first use.

@@ -52,6 +52,34 @@ pub struct Store {
     pub(crate) connector: Arc<dyn Connector>,
 }
 
+/// How long a listing waits for a daemon's answer before it asks the
+/// driver for the machine's state as well.
+const DAEMON_FIRST: Duration = Duration::from_millis(100);
+
+/// What a listing asks of each machine ([`Store::list_with`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ListQuery {
+    /// How long each machine may take to answer.
+    pub timeout: Duration,
+    /// Ask each driver for the state and, for a running machine, the URL;
+    /// without it a row holds the saved configuration only (state `None`).
+    pub state: bool,
+    /// Ask each running machine's daemon for its version.
+    pub version: bool,
+}
+
+impl ListQuery {
+    /// Everything, each machine bounded by `timeout`.
+    pub fn new(timeout: Duration) -> Self {
+        ListQuery {
+            timeout,
+            state: true,
+            version: true,
+        }
+    }
+}
+
 /// One row of a listing: the same fields as `ls`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ListEntry {
@@ -140,7 +168,12 @@ impl Store {
 
     /// Load the machine `name`.
     pub fn get(&self, name: &str) -> Result<Host, HostError> {
-        let config = self.files.load(name)?;
+        self.host_from(self.files.load(name)?)
+    }
+
+    /// The machine whose configuration was just read.
+    pub(crate) fn host_from(&self, config: HostConfig) -> Result<Host, HostError> {
+        let name = config.name.as_str();
         let driver = self
             .drivers
             .get(&config.driver_name)
@@ -359,35 +392,55 @@ impl Store {
     /// Query every machine at once, each bounded by `timeout`; the listing takes
     /// about as long as the slowest machine and never much more than `timeout`.
     pub async fn list(&self, timeout: Duration) -> Result<Vec<ListEntry>, HostError> {
-        let names = self.files.names()?;
-        let configs = self.configs()?;
-        let masters = crate::swarm::masters(configs.iter().map(|(n, c)| (n.as_str(), c)));
-        let columns: std::collections::HashMap<&str, String> = configs
-            .iter()
-            .map(|(n, c)| {
-                (
-                    n.as_str(),
-                    crate::swarm::column(&c.host_options.swarm_options, &masters),
-                )
-            })
-            .collect();
+        self.list_with(self.files.load_all()?, ListQuery::new(timeout))
+            .await
+    }
+
+    /// [`Self::list`] over configurations already read (as
+    /// [`FileStore::load_all`] returns them), asking each machine only what
+    /// `query` names. Machines sharing a client certificate share one TLS
+    /// client configuration. A daemon that answers (`GET /_ping`) shows its
+    /// machine running; the driver's state check is made only when the
+    /// daemon fails or is slow to answer, and then next to the daemon call.
+    pub async fn list_with(
+        &self,
+        loaded: Vec<(String, Result<HostConfig, StoreError>)>,
+        query: ListQuery,
+    ) -> Result<Vec<ListEntry>, HostError> {
+        let masters = crate::swarm::masters(
+            loaded
+                .iter()
+                .filter_map(|(n, c)| c.as_ref().ok().map(|c| (n.as_str(), c))),
+        );
+        let mut names = Vec::with_capacity(loaded.len());
+        let mut columns = Vec::with_capacity(loaded.len());
         let mut set = tokio::task::JoinSet::new();
-        for (i, name) in names.iter().enumerate() {
+        // one deadline for all: a row that starts late does not end late
+        let deadline = tokio::time::Instant::now() + query.timeout;
+        for (i, (name, config)) in loaded.into_iter().enumerate() {
+            columns.push(
+                config
+                    .as_ref()
+                    .map(|c| crate::swarm::column(&c.host_options.swarm_options, &masters))
+                    .unwrap_or_default(),
+            );
+            names.push(name.clone());
             let store = self.clone();
-            let name = name.clone();
-            set.spawn(async move { (i, store.list_one(&name, timeout).await) });
+            set.spawn(async move { (i, store.list_one(name, config, query, deadline).await) });
         }
         let mut rows: Vec<Option<ListEntry>> = vec![None; names.len()];
         while let Some(r) = set.join_next().await {
             if let Ok((i, entry)) = r {
-                rows[i] = Some(entry);
+                if let Some(slot) = rows.get_mut(i) {
+                    *slot = Some(entry);
+                }
             }
         }
         Ok(rows
             .into_iter()
             .zip(names)
-            .map(|(r, name)| {
-                let swarm = columns.get(name.as_str()).cloned().unwrap_or_default();
+            .zip(columns)
+            .map(|((r, name), swarm)| {
                 let mut row = r.unwrap_or_else(|| ListEntry {
                     name,
                     driver_name: String::new(),
@@ -404,10 +457,17 @@ impl Store {
             .collect())
     }
 
-    async fn list_one(&self, name: &str, timeout: Duration) -> ListEntry {
+    async fn list_one(
+        &self,
+        name: String,
+        config: Result<HostConfig, StoreError>,
+        query: ListQuery,
+        deadline: tokio::time::Instant,
+    ) -> ListEntry {
         let start = Instant::now();
+        let timeout = query.timeout;
         let mut e = ListEntry {
-            name: name.to_string(),
+            name,
             driver_name: String::new(),
             state: State::Error,
             url: String::new(),
@@ -416,12 +476,21 @@ impl Store {
             error: String::new(),
             response_time_ms: 0,
         };
+        let elapsed_ms =
+            |start: Instant| u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let config = match config {
+            Ok(c) => c,
+            Err(err) => {
+                e.driver_name = "not found".into();
+                e.error = error_chain(&HostError::from(err));
+                return e;
+            }
+        };
         // Loading runs the driver's factory, which may be foreign code (Python,
         // JavaScript) that blocks: off the async threads, and within the timeout.
         let store = self.clone();
-        let owned = name.to_string();
-        let load = tokio::task::spawn_blocking(move || store.get(&owned));
-        let host = match tokio::time::timeout(timeout, load).await {
+        let load = tokio::task::spawn_blocking(move || store.host_from(config));
+        let host = match tokio::time::timeout_at(deadline, load).await {
             Ok(Ok(Ok(h))) => h,
             Ok(Ok(Err(err))) => {
                 e.driver_name = "not found".into();
@@ -439,23 +508,68 @@ impl Store {
                     "loading the machine's driver took longer than {} s",
                     timeout.as_secs()
                 );
-                e.response_time_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+                e.response_time_ms = elapsed_ms(start);
                 return e;
             }
         };
         e.driver_name = host.driver_name().to_string();
-        let remaining = timeout.saturating_sub(start.elapsed());
+        if !query.state {
+            e.state = State::None;
+            e.response_time_ms = elapsed_ms(start);
+            return e;
+        }
         let q = async {
-            let state = host.state().await?;
+            let version = async {
+                let url = host.url_unchecked().await?;
+                let v = if query.version {
+                    Some(host.ping_version_at(&url, timeout).await?)
+                } else {
+                    None
+                };
+                Ok::<_, HostError>((url, v))
+            };
+            let mut version = std::pin::pin!(version);
+            // A daemon that answers shows its machine running: the driver's
+            // state check (a TCP probe, a cloud API call) is made only when
+            // the daemon fails or has not answered within DAEMON_FIRST, and
+            // then runs next to the version call.
+            let mut early = None;
+            if query.version {
+                tokio::select! {
+                    v = &mut version => early = Some(v),
+                    () = tokio::time::sleep(DAEMON_FIRST) => {}
+                }
+            }
+            if let Some(Ok((url, v))) = early {
+                e.state = State::Running;
+                e.url = url;
+                if let Some(v) = v {
+                    e.docker_version = format!("v{}", v.version);
+                }
+                return Ok(());
+            }
+            let mut state = std::pin::pin!(host.state());
+            let state = loop {
+                tokio::select! {
+                    s = &mut state => break s?,
+                    v = &mut version, if early.is_none() => early = Some(v),
+                }
+            };
             e.state = state;
             if state == State::Running {
-                e.url = host.url_unchecked().await?;
-                let v = host.version_at(&e.url, timeout).await?;
-                e.docker_version = format!("v{}", v.version);
+                let answer = match early {
+                    Some(v) => v,
+                    None => version.await,
+                };
+                let (url, v) = answer?;
+                e.url = url;
+                if let Some(v) = v {
+                    e.docker_version = format!("v{}", v.version);
+                }
             }
             Ok::<(), HostError>(())
         };
-        match tokio::time::timeout(remaining, q).await {
+        match tokio::time::timeout_at(deadline, q).await {
             Ok(Ok(())) => {
                 if let Some(msg) = host.last_error() {
                     e.state = State::Error;
@@ -477,7 +591,7 @@ impl Store {
                 e.error = format!("no answer within {} s", timeout.as_secs());
             }
         }
-        e.response_time_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        e.response_time_ms = elapsed_ms(start);
         e
     }
 }

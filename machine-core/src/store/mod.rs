@@ -30,7 +30,7 @@ mod machines;
 pub mod migrate;
 
 pub use lock::Lock;
-pub use machines::{ListEntry, Settings, Store};
+pub use machines::{ListEntry, ListQuery, Settings, Store};
 
 use crate::config::{HostConfig, CONFIG_VERSION};
 use crate::fsutil::{create_private_dir, write_atomic, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE};
