@@ -36,6 +36,13 @@ pub enum DriverError {
     /// No driver of that name is registered.
     #[error("no driver named {name:?} (known drivers: {known})")]
     UnknownDriver { name: String, known: String },
+    /// Neither a registered driver nor a plugin executable of that name exists.
+    #[error("no driver named {name:?}: not built in (known drivers: {known}) and no plugin executable {executable:?} on PATH")]
+    PluginNotFound {
+        name: String,
+        executable: String,
+        known: String,
+    },
     /// A required option was not given.
     #[error("driver {driver} needs option {flag}")]
     MissingOption { driver: String, flag: String },
@@ -556,10 +563,23 @@ pub trait DriverFactory: Send + Sync + fmt::Debug {
     ) -> Result<Box<dyn Driver>, DriverError>;
 }
 
+/// Drivers found by name outside the registry's own list: driver plugins
+/// (`docker-machine-driver-NAME` executables), asked for names the registry
+/// does not hold, and first for the names it [`forces`](Self::forces).
+pub trait DriverSource: Send + Sync + fmt::Debug {
+    /// Whether `name` comes from this source even when a driver of that name
+    /// is registered.
+    fn forces(&self, name: &str) -> bool;
+    /// The driver named `name`, or an error saying what was looked for
+    /// (`known`: the registered names, for the message).
+    fn find(&self, name: &str, known: &str) -> Result<Arc<dyn DriverFactory>, DriverError>;
+}
+
 /// The drivers an embedding program makes available, by name.
 #[derive(Debug, Clone, Default)]
 pub struct DriverRegistry {
     factories: BTreeMap<String, Arc<dyn DriverFactory>>,
+    source: Option<Arc<dyn DriverSource>>,
 }
 
 impl DriverRegistry {
@@ -577,15 +597,39 @@ impl DriverRegistry {
         self.register(factory);
         self
     }
-    /// The driver named `name`.
+    /// Where drivers the registry does not hold come from (plugins).
+    pub fn set_source(&mut self, source: Arc<dyn DriverSource>) -> &mut Self {
+        self.source = Some(source);
+        self
+    }
+    /// Builder form of [`set_source`](Self::set_source).
+    pub fn with_source(mut self, source: Arc<dyn DriverSource>) -> Self {
+        self.set_source(source);
+        self
+    }
+    /// The driver named `name`: a registered one unless the source forces
+    /// the name, else the source's.
     pub fn get(&self, name: &str) -> Result<Arc<dyn DriverFactory>, DriverError> {
-        self.factories
-            .get(name)
-            .cloned()
-            .ok_or_else(|| DriverError::UnknownDriver {
+        let known = || self.names().join(", ");
+        if let Some(source) = self.source.as_ref().filter(|s| s.forces(name)) {
+            return source.find(name, &known());
+        }
+        match (self.factories.get(name), &self.source) {
+            (Some(f), _) => Ok(f.clone()),
+            (None, Some(source)) => source.find(name, &known()),
+            (None, None) => Err(DriverError::UnknownDriver {
                 name: name.to_string(),
-                known: self.names().join(", "),
-            })
+                known: known(),
+            }),
+        }
+    }
+    /// Whether `name` is served by the source rather than by a registered
+    /// driver (a plugin, found or not).
+    pub fn is_external(&self, name: &str) -> bool {
+        match &self.source {
+            Some(s) => s.forces(name) || !self.factories.contains_key(name),
+            None => false,
+        }
     }
     /// Registered driver names, sorted.
     pub fn names(&self) -> Vec<String> {
