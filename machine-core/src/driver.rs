@@ -549,6 +549,11 @@ pub trait DriverFactory: Send + Sync + fmt::Debug {
     fn name(&self) -> &str;
     /// The create options this driver accepts.
     fn options(&self) -> Vec<DriverOption>;
+    /// Whether the driver can be used at all; a driver whose options come
+    /// from elsewhere (a plugin process) says here why they could not be had.
+    fn check(&self) -> Result<(), DriverError> {
+        Ok(())
+    }
     /// A driver for a machine about to be created.
     fn new_driver(
         &self,

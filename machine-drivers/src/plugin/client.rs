@@ -271,6 +271,21 @@ impl Plugin {
         }
     }
 
+    /// How the process ended, when it has (waiting briefly for it).
+    fn exit_status(&self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.lock().ok()?;
+        let deadline = Instant::now() + Duration::from_millis(500);
+        loop {
+            match child.try_wait() {
+                Ok(Some(st)) => return Some(st),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                _ => return None,
+            }
+        }
+    }
+
     /// The process id (for tests).
     pub fn pid(&self) -> Option<u32> {
         self.child.lock().ok().map(|c| c.id())
@@ -412,6 +427,9 @@ impl DriverFactory for PluginFactory {
     fn name(&self) -> &str {
         &self.name
     }
+    fn check(&self) -> Result<(), DriverError> {
+        self.flags().map(|_| ())
+    }
     fn options(&self) -> Vec<DriverOption> {
         match self.flags() {
             Ok(f) => f,
@@ -536,7 +554,22 @@ impl PluginDriver {
                 r
             })
             .await;
-        r.map(|_| ()).map_err(|e| rpc_err(&self.name, operation, e))
+        r.map(|_| ()).map_err(|e| self.explain(operation, e))
+    }
+
+    /// An RPC failure; when the connection closed because the plugin
+    /// exited, say so.
+    fn explain(&self, operation: &str, e: RpcError) -> DriverError {
+        if matches!(e, RpcError::Closed | RpcError::Io(_)) {
+            if let Some(st) = self.plugin.exit_status() {
+                return failed(
+                    &self.name,
+                    operation,
+                    format!("its plugin exited ({st}) during the call"),
+                );
+            }
+        }
+        rpc_err(&self.name, operation, e)
     }
 }
 
