@@ -433,7 +433,7 @@ mod tests {
         for s in Suite::ALL {
             assert!(!s.indices().is_empty(), "{s}");
         }
-        assert_eq!(a.count, 17);
+        assert_eq!(a.count, 19);
     }
 
     #[test]
