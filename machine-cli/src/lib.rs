@@ -145,7 +145,29 @@ pub fn main() -> i32 {
 /// `--driver=NAME`, `-dNAME`), else `MACHINE_DRIVER`, else the default;
 /// `None` when the command is not `create`.
 fn create_driver_arg(args: &[String]) -> Option<String> {
-    let pos = args.iter().skip(1).position(|a| a == "create")? + 1;
+    // the subcommand: the first word that is neither a global flag nor its value
+    const VALUED: [&str; 8] = [
+        "-s",
+        "--storage-path",
+        "--tls-ca-cert",
+        "--tls-ca-key",
+        "--tls-client-cert",
+        "--tls-client-key",
+        "--github-api-token",
+        "--bugsnag-api-token",
+    ];
+    let mut words = args.iter().enumerate().skip(1);
+    let pos = loop {
+        let (i, a) = words.next()?;
+        if VALUED.contains(&a.as_str()) {
+            words.next();
+        } else if !a.starts_with('-') {
+            break i;
+        }
+    };
+    if args[pos] != "create" {
+        return None;
+    }
     let mut it = args[pos + 1..].iter();
     while let Some(a) = it.next() {
         if a == "--" {
@@ -338,5 +360,28 @@ pub(crate) fn confirm(question: &str) -> bool {
             false
         }
         Ok(_) => line.trim().to_ascii_lowercase().starts_with('y'),
+    }
+}
+
+#[cfg(test)]
+mod plugin_arg_tests {
+    use super::create_driver_arg;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn the_driver_of_create_is_found_in_every_spelling() {
+        for (line, want) in [
+            ("m create -d hetzner x", Some("hetzner")),
+            ("m -s /tmp/s create --driver hetzner x", Some("hetzner")),
+            ("m --debug create --driver=hetzner x", Some("hetzner")),
+            ("m create -dhetzner x", Some("hetzner")),
+            ("m ssh create -d hetzner", None),
+            ("m -s create ls", None),
+        ] {
+            assert_eq!(create_driver_arg(&args(line)).as_deref(), want, "{line}");
+        }
     }
 }
