@@ -751,6 +751,70 @@ mod tests {
         assert!(e.to_string().contains("nope"));
     }
 
+    #[derive(Debug)]
+    struct Named(&'static str);
+    impl DriverFactory for Named {
+        fn name(&self) -> &str {
+            self.0
+        }
+        fn options(&self) -> Vec<DriverOption> {
+            Vec::new()
+        }
+        fn new_driver(
+            &self,
+            _: &DriverContext,
+            _: &DriverOptions,
+        ) -> Result<Box<dyn Driver>, DriverError> {
+            Err(not_supported(self.0, "create"))
+        }
+        fn load_driver(
+            &self,
+            _: &DriverContext,
+            _: &Map<String, Value>,
+        ) -> Result<Box<dyn Driver>, DriverError> {
+            Err(not_supported(self.0, "load"))
+        }
+    }
+
+    /// Serves "ext" and "forced" (as factories named `source:NAME`).
+    #[derive(Debug)]
+    struct Source;
+    impl DriverSource for Source {
+        fn forces(&self, name: &str) -> bool {
+            name == "forced"
+        }
+        fn find(&self, name: &str, known: &str) -> Result<Arc<dyn DriverFactory>, DriverError> {
+            match name {
+                "ext" => Ok(Arc::new(Named("source:ext"))),
+                "forced" => Ok(Arc::new(Named("source:forced"))),
+                _ => Err(DriverError::PluginNotFound {
+                    name: name.into(),
+                    executable: format!("plugin-{name}"),
+                    known: known.into(),
+                }),
+            }
+        }
+    }
+
+    #[test]
+    fn registered_names_win_unless_the_source_forces_them() {
+        let r = DriverRegistry::new()
+            .with(Arc::new(Named("builtin")))
+            .with(Arc::new(Named("forced")))
+            .with_source(Arc::new(Source));
+        assert_eq!(r.get("builtin").expect("builtin").name(), "builtin");
+        assert_eq!(r.get("ext").expect("ext").name(), "source:ext");
+        assert_eq!(r.get("forced").expect("forced").name(), "source:forced");
+        assert!(!r.is_external("builtin"));
+        assert!(r.is_external("ext") && r.is_external("forced"));
+        let e = r.get("nope").expect_err("unknown").to_string();
+        assert!(
+            e.contains("plugin-nope") && e.contains("builtin, forced"),
+            "{e}"
+        );
+        assert!(!DriverRegistry::new().is_external("x"));
+    }
+
     #[test]
     fn url_brackets_ipv6() {
         assert_eq!(engine_url("10.0.0.1", 2376), "tcp://10.0.0.1:2376");
