@@ -28,6 +28,13 @@ if ! command -v moto_server >/dev/null; then
         python3 -m pip install --quiet --disable-pip-version-check --break-system-packages 'moto[server]'
 fi
 moto_server --help >/dev/null || { echo "moto_server (pip package moto[server]) could not be installed" >&2; exit 1; }
+# Go (Debian's golang-go) builds the Go peers of the driver plugin suite
+# (tests/goplugin: a plugin and a host, standard library only)
+if ! command -v go >/dev/null; then
+    apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null 2>&1 || true
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq golang-go >/dev/null
+fi
+go version >/dev/null || { echo "go (Debian package golang-go) could not be installed" >&2; exit 1; }
 # qemu-system-x86, qemu-utils and debootstrap for the local-VM driver
 bash scripts/qemu-setup.sh
 

@@ -150,7 +150,7 @@ async fn create(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
     }
     // Driver flags given on the command line; the library reads their
     // environment variables and defaults itself, for the chosen driver only.
-    let drivers = ctx.store.drivers();
+    let drivers = &ctx.create_drivers;
     let mut seen = Vec::new();
     for dname in drivers.names() {
         let Ok(factory) = drivers.get(&dname) else {

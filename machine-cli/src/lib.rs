@@ -41,6 +41,9 @@ pub(crate) struct Ctx {
     pub args: Vec<String>,
     pub store: Store,
     pub native_ssh: bool,
+    /// The drivers whose flags `create` takes: every registered driver, or
+    /// only the plugin `-d` names.
+    pub create_drivers: machine_core::driver::DriverRegistry,
 }
 
 impl Ctx {
@@ -138,11 +141,128 @@ pub fn main() -> i32 {
     run(args)
 }
 
+/// The driver `create` is asked for in `args` (`-d NAME`, `--driver NAME`,
+/// `--driver=NAME`, `-dNAME`), else `MACHINE_DRIVER`, else the default;
+/// `None` when the command is not `create`.
+fn create_driver_arg(args: &[String]) -> Option<String> {
+    // the subcommand: the first word that is neither a global flag nor its value
+    const VALUED: [&str; 8] = [
+        "-s",
+        "--storage-path",
+        "--tls-ca-cert",
+        "--tls-ca-key",
+        "--tls-client-cert",
+        "--tls-client-key",
+        "--github-api-token",
+        "--bugsnag-api-token",
+    ];
+    let mut words = args.iter().enumerate().skip(1);
+    let pos = loop {
+        let (i, a) = words.next()?;
+        if VALUED.contains(&a.as_str()) {
+            words.next();
+        } else if !a.starts_with('-') {
+            break i;
+        }
+    };
+    if args[pos] != "create" {
+        return None;
+    }
+    let mut it = args[pos + 1..].iter();
+    while let Some(a) = it.next() {
+        if a == "--" {
+            break;
+        }
+        if a == "-d" || a == "--driver" {
+            return it.next().cloned();
+        }
+        if let Some(v) = a
+            .strip_prefix("--driver=")
+            .or_else(|| a.strip_prefix("-d="))
+        {
+            return Some(v.to_string());
+        }
+        if let Some(v) = a
+            .strip_prefix("-d")
+            .filter(|v| !v.is_empty() && !a.starts_with("--"))
+        {
+            return Some(v.to_string());
+        }
+    }
+    Some(
+        std::env::var("MACHINE_DRIVER")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| machine_core::driver::DEFAULT_DRIVER.to_string()),
+    )
+}
+
+/// Serve a built-in driver over the plugin protocol when started as a
+/// plugin: as `docker-machine-driver-NAME` (a link to this binary), or with
+/// `MACHINE_PLUGIN_TOKEN=42` and `MACHINE_PLUGIN_DRIVER_NAME=NAME` and no
+/// arguments, as the original serves its own drivers. `None`: not a plugin.
+fn serve_plugin(args: &[String]) -> Option<i32> {
+    use machine_drivers::plugin::{ENV_DRIVER_NAME, ENV_TOKEN, TOKEN};
+    let prog = program_name(args.first().map(String::as_str));
+    let token = std::env::var(ENV_TOKEN).ok();
+    let name = match prog.strip_prefix(machine_drivers::plugin::client::EXECUTABLE_PREFIX) {
+        Some(n) => n.to_string(),
+        None if args.len() == 1 && token.as_deref() == Some(TOKEN) => {
+            std::env::var(ENV_DRIVER_NAME)
+                .ok()
+                .filter(|n| !n.is_empty())?
+        }
+        None => return None,
+    };
+    if token.as_deref() != Some(TOKEN) {
+        eprintln!(
+            "This is a Docker Machine driver plugin ({name}), served by machine {}.\nIt is started by docker-machine (or machine) itself, not by hand.",
+            app::VERSION
+        );
+        return Some(1);
+    }
+    init_tracing(true);
+    let drivers = machine_drivers::builtin_registry();
+    let factory = match drivers.get(&name) {
+        Ok(f) if !drivers.is_external(&name) => f,
+        _ => {
+            eprintln!(
+                "Error: no built-in driver named {name:?} (known: {})",
+                drivers.names().join(", ")
+            );
+            return Some(1);
+        }
+    };
+    let mut out = std::io::stdout();
+    match machine_drivers::plugin::server::serve(factory, &mut out) {
+        Ok(code) => Some(code),
+        Err(e) => {
+            eprintln!("Error: {e}");
+            Some(1)
+        }
+    }
+}
+
 /// Run the CLI with `args` (argv\[0\] first); returns the exit status.
 pub fn run(args: Vec<String>) -> i32 {
+    if let Some(code) = serve_plugin(&args) {
+        return code;
+    }
     let prog = program_name(args.first().map(String::as_str));
     let drivers = machine_drivers::builtin_registry();
-    let matches = match app::build(&prog, &drivers).try_get_matches_from(&args) {
+    // `create` with a plugin driver takes that plugin's flags only (they may
+    // have the names of a built-in driver's flags)
+    let mut create_drivers = drivers.clone();
+    if let Some(name) = create_driver_arg(&args).filter(|n| drivers.is_external(n)) {
+        match drivers.get(&name).and_then(|f| f.check().map(|()| f)) {
+            Ok(f) => create_drivers = machine_core::driver::DriverRegistry::new().with(f),
+            Err(e) => {
+                eprintln!("Error: {e}");
+                return error::EXIT_ERROR;
+            }
+        }
+    }
+    let matches = match app::build(&prog, &create_drivers).try_get_matches_from(&args) {
         Ok(m) => m,
         Err(e) => {
             let _ = e.print();
@@ -193,6 +313,7 @@ pub fn run(args: Vec<String>) -> i32 {
         args: args.clone(),
         store,
         native_ssh: matches.get_flag("native-ssh"),
+        create_drivers,
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -239,5 +360,28 @@ pub(crate) fn confirm(question: &str) -> bool {
             false
         }
         Ok(_) => line.trim().to_ascii_lowercase().starts_with('y'),
+    }
+}
+
+#[cfg(test)]
+mod plugin_arg_tests {
+    use super::create_driver_arg;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn the_driver_of_create_is_found_in_every_spelling() {
+        for (line, want) in [
+            ("m create -d hetzner x", Some("hetzner")),
+            ("m -s /tmp/s create --driver hetzner x", Some("hetzner")),
+            ("m --debug create --driver=hetzner x", Some("hetzner")),
+            ("m create -dhetzner x", Some("hetzner")),
+            ("m ssh create -d hetzner", None),
+            ("m -s create ls", None),
+        ] {
+            assert_eq!(create_driver_arg(&args(line)).as_deref(), want, "{line}");
+        }
     }
 }

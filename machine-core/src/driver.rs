@@ -36,6 +36,13 @@ pub enum DriverError {
     /// No driver of that name is registered.
     #[error("no driver named {name:?} (known drivers: {known})")]
     UnknownDriver { name: String, known: String },
+    /// Neither a registered driver nor a plugin executable of that name exists.
+    #[error("no driver named {name:?}: not built in (known drivers: {known}) and no plugin executable {executable:?} on PATH")]
+    PluginNotFound {
+        name: String,
+        executable: String,
+        known: String,
+    },
     /// A required option was not given.
     #[error("driver {driver} needs option {flag}")]
     MissingOption { driver: String, flag: String },
@@ -542,6 +549,11 @@ pub trait DriverFactory: Send + Sync + fmt::Debug {
     fn name(&self) -> &str;
     /// The create options this driver accepts.
     fn options(&self) -> Vec<DriverOption>;
+    /// Whether the driver can be used at all; a driver whose options come
+    /// from elsewhere (a plugin process) says here why they could not be had.
+    fn check(&self) -> Result<(), DriverError> {
+        Ok(())
+    }
     /// A driver for a machine about to be created.
     fn new_driver(
         &self,
@@ -556,10 +568,23 @@ pub trait DriverFactory: Send + Sync + fmt::Debug {
     ) -> Result<Box<dyn Driver>, DriverError>;
 }
 
+/// Drivers found by name outside the registry's own list: driver plugins
+/// (`docker-machine-driver-NAME` executables), asked for names the registry
+/// does not hold, and first for the names it [`forces`](Self::forces).
+pub trait DriverSource: Send + Sync + fmt::Debug {
+    /// Whether `name` comes from this source even when a driver of that name
+    /// is registered.
+    fn forces(&self, name: &str) -> bool;
+    /// The driver named `name`, or an error saying what was looked for
+    /// (`known`: the registered names, for the message).
+    fn find(&self, name: &str, known: &str) -> Result<Arc<dyn DriverFactory>, DriverError>;
+}
+
 /// The drivers an embedding program makes available, by name.
 #[derive(Debug, Clone, Default)]
 pub struct DriverRegistry {
     factories: BTreeMap<String, Arc<dyn DriverFactory>>,
+    source: Option<Arc<dyn DriverSource>>,
 }
 
 impl DriverRegistry {
@@ -577,15 +602,39 @@ impl DriverRegistry {
         self.register(factory);
         self
     }
-    /// The driver named `name`.
+    /// Where drivers the registry does not hold come from (plugins).
+    pub fn set_source(&mut self, source: Arc<dyn DriverSource>) -> &mut Self {
+        self.source = Some(source);
+        self
+    }
+    /// Builder form of [`set_source`](Self::set_source).
+    pub fn with_source(mut self, source: Arc<dyn DriverSource>) -> Self {
+        self.set_source(source);
+        self
+    }
+    /// The driver named `name`: a registered one unless the source forces
+    /// the name, else the source's.
     pub fn get(&self, name: &str) -> Result<Arc<dyn DriverFactory>, DriverError> {
-        self.factories
-            .get(name)
-            .cloned()
-            .ok_or_else(|| DriverError::UnknownDriver {
+        let known = || self.names().join(", ");
+        if let Some(source) = self.source.as_ref().filter(|s| s.forces(name)) {
+            return source.find(name, &known());
+        }
+        match (self.factories.get(name), &self.source) {
+            (Some(f), _) => Ok(f.clone()),
+            (None, Some(source)) => source.find(name, &known()),
+            (None, None) => Err(DriverError::UnknownDriver {
                 name: name.to_string(),
-                known: self.names().join(", "),
-            })
+                known: known(),
+            }),
+        }
+    }
+    /// Whether `name` is served by the source rather than by a registered
+    /// driver (a plugin, found or not).
+    pub fn is_external(&self, name: &str) -> bool {
+        match &self.source {
+            Some(s) => s.forces(name) || !self.factories.contains_key(name),
+            None => false,
+        }
     }
     /// Registered driver names, sorted.
     pub fn names(&self) -> Vec<String> {
@@ -700,6 +749,70 @@ mod tests {
         let r = DriverRegistry::new();
         let e = r.get("nope").expect_err("unknown");
         assert!(e.to_string().contains("nope"));
+    }
+
+    #[derive(Debug)]
+    struct Named(&'static str);
+    impl DriverFactory for Named {
+        fn name(&self) -> &str {
+            self.0
+        }
+        fn options(&self) -> Vec<DriverOption> {
+            Vec::new()
+        }
+        fn new_driver(
+            &self,
+            _: &DriverContext,
+            _: &DriverOptions,
+        ) -> Result<Box<dyn Driver>, DriverError> {
+            Err(not_supported(self.0, "create"))
+        }
+        fn load_driver(
+            &self,
+            _: &DriverContext,
+            _: &Map<String, Value>,
+        ) -> Result<Box<dyn Driver>, DriverError> {
+            Err(not_supported(self.0, "load"))
+        }
+    }
+
+    /// Serves "ext" and "forced" (as factories named `source:NAME`).
+    #[derive(Debug)]
+    struct Source;
+    impl DriverSource for Source {
+        fn forces(&self, name: &str) -> bool {
+            name == "forced"
+        }
+        fn find(&self, name: &str, known: &str) -> Result<Arc<dyn DriverFactory>, DriverError> {
+            match name {
+                "ext" => Ok(Arc::new(Named("source:ext"))),
+                "forced" => Ok(Arc::new(Named("source:forced"))),
+                _ => Err(DriverError::PluginNotFound {
+                    name: name.into(),
+                    executable: format!("plugin-{name}"),
+                    known: known.into(),
+                }),
+            }
+        }
+    }
+
+    #[test]
+    fn registered_names_win_unless_the_source_forces_them() {
+        let r = DriverRegistry::new()
+            .with(Arc::new(Named("builtin")))
+            .with(Arc::new(Named("forced")))
+            .with_source(Arc::new(Source));
+        assert_eq!(r.get("builtin").expect("builtin").name(), "builtin");
+        assert_eq!(r.get("ext").expect("ext").name(), "source:ext");
+        assert_eq!(r.get("forced").expect("forced").name(), "source:forced");
+        assert!(!r.is_external("builtin"));
+        assert!(r.is_external("ext") && r.is_external("forced"));
+        let e = r.get("nope").expect_err("unknown").to_string();
+        assert!(
+            e.contains("plugin-nope") && e.contains("builtin, forced"),
+            "{e}"
+        );
+        assert!(!DriverRegistry::new().is_external("x"));
     }
 
     #[test]

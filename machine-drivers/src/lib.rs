@@ -8,12 +8,17 @@
 //! - [`qemu`]: a local VM under QEMU, booted from the project's own Debian image
 //!   (built from Debian's packages on first use) or a downloaded one.
 //!
-//! [`builtin_registry`] returns a registry holding all of them; embedding
-//! programs add their own drivers to it.
+//! - [`plugin`]: drivers served by `docker-machine-driver-NAME` executables
+//!   (the original's plugin protocol), and our drivers served to the original.
+//!
+//! [`builtin_registry`] returns a registry holding all of them, with plugins
+//! on `PATH` for every other name; embedding programs add their own drivers
+//! to it.
 
 pub mod amazonec2;
 pub mod generic;
 pub mod none;
+pub mod plugin;
 pub mod qemu;
 #[cfg(test)]
 mod test_util;
@@ -21,9 +26,13 @@ mod test_util;
 use machine_core::driver::DriverRegistry;
 use std::sync::Arc;
 
-/// A registry with every built-in driver (the default driver among them).
+/// A registry with every built-in driver (the default driver among them);
+/// any other name is looked for as a plugin executable on `PATH`
+/// (`docker-machine-driver-NAME`), and the names in `MACHINE_PLUGIN_DRIVERS`
+/// are served by their plugin even when built in.
 pub fn builtin_registry() -> DriverRegistry {
     DriverRegistry::new()
+        .with_source(Arc::new(plugin::PluginSource::from_env()))
         .with(Arc::new(none::NoneFactory))
         .with(Arc::new(generic::GenericFactory))
         .with(Arc::new(qemu::QemuFactory))

@@ -33,17 +33,20 @@ pub enum Suite {
     SwarmE2e,
     /// `machine-cli/tests/ec2.rs`: the `amazonec2` driver against moto.
     Ec2,
+    /// `machine-cli/tests/plugin.rs`: driver plugins (Go peers) both ways.
+    Plugin,
 }
 
 impl Suite {
     /// Every Rust suite.
-    pub const ALL: [Suite; 6] = [
+    pub const ALL: [Suite; 7] = [
         Suite::SshE2e,
         Suite::E2eGeneric,
         Suite::CliE2e,
         Suite::Examples,
         Suite::SwarmE2e,
         Suite::Ec2,
+        Suite::Plugin,
     ];
 
     /// The suite's key in the allocation file.
@@ -55,6 +58,7 @@ impl Suite {
             Suite::Examples => "examples",
             Suite::SwarmE2e => "swarm_e2e",
             Suite::Ec2 => "ec2",
+            Suite::Plugin => "plugin",
         }
     }
 

@@ -115,7 +115,7 @@ impl HostError {
                 ..
             } => ErrorCode::NotSupported,
             HostError::Driver {
-                source: D::UnknownDriver { .. },
+                source: D::UnknownDriver { .. } | D::PluginNotFound { .. },
                 ..
             } => ErrorCode::UnknownDriver,
             HostError::Driver {

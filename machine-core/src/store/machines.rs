@@ -246,6 +246,7 @@ impl Store {
             source,
         };
         let factory = self.drivers.get(&opts.driver).map_err(drv_err)?;
+        factory.check().map_err(drv_err)?;
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let no_env = |_: &str| None;
         let env_fn: &dyn Fn(&str) -> Option<String> =

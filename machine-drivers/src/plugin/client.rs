@@ -1,0 +1,712 @@
+//! The host side: run a `docker-machine-driver-NAME` executable and use it
+//! as a [`Driver`].
+
+use super::gob::{Type, Value};
+use super::rpc::{empty, empty_type, Client, RpcError};
+use super::{
+    flags_to_options, rpc_flags, state_from_int, API_VERSION, ENV_DRIVER_NAME, ENV_TOKEN, SERVICE,
+    TOKEN,
+};
+use async_trait::async_trait;
+use machine_core::driver::{
+    Driver, DriverContext, DriverError, DriverFactory, DriverOption, DriverOptions, DriverSource,
+    SshTarget,
+};
+use machine_core::State;
+use serde_json::{Map, Value as Json};
+use std::collections::{BTreeSet, HashMap};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// How often the host calls `Heartbeat` (a plugin exits when they stop).
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
+/// How long a plugin may take to print its address, unless
+/// `MACHINE_PLUGIN_START_TIMEOUT` (seconds) says otherwise.
+pub const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long quick calls (getters, configuration) may take.
+const QUICK: Option<Duration> = Some(Duration::from_secs(60));
+/// The prefix of plugin executables.
+pub const EXECUTABLE_PREFIX: &str = "docker-machine-driver-";
+/// Names (comma-separated, or `*`) served by their plugin even when a
+/// driver of that name is built in.
+pub const FORCE_ENV: &str = "MACHINE_PLUGIN_DRIVERS";
+
+fn start_timeout() -> Duration {
+    std::env::var("MACHINE_PLUGIN_START_TIMEOUT")
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| *s > 0.0 && *s < 3600.0)
+        .map(Duration::from_secs_f64)
+        .unwrap_or(START_TIMEOUT)
+}
+
+fn failed(driver: &str, operation: &str, message: impl std::fmt::Display) -> DriverError {
+    DriverError::Failed {
+        driver: driver.to_string(),
+        operation: operation.to_string(),
+        message: message.to_string(),
+    }
+}
+
+/// A running plugin process and the RPC connection to it. Dropping it closes
+/// the plugin and makes sure the process has ended.
+pub struct Plugin {
+    name: String,
+    client: Client,
+    child: Mutex<Child>,
+    stop_heartbeat: Mutex<Option<mpsc::Sender<()>>>,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Plugin {
+    /// Start `executable` as the plugin of driver `name`, wait (bounded) for
+    /// its address, connect and check its API version. The process is ended
+    /// on every failure.
+    pub fn launch(name: &str, executable: &Path) -> Result<Arc<Plugin>, DriverError> {
+        let fail = |m: String| failed(name, "start its plugin", m);
+        let mut child = Command::new(executable)
+            .env(ENV_TOKEN, TOKEN)
+            .env(ENV_DRIVER_NAME, name)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| fail(format!("{}: {e}", executable.display())))?;
+        let (addr_tx, addr_rx) = mpsc::channel::<String>();
+        let errors: Arc<Mutex<Vec<String>>> = Arc::default();
+        if let Some(out) = child.stdout.take() {
+            let label = name.to_string();
+            let _ = std::thread::Builder::new()
+                .name("plugin-stdout".into())
+                .spawn(move || {
+                    let mut lines = BufReader::new(out).lines();
+                    if let Some(Ok(first)) = lines.next() {
+                        let _ = addr_tx.send(first);
+                    }
+                    drop(addr_tx);
+                    for line in lines.map_while(Result::ok) {
+                        tracing::info!("({label}) {line}");
+                    }
+                });
+        }
+        if let Some(err) = child.stderr.take() {
+            let label = name.to_string();
+            let keep = errors.clone();
+            let _ = std::thread::Builder::new()
+                .name("plugin-stderr".into())
+                .spawn(move || {
+                    for line in BufReader::new(err).lines().map_while(Result::ok) {
+                        tracing::debug!("({label}) DBG | {line}");
+                        if let Ok(mut k) = keep.lock() {
+                            if k.len() < 20 {
+                                k.push(line);
+                            }
+                        }
+                    }
+                });
+        }
+        let end = |mut child: Child, why: String| -> DriverError {
+            let _ = child.kill();
+            let _ = child.wait();
+            // give the stderr reader a moment to collect the last lines
+            std::thread::sleep(Duration::from_millis(50));
+            let said = errors.lock().map(|e| e.join("\n")).unwrap_or_default();
+            if said.trim().is_empty() {
+                fail(why)
+            } else {
+                fail(format!("{why}; it said: {}", said.trim()))
+            }
+        };
+        let timeout = start_timeout();
+        let line = match addr_rx.recv_timeout(timeout) {
+            Ok(l) => l,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                return Err(end(
+                    child,
+                    format!(
+                        "{} printed no address within {:.1} s",
+                        executable.display(),
+                        timeout.as_secs_f64()
+                    ),
+                ))
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(end(
+                    child,
+                    format!(
+                        "{} exited without printing its address",
+                        executable.display()
+                    ),
+                ))
+            }
+        };
+        let addr: SocketAddr = match line.trim().parse() {
+            Ok(a) => a,
+            Err(_) => {
+                return Err(end(
+                    child,
+                    format!(
+                        "{} printed {:?} instead of its address",
+                        executable.display(),
+                        line.trim()
+                    ),
+                ))
+            }
+        };
+        if !addr.ip().is_loopback() {
+            return Err(end(
+                child,
+                format!(
+                    "{} listens on {addr}, not on loopback",
+                    executable.display()
+                ),
+            ));
+        }
+        let client = match Client::dial_http(addr, timeout) {
+            Ok(c) => c,
+            Err(e) => return Err(end(child, format!("cannot connect to {addr}: {e}"))),
+        };
+        let plugin = Arc::new(Plugin {
+            name: name.to_string(),
+            client,
+            child: Mutex::new(child),
+            stop_heartbeat: Mutex::new(None),
+        });
+        let version = plugin.call("GetVersion", &empty_type(), &empty(), QUICK);
+        match version.as_ref().ok().and_then(Value::as_int) {
+            Some(API_VERSION) => {}
+            other => {
+                let why = match (other, version) {
+                    (Some(v), _) => format!("it speaks plugin API version {v}, not {API_VERSION}"),
+                    (None, Err(e)) => format!("GetVersion failed: {e}"),
+                    (None, Ok(v)) => format!("GetVersion answered {v:?}"),
+                };
+                plugin.kill();
+                return Err(fail(why));
+            }
+        }
+        plugin.start_heartbeat();
+        tracing::debug!(driver = name, %addr, "plugin started");
+        Ok(plugin)
+    }
+
+    fn start_heartbeat(self: &Arc<Self>) {
+        let (tx, rx) = mpsc::channel::<()>();
+        if let Ok(mut s) = self.stop_heartbeat.lock() {
+            *s = Some(tx);
+        }
+        let weak = Arc::downgrade(self);
+        let _ = std::thread::Builder::new()
+            .name("plugin-heartbeat".into())
+            .spawn(move || loop {
+                match rx.recv_timeout(HEARTBEAT_INTERVAL) {
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    _ => return,
+                }
+                let Some(p) = weak.upgrade() else { return };
+                if let Err(e) = p.call(
+                    "Heartbeat",
+                    &empty_type(),
+                    &empty(),
+                    Some(HEARTBEAT_INTERVAL),
+                ) {
+                    tracing::warn!("({}) the plugin does not answer heartbeats: {e}", p.name);
+                    return;
+                }
+            });
+    }
+
+    /// Call `RPCServerDriver.<method>`.
+    pub fn call(
+        &self,
+        method: &str,
+        ty: &Type,
+        arg: &Value,
+        timeout: Option<Duration>,
+    ) -> Result<Value, RpcError> {
+        if method != "Heartbeat" {
+            tracing::debug!("({}) calling {method}", self.name);
+        }
+        self.client
+            .call(&format!("{SERVICE}.{method}"), ty, arg, timeout)
+    }
+
+    /// Ask the plugin to exit, then make sure it has.
+    fn kill(&self) {
+        if let Ok(mut s) = self.stop_heartbeat.lock() {
+            s.take();
+        }
+        let _ = self.client.call(
+            &format!("{SERVICE}.Close"),
+            &empty_type(),
+            &empty(),
+            Some(Duration::from_secs(2)),
+        );
+        self.client.shutdown();
+        if let Ok(mut child) = self.child.lock() {
+            let deadline = Instant::now() + Duration::from_secs(2);
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) => return,
+                    Ok(None) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(10))
+                    }
+                    _ => break,
+                }
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// How the process ended, when it has (waiting briefly for it).
+    fn exit_status(&self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.lock().ok()?;
+        let deadline = Instant::now() + Duration::from_millis(500);
+        loop {
+            match child.try_wait() {
+                Ok(Some(st)) => return Some(st),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// The process id (for tests).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.lock().ok().map(|c| c.id())
+    }
+}
+
+impl Drop for Plugin {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Find `docker-machine-driver-NAME` on `PATH`.
+pub fn find_executable(name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    if name.is_empty() || name.contains(['/', '\0']) || name.starts_with('.') {
+        return None;
+    }
+    let exe = format!("{EXECUTABLE_PREFIX}{name}");
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(&exe))
+        .find(|p| {
+            std::fs::metadata(p)
+                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+                .unwrap_or(false)
+        })
+}
+
+/// The drivers of plugin executables on `PATH`. Names listed in
+/// `MACHINE_PLUGIN_DRIVERS` (or every name, with `*`) are served by their
+/// plugin even when a driver of the same name is built in.
+#[derive(Debug, Default)]
+pub struct PluginSource {
+    forced: BTreeSet<String>,
+    all_forced: bool,
+    found: Mutex<HashMap<String, Arc<PluginFactory>>>,
+}
+
+impl PluginSource {
+    /// A source forcing the given names.
+    pub fn new(forced: impl IntoIterator<Item = String>) -> Self {
+        let mut s = PluginSource::default();
+        for n in forced {
+            let n = n.trim().to_string();
+            if n == "*" {
+                s.all_forced = true;
+            } else if !n.is_empty() {
+                s.forced.insert(n);
+            }
+        }
+        s
+    }
+    /// A source forcing the names in `MACHINE_PLUGIN_DRIVERS`.
+    pub fn from_env() -> Self {
+        let v = std::env::var(FORCE_ENV).unwrap_or_default();
+        Self::new(v.split(',').map(str::to_string))
+    }
+}
+
+impl DriverSource for PluginSource {
+    fn forces(&self, name: &str) -> bool {
+        self.all_forced || self.forced.contains(name)
+    }
+    fn find(&self, name: &str, known: &str) -> Result<Arc<dyn DriverFactory>, DriverError> {
+        let executable = find_executable(name).ok_or_else(|| DriverError::PluginNotFound {
+            name: name.to_string(),
+            executable: format!("{EXECUTABLE_PREFIX}{name}"),
+            known: known.to_string(),
+        })?;
+        let mut found = self
+            .found
+            .lock()
+            .map_err(|_| failed(name, "find its plugin", "lock poisoned"))?;
+        let f = found
+            .entry(name.to_string())
+            .or_insert_with(|| Arc::new(PluginFactory::new(name, executable)))
+            .clone();
+        Ok(f)
+    }
+}
+
+/// Builds drivers served by one plugin executable.
+#[derive(Debug)]
+pub struct PluginFactory {
+    name: String,
+    executable: PathBuf,
+    flags: OnceLock<Result<Vec<DriverOption>, String>>,
+}
+
+impl PluginFactory {
+    /// The driver `name` served by `executable`.
+    pub fn new(name: &str, executable: PathBuf) -> Self {
+        PluginFactory {
+            name: name.to_string(),
+            executable,
+            flags: OnceLock::new(),
+        }
+    }
+
+    /// The executable.
+    pub fn executable(&self) -> &Path {
+        &self.executable
+    }
+
+    /// The plugin's create flags, asked once (a plugin is started for it).
+    pub fn flags(&self) -> Result<Vec<DriverOption>, DriverError> {
+        self.flags
+            .get_or_init(|| {
+                let plugin =
+                    Plugin::launch(&self.name, &self.executable).map_err(|e| e.to_string())?;
+                let list = plugin
+                    .call("GetCreateFlags", &empty_type(), &empty(), QUICK)
+                    .map_err(|e| format!("GetCreateFlags: {e}"))?;
+                flags_to_options(&list)
+            })
+            .clone()
+            .map_err(|m| failed(&self.name, "list its options", m))
+    }
+
+    fn start(
+        &self,
+        ctx: &DriverContext,
+        raw: &Map<String, Json>,
+    ) -> Result<PluginDriver, DriverError> {
+        let plugin = Plugin::launch(&self.name, &self.executable)?;
+        let d = PluginDriver {
+            name: self.name.clone(),
+            plugin,
+            machine_name: ctx.machine_name.clone(),
+            cache: Arc::new(Mutex::new(Cache::default())),
+        };
+        d.blocking_set_raw(raw)?;
+        Ok(d)
+    }
+}
+
+impl DriverFactory for PluginFactory {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn check(&self) -> Result<(), DriverError> {
+        self.flags().map(|_| ())
+    }
+    fn options(&self) -> Vec<DriverOption> {
+        match self.flags() {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!("{e}");
+                Vec::new()
+            }
+        }
+    }
+    fn new_driver(
+        &self,
+        ctx: &DriverContext,
+        options: &DriverOptions,
+    ) -> Result<Box<dyn Driver>, DriverError> {
+        let declared = self.flags()?;
+        // as the original: the machine name and store path first (a bare BaseDriver)
+        let base =
+            serde_json::to_value(ctx.base()).map_err(|source| DriverError::BadSavedState {
+                driver: self.name.clone(),
+                source,
+            })?;
+        let Json::Object(base) = base else {
+            return Err(failed(
+                &self.name,
+                "create",
+                "the base driver is not an object",
+            ));
+        };
+        let d = self.start(ctx, &base)?;
+        let _ = d
+            .plugin
+            .call("GetMachineName", &empty_type(), &empty(), QUICK);
+        let (ty, value) = rpc_flags(&declared, options);
+        d.plugin
+            .call("SetConfigFromFlags", &ty, &value, QUICK)
+            .map_err(|e| failed(&self.name, "take its options", e))?;
+        d.blocking_refresh(false);
+        Ok(Box::new(d))
+    }
+    fn load_driver(
+        &self,
+        ctx: &DriverContext,
+        saved: &Map<String, Json>,
+    ) -> Result<Box<dyn Driver>, DriverError> {
+        let d = self.start(ctx, saved)?;
+        d.blocking_refresh(true);
+        Ok(Box::new(d))
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+struct Cache {
+    config: Map<String, Json>,
+    ssh: Option<SshTarget>,
+    driver_name: Option<String>,
+}
+
+/// A machine's driver served by a plugin process.
+#[derive(Debug)]
+pub struct PluginDriver {
+    name: String,
+    plugin: Arc<Plugin>,
+    machine_name: String,
+    cache: Arc<Mutex<Cache>>,
+}
+
+fn rpc_err(driver: &str, operation: &str, e: RpcError) -> DriverError {
+    failed(driver, operation, e)
+}
+
+impl PluginDriver {
+    /// The plugin process (for tests and benches).
+    pub fn plugin(&self) -> &Arc<Plugin> {
+        &self.plugin
+    }
+
+    fn blocking_set_raw(&self, raw: &Map<String, Json>) -> Result<(), DriverError> {
+        let bytes = serde_json::to_vec(raw).map_err(|source| DriverError::BadSavedState {
+            driver: self.name.clone(),
+            source,
+        })?;
+        self.plugin
+            .call("SetConfigRaw", &Type::Bytes, &Value::Bytes(bytes), QUICK)
+            .map_err(|e| rpc_err(&self.name, "load its saved state", e))?;
+        if let Ok(mut c) = self.cache.lock() {
+            c.config = raw.clone();
+        }
+        Ok(())
+    }
+
+    /// Read the configuration back (and, with `ssh`, the SSH details).
+    fn blocking_refresh(&self, ssh: bool) {
+        refresh(&self.plugin, &self.cache, ssh);
+    }
+
+    /// Run `f` with the plugin on a blocking thread.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Plugin) -> Result<T, RpcError> + Send + 'static,
+    ) -> Result<T, RpcError> {
+        let p = self.plugin.clone();
+        tokio::task::spawn_blocking(move || f(&p))
+            .await
+            .map_err(|e| RpcError::Protocol(format!("call task failed: {e}")))?
+    }
+
+    async fn string_call(&self, method: &'static str) -> Result<String, DriverError> {
+        let v = self
+            .blocking(move |p| p.call(method, &empty_type(), &empty(), QUICK))
+            .await
+            .map_err(|e| rpc_err(&self.name, method, e))?;
+        Ok(v.as_str().unwrap_or_default().to_string())
+    }
+
+    /// A lifecycle call (no time limit), then the configuration read back.
+    async fn action(&self, method: &'static str, operation: &str) -> Result<(), DriverError> {
+        let cache = self.cache.clone();
+        let r = self
+            .blocking(move |p| {
+                let r = p.call(method, &empty_type(), &empty(), None);
+                refresh(p, &cache, true);
+                r
+            })
+            .await;
+        r.map(|_| ()).map_err(|e| self.explain(operation, e))
+    }
+
+    /// An RPC failure; when the connection closed because the plugin
+    /// exited, say so.
+    fn explain(&self, operation: &str, e: RpcError) -> DriverError {
+        if matches!(e, RpcError::Closed | RpcError::Io(_)) {
+            if let Some(st) = self.plugin.exit_status() {
+                return failed(
+                    &self.name,
+                    operation,
+                    format!("its plugin exited ({st}) during the call"),
+                );
+            }
+        }
+        rpc_err(&self.name, operation, e)
+    }
+}
+
+fn refresh(plugin: &Plugin, cache: &Mutex<Cache>, ssh: bool) {
+    let raw = plugin.call("GetConfigRaw", &empty_type(), &empty(), QUICK);
+    let config = match raw {
+        Ok(Value::Bytes(b)) => serde_json::from_slice::<Map<String, Json>>(&b).ok(),
+        _ => None,
+    };
+    let driver_name = plugin
+        .call("DriverName", &empty_type(), &empty(), QUICK)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string));
+    let target = if ssh {
+        let s = |m: &str| {
+            plugin
+                .call(m, &empty_type(), &empty(), QUICK)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+        };
+        match s("GetSSHHostname").filter(|h| !h.is_empty()) {
+            Some(host) => {
+                let port = plugin
+                    .call("GetSSHPort", &empty_type(), &empty(), QUICK)
+                    .ok()
+                    .and_then(|v| v.as_int())
+                    .and_then(|p| u16::try_from(p).ok())
+                    .filter(|p| *p != 0)
+                    .unwrap_or(22);
+                let user = s("GetSSHUsername")
+                    .filter(|u| !u.is_empty())
+                    .unwrap_or_else(|| "root".into());
+                let key = s("GetSSHKeyPath")
+                    .filter(|k| !k.is_empty())
+                    .map(PathBuf::from);
+                Some(SshTarget {
+                    host,
+                    port,
+                    user,
+                    key_path: key,
+                })
+            }
+            None => None,
+        }
+    } else {
+        None
+    };
+    if let Ok(mut c) = cache.lock() {
+        if let Some(conf) = config {
+            c.config = conf;
+        }
+        if driver_name.is_some() {
+            c.driver_name = driver_name;
+        }
+        if ssh {
+            c.ssh = target;
+        }
+    }
+}
+
+#[async_trait]
+impl Driver for PluginDriver {
+    fn driver_name(&self) -> &str {
+        &self.name
+    }
+    async fn create(&mut self) -> Result<(), DriverError> {
+        self.action("Create", "create").await
+    }
+    async fn remove(&mut self) -> Result<(), DriverError> {
+        self.action("Remove", "remove").await
+    }
+    async fn state(&self) -> Result<State, DriverError> {
+        let v = self
+            .blocking(|p| p.call("GetState", &empty_type(), &empty(), QUICK))
+            .await
+            .map_err(|e| rpc_err(&self.name, "get the state", e))?;
+        v.as_int()
+            .and_then(state_from_int)
+            .ok_or_else(|| failed(&self.name, "get the state", format!("unknown state {v:?}")))
+    }
+    async fn ip(&self) -> Result<String, DriverError> {
+        self.string_call("GetIP").await
+    }
+    async fn url(&self) -> Result<String, DriverError> {
+        self.string_call("GetURL").await
+    }
+    fn ssh_target(&self) -> Option<SshTarget> {
+        self.cache.lock().ok().and_then(|c| c.ssh.clone())
+    }
+    fn saved_state(&self) -> Result<Map<String, Json>, DriverError> {
+        Ok(self
+            .cache
+            .lock()
+            .map(|c| c.config.clone())
+            .unwrap_or_default())
+    }
+    fn engine_port(&self) -> u16 {
+        // the port of the URL the driver reports when it last could
+        self.cache
+            .lock()
+            .ok()
+            .and_then(|c| c.config.get("EnginePort").and_then(Json::as_u64))
+            .and_then(|p| u16::try_from(p).ok())
+            .filter(|p| *p != 0)
+            .unwrap_or(machine_core::config::DEFAULT_ENGINE_PORT)
+    }
+    fn needs_provisioning(&self) -> bool {
+        // as the original: the driver called "none" is never provisioned
+        let reported = self.cache.lock().ok().and_then(|c| c.driver_name.clone());
+        reported.as_deref().unwrap_or(&self.name) != "none"
+    }
+    async fn pre_create_check(&self) -> Result<(), DriverError> {
+        let r = self
+            .blocking(|p| p.call("PreCreateCheck", &empty_type(), &empty(), None))
+            .await;
+        r.map(|_| ()).map_err(|e| DriverError::PreCreateCheck {
+            driver: self.name.clone(),
+            reason: e.to_string(),
+        })
+    }
+    async fn start(&mut self) -> Result<(), DriverError> {
+        self.action("Start", "start").await
+    }
+    async fn stop(&mut self) -> Result<(), DriverError> {
+        self.action("Stop", "stop").await
+    }
+    async fn restart(&mut self) -> Result<(), DriverError> {
+        self.action("Restart", "restart").await
+    }
+    async fn kill(&mut self) -> Result<(), DriverError> {
+        self.action("Kill", "kill").await
+    }
+}
+
+impl PluginDriver {
+    /// The machine this driver serves.
+    pub fn machine_name(&self) -> &str {
+        &self.machine_name
+    }
+}
