@@ -286,7 +286,7 @@ fn lifecycle_through_a_plugin_forced_over_a_built_in_name() {
             "-d",
             "none",
             "--none-ip-address",
-            "10.9.8.7",
+            "127.0.0.3",
             "--none-ssh-user",
             "docker",
             "lc",
@@ -297,9 +297,9 @@ fn lifecycle_through_a_plugin_forced_over_a_built_in_name() {
     let fmt = "{{.Name}} {{.State}} {{.URL}}";
     assert_eq!(
         ok(&w.run_env(&["ls", "--format", fmt], &env)).trim(),
-        "lc Running tcp://10.9.8.7:2376"
+        "lc Running tcp://127.0.0.3:2376"
     );
-    assert_eq!(ok(&w.run_env(&["ip", "lc"], &env)).trim(), "10.9.8.7");
+    assert_eq!(ok(&w.run_env(&["ip", "lc"], &env)).trim(), "127.0.0.3");
     ok(&w.run_env(&["stop", "lc"], &env));
     assert_eq!(ok(&w.run_env(&["status", "lc"], &env)).trim(), "Stopped");
     ok(&w.run_env(&["start", "lc"], &env));

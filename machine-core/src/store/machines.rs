@@ -520,10 +520,12 @@ impl Store {
             return e;
         }
         let q = async {
+            // the URL, and (when asked) the daemon's answer at it: a URL is
+            // shown even when its daemon does not answer
             let version = async {
                 let url = host.url_unchecked().await?;
                 let v = if query.version {
-                    Some(host.ping_version_at(&url, timeout).await?)
+                    Some(host.ping_version_at(&url, timeout).await)
                 } else {
                     None
                 };
@@ -541,13 +543,15 @@ impl Store {
                     () = tokio::time::sleep(DAEMON_FIRST) => {}
                 }
             }
-            if let Some(Ok((url, v))) = early {
-                e.state = State::Running;
-                e.url = url;
-                if let Some(v) = v {
-                    e.docker_version = format!("v{}", v.version);
+            if let Some(Ok((url, v))) = &early {
+                if !matches!(v, Some(Err(_))) {
+                    e.state = State::Running;
+                    e.url = url.clone();
+                    if let Some(Ok(v)) = v {
+                        e.docker_version = format!("v{}", v.version);
+                    }
+                    return Ok(());
                 }
-                return Ok(());
             }
             let mut state = std::pin::pin!(host.state());
             let state = loop {
@@ -565,7 +569,7 @@ impl Store {
                 let (url, v) = answer?;
                 e.url = url;
                 if let Some(v) = v {
-                    e.docker_version = format!("v{}", v.version);
+                    e.docker_version = format!("v{}", v?.version);
                 }
             }
             Ok::<(), HostError>(())
