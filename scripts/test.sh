@@ -46,7 +46,7 @@ log "lint: clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 log "starting test hosts"
-bash scripts/testhosts.sh up 17
+bash scripts/testhosts.sh up 21
 trap 'bash "$ROOT/scripts/testhosts.sh" down || true' EXIT
 eval "$(bash scripts/testhosts.sh env)"
 # what the suites read (scripts/README.md, "How a suite finds its hosts")

@@ -108,6 +108,25 @@ pub struct JsRemoveOptions {
     pub force: Option<bool>,
 }
 
+/// Options of `importArchive()`.
+#[napi(object, js_name = "ImportOptions")]
+#[derive(Default)]
+pub struct JsImportOptions {
+    /// The machine's name in this store (default: its name in the archive).
+    pub name: Option<String>,
+    /// The passphrase of an encrypted archive.
+    pub passphrase: Option<String>,
+}
+
+impl std::fmt::Debug for JsImportOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImportOptions")
+            .field("name", &self.name)
+            .field("passphrase", &self.passphrase.as_ref().map(|_| "…"))
+            .finish()
+    }
+}
+
 /// One row of `list()`: the fields of `docker-machine ls`.
 #[napi(object, js_name = "ListEntry")]
 #[derive(Debug)]
@@ -270,6 +289,40 @@ impl JsStore {
         let store = self.inner.clone();
         let force = options.and_then(|o| o.force).unwrap_or(false);
         promise(env, async move { store.remove(&name, force).await }, as_is)
+    }
+
+    /// OpenSSH `Host` blocks for the machines `names` (default: every machine with SSH access), like `ssh-config`.
+    #[napi(ts_return_type = "Promise<string>")]
+    pub fn ssh_config<'env>(
+        &self,
+        env: &'env Env,
+        names: Option<Vec<String>>,
+    ) -> napi::Result<PromiseRaw<'env, String>> {
+        let store = self.inner.clone();
+        let names = names.unwrap_or_default();
+        promise(env, async move { store.ssh_config(&names) }, as_is)
+    }
+
+    /// Add a machine from an archive of `exportArchive()`; checked completely before anything is written.
+    #[napi(ts_return_type = "Promise<Host>")]
+    pub fn import_archive<'env>(
+        &self,
+        env: &'env Env,
+        data: napi::bindgen_prelude::Buffer,
+        options: Option<JsImportOptions>,
+    ) -> napi::Result<PromiseRaw<'env, JsHost>> {
+        let store = self.inner.clone();
+        let bytes: Vec<u8> = data.to_vec();
+        let o = options.unwrap_or_default();
+        let opts = machine_core::host::ImportOptions {
+            name: o.name,
+            passphrase: o.passphrase,
+        };
+        promise(
+            env,
+            async move { Ok(JsHost::new(store.import_archive(&bytes, &opts)?)) },
+            as_is,
+        )
     }
 
     /// The machines' names, sorted.

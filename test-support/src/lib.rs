@@ -34,7 +34,7 @@
 //!
 //! [`test_hosts::for_suite`] returns the suite's hosts when `MT_HOSTS` names
 //! every one of them. Otherwise, when [`ci_is_set`], it panics with a message
-//! naming the commands to run (`bash scripts/testhosts.sh up 17`, then the
+//! naming the commands to run (`bash scripts/testhosts.sh up 21`, then the
 //! `eval`); when CI is not set it prints `SKIPPED: …` to stderr and returns
 //! `None`, and the test returns early. An inconsistent environment
 //! (`MT_HOSTS` set, `MT_KEY` not) always panics.

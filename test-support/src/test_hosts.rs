@@ -33,17 +33,21 @@ pub enum Suite {
     SwarmE2e,
     /// `machine-cli/tests/ec2.rs`: the `amazonec2` driver against moto.
     Ec2,
+    /// `machine-cli/tests/export_e2e.rs`: ssh-config, docker contexts,
+    /// export/import and adopted hosts.
+    ExportE2e,
 }
 
 impl Suite {
     /// Every Rust suite.
-    pub const ALL: [Suite; 6] = [
+    pub const ALL: [Suite; 7] = [
         Suite::SshE2e,
         Suite::E2eGeneric,
         Suite::CliE2e,
         Suite::Examples,
         Suite::SwarmE2e,
         Suite::Ec2,
+        Suite::ExportE2e,
     ];
 
     /// The suite's key in the allocation file.
@@ -55,6 +59,7 @@ impl Suite {
             Suite::Examples => "examples",
             Suite::SwarmE2e => "swarm_e2e",
             Suite::Ec2 => "ec2",
+            Suite::ExportE2e => "export_e2e",
         }
     }
 
@@ -429,7 +434,7 @@ mod tests {
         for s in Suite::ALL {
             assert!(!s.indices().is_empty(), "{s}");
         }
-        assert_eq!(a.count, 17);
+        assert_eq!(a.count, 21);
     }
 
     #[test]
@@ -523,7 +528,7 @@ mod tests {
         assert!(m.contains("e2e_generic"), "{m}");
         assert!(m.contains("0, 1, 2, 3, 9"), "{m}");
         assert!(m.contains("which names 6"), "{m}");
-        assert!(m.contains("bash scripts/testhosts.sh up 17"), "{m}");
+        assert!(m.contains("bash scripts/testhosts.sh up 21"), "{m}");
         let Err(Unavailable::Missing(m)) = select(Suite::SshE2e, Err(&EnvError::NoHosts)) else {
             panic!("no hosts")
         };

@@ -26,6 +26,23 @@ pub struct CreateOptions {
     /// as the machine's `SwarmOptions`; a new machine initializes or joins
     /// a cluster once Docker runs.
     pub swarm: SwarmOptions,
+    /// Adopt a daemon that already has its TLS set up: the CA certificate,
+    /// client certificate and client key it trusts are copied into the
+    /// machine's directory instead of the store's. Only for drivers that
+    /// provision nothing (`none`); checked by connecting before the
+    /// machine is added.
+    pub adopt_tls: Option<AdoptTls>,
+}
+
+/// The TLS files of a daemon to adopt (see [`CreateOptions::adopt_tls`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdoptTls {
+    /// The CA certificate that signed the daemon's server certificate.
+    pub ca_cert: std::path::PathBuf,
+    /// A client certificate the daemon accepts.
+    pub client_cert: std::path::PathBuf,
+    /// The client certificate's private key.
+    pub client_key: std::path::PathBuf,
 }
 
 /// The engine and TLS options `create` takes besides the driver's, declared
@@ -84,6 +101,7 @@ impl CreateOptions {
             key_algorithm: KeyAlgorithm::default(),
             use_environment: true,
             swarm: SwarmOptions::default(),
+            adopt_tls: None,
         }
     }
 
