@@ -200,12 +200,9 @@ fn rewritten_config(
     if d.contains_key("StorePath") {
         d.insert("StorePath".into(), Value::String(root_s.to_string()));
     }
-    match &manifest.ssh_key {
-        Some(k) => {
-            let p = dir.join(k).to_string_lossy().into_owned();
-            d.insert("SSHKeyPath".into(), Value::String(p));
-        }
-        None => {}
+    if let Some(k) = &manifest.ssh_key {
+        let p = dir.join(k).to_string_lossy().into_owned();
+        d.insert("SSHKeyPath".into(), Value::String(p));
     }
     Ok(config)
 }
