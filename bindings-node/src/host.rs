@@ -426,8 +426,8 @@ impl JsHost {
         )
     }
 
-    /// The machine as one archive (configuration, certificates, SSH key, pinned host key), optionally encrypted.
-    #[napi(ts_return_type = "Promise<Buffer>")]
+    /// The machine as one archive (configuration, certificates, SSH key, pinned host key), optionally encrypted; a `Buffer`.
+    #[napi(ts_return_type = "Promise<Uint8Array>")]
     pub fn export_archive<'env>(
         &self,
         env: &'env Env,

@@ -304,7 +304,10 @@ impl JsStore {
     }
 
     /// Add a machine from an archive of `exportArchive()`; checked completely before anything is written.
-    #[napi(ts_return_type = "Promise<Host>")]
+    #[napi(
+        ts_args_type = "data: Uint8Array, options?: ImportOptions | undefined | null",
+        ts_return_type = "Promise<Host>"
+    )]
     pub fn import_archive<'env>(
         &self,
         env: &'env Env,
