@@ -139,6 +139,7 @@ impl PyStore {
     /// OpenSSH `Host` blocks for the machines `names` (default: every
     /// machine with SSH access), like `ssh-config`.
     #[pyo3(signature = (names = None))]
+    #[allow(clippy::result_large_err)] // the core's error type, returned as is
     fn ssh_config(&self, py: Python<'_>, names: Option<Vec<String>>) -> PyResult<String> {
         let store = self.store();
         let names = names.unwrap_or_default();
@@ -149,6 +150,7 @@ impl PyStore {
     /// Add a machine from an archive of `Host.export_archive` (bytes), under
     /// `name` (default: its name in the archive).
     #[pyo3(signature = (data, name = None, passphrase = None))]
+    #[allow(clippy::result_large_err)] // the core's error type, returned as is
     fn import_archive(
         &self,
         py: Python<'_>,

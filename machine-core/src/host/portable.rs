@@ -154,6 +154,24 @@ fn rewrite_paths(v: &mut Value, from: &str, to: &str) {
     }
 }
 
+/// The first absolute path in `v` (strings starting with `/`) that is not
+/// `root` or below it.
+fn path_outside(v: &Value, root: &Path) -> Option<String> {
+    match v {
+        Value::String(s) if s.starts_with('/') => {
+            let p = Path::new(s);
+            let inside = p.starts_with(root)
+                && !p
+                    .components()
+                    .any(|c| matches!(c, std::path::Component::ParentDir));
+            (!inside).then(|| s.clone())
+        }
+        Value::Array(a) => a.iter().find_map(|x| path_outside(x, root)),
+        Value::Object(o) => o.values().find_map(|x| path_outside(x, root)),
+        _ => None,
+    }
+}
+
 /// The archived configuration rewritten for machine `name` in `files`.
 fn rewritten_config(
     manifest: &Manifest,
@@ -203,6 +221,17 @@ fn rewritten_config(
     if let Some(k) = &manifest.ssh_key {
         let p = dir.join(k).to_string_lossy().into_owned();
         d.insert("SSHKeyPath".into(), Value::String(p));
+    }
+    // Local paths of the driver (an SSH key above all) must lie in this
+    // store: an archive naming `/root/.ssh/id_rsa` would have the machine
+    // log in with a key of whoever imports it.
+    if let Some(outside) = d.values().find_map(|v| path_outside(v, &root)) {
+        return Err(HostError::Archive {
+            name: name.to_string(),
+            source: ArchiveError::Invalid {
+                reason: format!("the driver's path {outside:?} lies outside the store"),
+            },
+        });
     }
     Ok(config)
 }
@@ -345,6 +374,24 @@ mod tests {
         assert_eq!(v["b"][0], "/new");
         assert_eq!(v["b"][1], "/older/x");
         assert_eq!(v["b"][2], "/new/certs/ca.pem");
+    }
+
+    #[test]
+    fn driver_paths_must_stay_in_the_store() {
+        let root = Path::new("/new");
+        assert_eq!(
+            path_outside(
+                &serde_json::json!({"K": "/new/machines/m/id_rsa", "U": "tcp://x:1", "N": 3}),
+                root
+            ),
+            None
+        );
+        for bad in ["/root/.ssh/id_rsa", "/new/../etc/shadow", "/newer/x"] {
+            assert_eq!(
+                path_outside(&serde_json::json!({"K": bad}), root).as_deref(),
+                Some(bad)
+            );
+        }
     }
 
     #[test]

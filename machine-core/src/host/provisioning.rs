@@ -151,6 +151,14 @@ impl Host {
         alg: KeyAlgorithm,
         progress: Progress<'_>,
     ) -> Result<(), HostError> {
+        // nothing to provision without SSH, and no server certificate to
+        // issue either (an adopted daemon's certificates stay as they are)
+        if self.driver.ssh_target().is_none() {
+            return Err(HostError::NoSsh {
+                name: self.name().to_string(),
+                driver: self.driver_name().to_string(),
+            });
+        }
         // config.json may have been edited since create: check again
         self.config
             .host_options
