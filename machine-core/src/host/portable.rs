@@ -222,10 +222,16 @@ fn rewritten_config(
         let p = dir.join(k).to_string_lossy().into_owned();
         d.insert("SSHKeyPath".into(), Value::String(p));
     }
-    // Local paths of the driver (an SSH key above all) must lie in this
-    // store: an archive naming `/root/.ssh/id_rsa` would have the machine
-    // log in with a key of whoever imports it.
-    if let Some(outside) = d.values().find_map(|v| path_outside(v, &root)) {
+    // The key the machine is logged into with must lie in this store: an
+    // archive naming `/root/.ssh/id_rsa` would have the machine log in with
+    // a key of whoever imports it. (Other driver fields, such as the
+    // generic driver's `SSHKey`, only record where a key was copied from.)
+    let checked = ["SSHKeyPath", "StorePath"];
+    let outside = checked
+        .iter()
+        .filter_map(|k| d.get(*k))
+        .find_map(|v| path_outside(v, &root));
+    if let Some(outside) = outside {
         return Err(HostError::Archive {
             name: name.to_string(),
             source: ArchiveError::Invalid {
