@@ -206,7 +206,9 @@ export interface CreateOptions {
    * Engine and TLS flags keyed by CLI flag name: `engine-opt`, `engine-label`,
    * `engine-env`, `engine-insecure-registry`, `engine-registry-mirror`
    * (lists), `engine-install-url`, `engine-storage-driver`, `tls-san`,
-   * `tls-key-algorithm`.
+   * `tls-key-algorithm`; with driver `none`, `tls-ca-cert`,
+   * `tls-client-cert` and `tls-client-key` (all three) adopt a daemon
+   * with its own TLS setup.
    */
   engine?: Record<string, string | string[]>
   /**

@@ -56,7 +56,9 @@ pub struct JsCreateOptions {
     /// Engine and TLS flags keyed by CLI flag name: `engine-opt`, `engine-label`,
     /// `engine-env`, `engine-insecure-registry`, `engine-registry-mirror`
     /// (lists), `engine-install-url`, `engine-storage-driver`, `tls-san`,
-    /// `tls-key-algorithm`.
+    /// `tls-key-algorithm`; with driver `none`, `tls-ca-cert`,
+    /// `tls-client-cert` and `tls-client-key` (all three) adopt a daemon
+    /// with its own TLS setup.
     #[napi(ts_type = "Record<string, string | string[]>")]
     pub engine: Option<HashMap<String, JsOptionValue>>,
     /// Swarm-mode flags keyed by CLI flag name: `{ 'swarm-master': true }`

@@ -113,6 +113,10 @@ class Store:
         ``engine-registry-mirror``, ``tls-san`` (lists), ``engine-install-url``
         (``"none"`` keeps the Docker already installed),
         ``engine-storage-driver`` and ``tls-key-algorithm`` (``rsa``/``ecdsa``).
+        With ``driver="none"``, ``tls-ca-cert``, ``tls-client-cert`` and
+        ``tls-client-key`` (file paths, all three) adopt a daemon with its own
+        TLS setup: checked by connecting, then copied into the machine's
+        directory (:class:`EngineError` when the daemon refuses them).
 
         ``swarm`` holds the Swarm-mode flags by name (see :func:`swarm_options`):
         ``{"swarm-master": True}`` initializes a cluster once Docker runs;

@@ -187,7 +187,9 @@ impl CreateOptions {
         self
     }
 
-    /// Set an engine flag by name (one of [`engine_options`]); list flags append.
+    /// Set an engine flag by name (one of [`engine_options`]); list flags
+    /// append. `tls-ca-cert`, `tls-client-cert` and `tls-client-key` (the
+    /// CLI's global flags) fill [`Self::adopt_tls`].
     pub fn engine_flag(&mut self, flag: &str, value: OptionValue) -> Result<&mut Self, HostError> {
         let flag = flag.trim_start_matches('-');
         let list = match &value {
@@ -226,6 +228,21 @@ impl CreateOptions {
             "engine-label" => push(&mut e.labels),
             "engine-env" => push(&mut e.env),
             "tls-san" => self.tls_san.extend(list),
+            // the CLI's global flags; with the `none` driver they adopt a
+            // daemon (see `adopt_tls`)
+            "tls-ca-cert" | "tls-client-cert" | "tls-client-key" => {
+                let a = self.adopt_tls.get_or_insert_with(|| AdoptTls {
+                    ca_cert: Default::default(),
+                    client_cert: Default::default(),
+                    client_key: Default::default(),
+                });
+                let path = std::path::PathBuf::from(one());
+                match flag {
+                    "tls-ca-cert" => a.ca_cert = path,
+                    "tls-client-cert" => a.client_cert = path,
+                    _ => a.client_key = path,
+                }
+            }
             "tls-key-algorithm" => {
                 self.key_algorithm = one().parse().map_err(|_| HostError::InvalidOption {
                     flag: flag.into(),

@@ -297,6 +297,19 @@ impl Store {
                 ),
             });
         }
+        for (flag, p) in [
+            ("tls-ca-cert", &tls.ca_cert),
+            ("tls-client-cert", &tls.client_cert),
+            ("tls-client-key", &tls.client_key),
+        ] {
+            if p.as_os_str().is_empty() {
+                return Err(HostError::InvalidOption {
+                    flag: flag.into(),
+                    value: String::new(),
+                    reason: "adopting a daemon takes tls-ca-cert, tls-client-cert and tls-client-key together".into(),
+                });
+            }
+        }
         let mut files: [Vec<u8>; 3] = Default::default();
         for (slot, p) in files
             .iter_mut()
