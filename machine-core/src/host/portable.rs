@@ -383,6 +383,44 @@ mod tests {
     }
 
     #[test]
+    fn an_archive_pointing_at_a_local_key_is_refused_and_nothing_written() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let mut config = HostConfig::new("m", "generic", Path::new("/old"));
+        config
+            .driver
+            .insert("SSHKeyPath".into(), "/root/.ssh/id_rsa".into());
+        config.driver.insert("StorePath".into(), "/old".into());
+        let mut entries = Entries::new();
+        entries.insert(
+            CONFIG_FILE.into(),
+            Zeroizing::new(config.to_json().expect("json")),
+        );
+        let manifest = Manifest {
+            format: archive::FORMAT.into(),
+            version: archive::VERSION,
+            name: "m".into(),
+            store_path: "/old".into(),
+            machine_dir: "/old/machines/m".into(),
+            ssh_key: None,
+            files: Default::default(),
+        };
+        let bytes = archive::write(manifest, &entries, None).expect("archive");
+        let store = Store::new(
+            FileStore::new(tmp.path().join("s")),
+            crate::driver::DriverRegistry::new(),
+        );
+        let err = store
+            .import_archive(&bytes, &ImportOptions::default())
+            .expect_err("refused");
+        assert!(
+            super::super::error_chain(&err).contains("/root/.ssh/id_rsa"),
+            "{err}"
+        );
+        assert_eq!(err.code(), crate::ErrorCode::InvalidOption);
+        assert!(store.names().expect("names").is_empty());
+    }
+
+    #[test]
     fn driver_paths_must_stay_in_the_store() {
         let root = Path::new("/new");
         assert_eq!(
