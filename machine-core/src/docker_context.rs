@@ -32,6 +32,10 @@ pub enum ContextError {
     /// A context of that name exists and was not written for this store.
     #[error("docker context {name:?} exists and was not made for this store ({})", path.display())]
     NotOurs { name: String, path: PathBuf },
+    /// The docker CLI cannot have a context of that name: it reserves
+    /// `default` and wants at least two characters.
+    #[error("{name:?} cannot be a docker context name: {reason}")]
+    InvalidName { name: String, reason: &'static str },
     /// Reading or writing a file failed.
     #[error("docker context store: {}", path.display())]
     Io {
@@ -101,6 +105,32 @@ pub fn owned(config: &Path, name: &str, store: &Path) -> Result<bool, ContextErr
     }
 }
 
+/// Whether the docker CLI accepts `name` as a context name
+/// (`^[a-zA-Z0-9][a-zA-Z0-9_.+-]+$`, and not its reserved `default`).
+pub fn check_name(name: &str) -> Result<(), ContextError> {
+    let bad = |reason| ContextError::InvalidName {
+        name: name.to_string(),
+        reason,
+    };
+    if name == "default" {
+        return Err(bad("the docker CLI reserves it for DOCKER_HOST"));
+    }
+    let mut chars = name.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
+    let rest: Vec<char> = chars.collect();
+    if !first_ok
+        || rest.is_empty()
+        || !rest
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '+' | '-'))
+    {
+        return Err(bad(
+            "the docker CLI wants at least two characters: a letter or digit, then letters, digits, '_', '.', '+', '-'",
+        ));
+    }
+    Ok(())
+}
+
 /// The TLS material and address a context is written with.
 #[derive(Debug, Clone)]
 pub struct ContextTls<'a> {
@@ -119,6 +149,7 @@ pub fn write(
     store: &Path,
     tls: &ContextTls<'_>,
 ) -> Result<(), ContextError> {
+    check_name(name)?;
     owned(config, name, store)?;
     let meta = meta_dir(config, name);
     let tls_docker = tls_dir(config, name).join("docker");
@@ -174,6 +205,16 @@ mod tests {
             context_id("mx"),
             "d7f890c4f72a3d49b69870b2dc2850c698e7b841eb2dd7cd21e4de551a29f4c4"
         );
+    }
+
+    #[test]
+    fn names_the_docker_cli_refuses() {
+        for bad in ["default", "a", "", "-x"] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+        for ok in ["ab", "web-1", "m.example.com", "default2"] {
+            assert!(check_name(ok).is_ok(), "{ok}");
+        }
     }
 
     #[test]

@@ -158,6 +158,10 @@ impl HostError {
                 source: crate::docker_context::ContextError::NotOurs { .. },
                 ..
             } => ErrorCode::AlreadyExists,
+            HostError::DockerContext {
+                source: crate::docker_context::ContextError::InvalidName { .. },
+                ..
+            } => ErrorCode::InvalidName,
             HostError::DockerContext { .. } | HostError::Io { .. } => ErrorCode::Io,
             HostError::Archive {
                 source: crate::archive::ArchiveError::Write(_),
