@@ -108,6 +108,18 @@ export declare class Host {
   config(): Promise<string[]>
   /** The machine's saved configuration (its `config.json`), like `docker-machine inspect`. */
   inspect(): Promise<Record<string, any>>
+  /** The state with the failure of the last create or provision (like `status --format json`). */
+  status(): Promise<MachineStatus>
+  /** The daemon's version, asked over mutual TLS within `timeout` seconds (default 20). */
+  dockerVersion(timeout?: number | undefined | null): Promise<DockerVersion>
+  /** The OpenSSH `Host` block of this machine (like `ssh-config NAME`). */
+  sshConfig(): Promise<string>
+  /** Write (or refresh) the docker CLI context named after the machine (in `DOCKER_CONFIG` or `~/.docker`); resolves with its name. */
+  dockerContext(): Promise<string>
+  /** Remove the machine's docker CLI context if this store made it; `false` when there was none. */
+  removeDockerContext(): Promise<boolean>
+  /** The machine as one archive (configuration, certificates, SSH key, pinned host key), optionally encrypted; a `Buffer`. */
+  exportArchive(options?: ExportOptions | undefined | null): Promise<Uint8Array>
   /** Start the machine (when its driver can). */
   start(): Promise<void>
   /** Stop the machine gracefully (when its driver can). */
@@ -164,6 +176,10 @@ export declare class Store {
   list(options?: ListOptions | undefined | null): Promise<ListEntry[]>
   /** Remove a machine: its driver removes what it made, then the store entry goes. */
   remove(name: string, options?: RemoveOptions | undefined | null): Promise<void>
+  /** OpenSSH `Host` blocks for the machines `names` (default: every machine with SSH access), like `ssh-config`. */
+  sshConfig(names?: Array<string> | undefined | null): Promise<string>
+  /** Add a machine from an archive of `exportArchive()`; checked completely before anything is written. */
+  importArchive(data: Uint8Array, options?: ImportOptions | undefined | null): Promise<Host>
   /** The machines' names, sorted. */
   names(): Promise<string[]>
   /** Names of the registered drivers, sorted. */
@@ -190,7 +206,9 @@ export interface CreateOptions {
    * Engine and TLS flags keyed by CLI flag name: `engine-opt`, `engine-label`,
    * `engine-env`, `engine-insecure-registry`, `engine-registry-mirror`
    * (lists), `engine-install-url`, `engine-storage-driver`, `tls-san`,
-   * `tls-key-algorithm`.
+   * `tls-key-algorithm`; with driver `none`, `tls-ca-cert`,
+   * `tls-client-cert` and `tls-client-key` (all three) adopt a daemon
+   * with its own TLS setup.
    */
   engine?: Record<string, string | string[]>
   /**
@@ -203,6 +221,14 @@ export interface CreateOptions {
   swarm?: Record<string, string | boolean | string[]>
   /** Called with each step of the creation. */
   onProgress?: (step: string) => void
+}
+
+/** What the daemon's `GET /version` said. */
+export interface DockerVersion {
+  version: string
+  apiVersion: string
+  os: string
+  arch: string
 }
 
 /** One create option a JavaScript driver declares (`static options = [...]`). */
@@ -239,6 +265,22 @@ export interface EnvOptions {
 /** Every code a rejection can carry in `error.code` (the core's list). */
 export declare function errorCodes(): Array<string>
 
+/** Options of `exportArchive()`. */
+export interface ExportOptions {
+  /** Include the CA's private key (whoever has the archive can then make certificates the store's machines trust). */
+  withCaKey?: boolean
+  /** Encrypt the archive (age, scrypt) with this passphrase. */
+  passphrase?: string
+}
+
+/** Options of `importArchive()`. */
+export interface ImportOptions {
+  /** The machine's name in this store (default: its name in the archive). */
+  name?: string
+  /** The passphrase of an encrypted archive. */
+  passphrase?: string
+}
+
 /** One row of `list()`: the fields of `docker-machine ls`. */
 export interface ListEntry {
   name: string
@@ -256,6 +298,15 @@ export interface ListEntry {
 export interface ListOptions {
   /** Seconds to wait for each machine (default 10), as `ls --timeout`. */
   timeout?: number
+}
+
+/** A machine's state with the failure of its last create or provision. */
+export interface MachineStatus {
+  name: string
+  /** `Running`, `Stopped`, `Error`, ... */
+  state: string
+  /** Why the last create or provision failed; `''` when it did not. */
+  error: string
 }
 
 /** Options of the operations that report progress. */

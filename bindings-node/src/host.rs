@@ -155,6 +155,46 @@ impl From<SwarmMembers> for JsSwarmMembers {
     }
 }
 
+/// Options of `exportArchive()`.
+#[napi(object, js_name = "ExportOptions")]
+#[derive(Default)]
+pub struct JsExportOptions {
+    /// Include the CA's private key (whoever has the archive can then make certificates the store's machines trust).
+    pub with_ca_key: Option<bool>,
+    /// Encrypt the archive (age, scrypt) with this passphrase.
+    pub passphrase: Option<String>,
+}
+
+impl std::fmt::Debug for JsExportOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExportOptions")
+            .field("with_ca_key", &self.with_ca_key)
+            .field("passphrase", &self.passphrase.as_ref().map(|_| "…"))
+            .finish()
+    }
+}
+
+/// A machine's state with the failure of its last create or provision.
+#[napi(object, js_name = "MachineStatus")]
+#[derive(Debug)]
+pub struct JsStatus {
+    pub name: String,
+    /// `Running`, `Stopped`, `Error`, ...
+    pub state: String,
+    /// Why the last create or provision failed; `''` when it did not.
+    pub error: String,
+}
+
+/// What the daemon's `GET /version` said.
+#[napi(object, js_name = "DockerVersion")]
+#[derive(Debug)]
+pub struct JsDockerVersion {
+    pub version: String,
+    pub api_version: String,
+    pub os: String,
+    pub arch: String,
+}
+
 /// What a command run over SSH printed and its exit status.
 #[napi(object, js_name = "SshOutput")]
 #[derive(Debug)]
@@ -307,6 +347,102 @@ impl JsHost {
                     .map_err(|e| invalid("config", h.name(), e.to_string()))
             },
             as_is,
+        )
+    }
+
+    /// The state with the failure of the last create or provision (like `status --format json`).
+    #[napi(ts_return_type = "Promise<MachineStatus>")]
+    pub fn status<'env>(&self, env: &'env Env) -> napi::Result<PromiseRaw<'env, JsStatus>> {
+        let host = self.host.clone();
+        promise(
+            env,
+            async move {
+                let s = host.read().await.status().await?;
+                Ok(JsStatus {
+                    name: s.name,
+                    state: s.state.to_string(),
+                    error: s.error,
+                })
+            },
+            as_is,
+        )
+    }
+
+    /// The daemon's version, asked over mutual TLS within `timeout` seconds (default 20).
+    #[napi(ts_return_type = "Promise<DockerVersion>")]
+    pub fn docker_version<'env>(
+        &self,
+        env: &'env Env,
+        timeout: Option<f64>,
+    ) -> napi::Result<PromiseRaw<'env, JsDockerVersion>> {
+        let host = self.host.clone();
+        let timeout = timeout.unwrap_or(20.0);
+        promise(
+            env,
+            async move {
+                let t = std::time::Duration::try_from_secs_f64(timeout)
+                    .map_err(|e| invalid("timeout", &timeout.to_string(), e.to_string()))?;
+                let v = host.read().await.docker_version(t).await?;
+                Ok(JsDockerVersion {
+                    version: v.version,
+                    api_version: v.api_version,
+                    os: v.os,
+                    arch: v.arch,
+                })
+            },
+            as_is,
+        )
+    }
+
+    /// The OpenSSH `Host` block of this machine (like `ssh-config NAME`).
+    #[napi(ts_return_type = "Promise<string>")]
+    pub fn ssh_config<'env>(&self, env: &'env Env) -> napi::Result<PromiseRaw<'env, String>> {
+        let host = self.host.clone();
+        promise(env, async move { host.read().await.ssh_config() }, as_is)
+    }
+
+    /// Write (or refresh) the docker CLI context named after the machine (in `DOCKER_CONFIG` or `~/.docker`); resolves with its name.
+    #[napi(ts_return_type = "Promise<string>")]
+    pub fn docker_context<'env>(&self, env: &'env Env) -> napi::Result<PromiseRaw<'env, String>> {
+        let host = self.host.clone();
+        promise(
+            env,
+            async move { host.read().await.docker_context().await },
+            as_is,
+        )
+    }
+
+    /// Remove the machine's docker CLI context if this store made it; `false` when there was none.
+    #[napi(ts_return_type = "Promise<boolean>")]
+    pub fn remove_docker_context<'env>(
+        &self,
+        env: &'env Env,
+    ) -> napi::Result<PromiseRaw<'env, bool>> {
+        let host = self.host.clone();
+        promise(
+            env,
+            async move { host.read().await.remove_docker_context() },
+            as_is,
+        )
+    }
+
+    /// The machine as one archive (configuration, certificates, SSH key, pinned host key), optionally encrypted; a `Buffer`.
+    #[napi(ts_return_type = "Promise<Uint8Array>")]
+    pub fn export_archive<'env>(
+        &self,
+        env: &'env Env,
+        options: Option<JsExportOptions>,
+    ) -> napi::Result<PromiseRaw<'env, napi::bindgen_prelude::Buffer>> {
+        let host = self.host.clone();
+        let o = options.unwrap_or_default();
+        let opts = machine_core::host::ExportOptions {
+            with_ca_key: o.with_ca_key.unwrap_or(false),
+            passphrase: o.passphrase,
+        };
+        promise(
+            env,
+            async move { host.read().await.export_archive(&opts) },
+            |_, bytes| Ok(napi::bindgen_prelude::Buffer::from(bytes)),
         )
     }
 

@@ -56,7 +56,9 @@ pub struct JsCreateOptions {
     /// Engine and TLS flags keyed by CLI flag name: `engine-opt`, `engine-label`,
     /// `engine-env`, `engine-insecure-registry`, `engine-registry-mirror`
     /// (lists), `engine-install-url`, `engine-storage-driver`, `tls-san`,
-    /// `tls-key-algorithm`.
+    /// `tls-key-algorithm`; with driver `none`, `tls-ca-cert`,
+    /// `tls-client-cert` and `tls-client-key` (all three) adopt a daemon
+    /// with its own TLS setup.
     #[napi(ts_type = "Record<string, string | string[]>")]
     pub engine: Option<HashMap<String, JsOptionValue>>,
     /// Swarm-mode flags keyed by CLI flag name: `{ 'swarm-master': true }`
@@ -106,6 +108,25 @@ pub struct JsListOptions {
 pub struct JsRemoveOptions {
     /// Remove the machine from the store even when its driver fails to remove it.
     pub force: Option<bool>,
+}
+
+/// Options of `importArchive()`.
+#[napi(object, js_name = "ImportOptions")]
+#[derive(Default)]
+pub struct JsImportOptions {
+    /// The machine's name in this store (default: its name in the archive).
+    pub name: Option<String>,
+    /// The passphrase of an encrypted archive.
+    pub passphrase: Option<String>,
+}
+
+impl std::fmt::Debug for JsImportOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImportOptions")
+            .field("name", &self.name)
+            .field("passphrase", &self.passphrase.as_ref().map(|_| "…"))
+            .finish()
+    }
 }
 
 /// One row of `list()`: the fields of `docker-machine ls`.
@@ -270,6 +291,43 @@ impl JsStore {
         let store = self.inner.clone();
         let force = options.and_then(|o| o.force).unwrap_or(false);
         promise(env, async move { store.remove(&name, force).await }, as_is)
+    }
+
+    /// OpenSSH `Host` blocks for the machines `names` (default: every machine with SSH access), like `ssh-config`.
+    #[napi(ts_return_type = "Promise<string>")]
+    pub fn ssh_config<'env>(
+        &self,
+        env: &'env Env,
+        names: Option<Vec<String>>,
+    ) -> napi::Result<PromiseRaw<'env, String>> {
+        let store = self.inner.clone();
+        let names = names.unwrap_or_default();
+        promise(env, async move { store.ssh_config(&names) }, as_is)
+    }
+
+    /// Add a machine from an archive of `exportArchive()`; checked completely before anything is written.
+    #[napi(
+        ts_args_type = "data: Uint8Array, options?: ImportOptions | undefined | null",
+        ts_return_type = "Promise<Host>"
+    )]
+    pub fn import_archive<'env>(
+        &self,
+        env: &'env Env,
+        data: napi::bindgen_prelude::Buffer,
+        options: Option<JsImportOptions>,
+    ) -> napi::Result<PromiseRaw<'env, JsHost>> {
+        let store = self.inner.clone();
+        let bytes: Vec<u8> = data.to_vec();
+        let o = options.unwrap_or_default();
+        let opts = machine_core::host::ImportOptions {
+            name: o.name,
+            passphrase: o.passphrase,
+        };
+        promise(
+            env,
+            async move { Ok(JsHost::new(store.import_archive(&bytes, &opts)?)) },
+            as_is,
+        )
     }
 
     /// The machines' names, sorted.

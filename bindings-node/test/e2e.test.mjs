@@ -85,6 +85,29 @@ test('generic driver: create, ssh, copy, the docker CLI runs a container, list, 
   assert.match(row.dockerVersion, /^v\d+\./)
   assert.equal(row.error, '')
 
+  // the same daemon adopted from another store with the machine's certificates
+  const mdir = join(store.path, 'machines', 'node-e2e')
+  const other = new Store(join(dir, 'other'))
+  const tls = {
+    'tls-ca-cert': join(mdir, 'ca.pem'),
+    'tls-client-cert': join(mdir, 'cert.pem'),
+    'tls-client-key': join(mdir, 'key.pem'),
+  }
+  const url = { url: `tcp://${ip}:2376` }
+  const adopted = await other.create('adopted', { driver: 'none', options: url, engine: tls })
+  const version = await machine.dockerVersion()
+  assert.equal(version.os, 'linux')
+  assert.deepEqual(await adopted.dockerVersion(), version)
+  assert.deepEqual(await adopted.status(), { name: 'adopted', state: 'Running', error: '' })
+  let refused
+  try {
+    await other.create('wrong', { driver: 'none', options: url, engine: { ...tls, 'tls-ca-cert': join(other.path, 'certs', 'ca.pem') } })
+  } catch (e) {
+    refused = e
+  }
+  assert.equal(refused?.code, 'Engine')
+  assert.deepEqual(await other.names(), ['adopted'])
+
   await store.remove('node-e2e')
   assert.deepEqual(await store.names(), [])
 })

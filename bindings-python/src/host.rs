@@ -105,6 +105,62 @@ impl PyHost {
         json_loads(py, &String::from_utf8_lossy(&json))
     }
 
+    /// The state with the failure of the last create or provision, as a
+    /// dict: `{"name", "state", "error"}` (like `status --format json`).
+    fn status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let st = wait(py, async { self.host.read().await.status().await })?;
+        let d = PyDict::new(py);
+        d.set_item("name", st.name)?;
+        d.set_item("state", st.state.as_str())?;
+        d.set_item("error", st.error)?;
+        Ok(d)
+    }
+    /// The daemon's version over mutual TLS, as a dict:
+    /// `{"version", "api_version", "os", "arch"}` (like `version NAME --format json`).
+    #[pyo3(signature = (timeout = 20.0))]
+    fn docker_version<'py>(&self, py: Python<'py>, timeout: f64) -> PyResult<Bound<'py, PyDict>> {
+        let timeout = crate::store::seconds(timeout)?;
+        let v = wait(py, async {
+            self.host.read().await.docker_version(timeout).await
+        })?;
+        let d = PyDict::new(py);
+        d.set_item("version", v.version)?;
+        d.set_item("api_version", v.api_version)?;
+        d.set_item("os", v.os)?;
+        d.set_item("arch", v.arch)?;
+        Ok(d)
+    }
+    /// The OpenSSH `Host` block of this machine (like `ssh-config NAME`).
+    fn ssh_config(&self, py: Python<'_>) -> PyResult<String> {
+        wait(py, async { self.host.read().await.ssh_config() })
+    }
+    /// Write (or refresh) the docker CLI context named after the machine,
+    /// in `DOCKER_CONFIG` or `~/.docker`; returns its name.
+    fn docker_context(&self, py: Python<'_>) -> PyResult<String> {
+        wait(py, async { self.host.read().await.docker_context().await })
+    }
+    /// Remove the machine's docker CLI context if this store made it;
+    /// False when there was none.
+    fn remove_docker_context(&self, py: Python<'_>) -> PyResult<bool> {
+        wait(py, async { self.host.read().await.remove_docker_context() })
+    }
+    /// The machine as one archive (bytes), encrypted with `passphrase` when
+    /// given; the CA's private key only with `with_ca_key`.
+    #[pyo3(signature = (with_ca_key = false, passphrase = None))]
+    fn export_archive<'py>(
+        &self,
+        py: Python<'py>,
+        with_ca_key: bool,
+        passphrase: Option<String>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let opts = machine_core::host::ExportOptions {
+            with_ca_key,
+            passphrase,
+        };
+        let bytes = wait(py, async { self.host.read().await.export_archive(&opts) })?;
+        Ok(PyBytes::new(py, &bytes))
+    }
+
     /// Start the machine (driver-dependent).
     fn start(&self, py: Python<'_>) -> PyResult<()> {
         wait(py, async { self.host.write().await.start().await })

@@ -136,6 +136,36 @@ impl PyStore {
         wait(py, store.remove(name, force))
     }
 
+    /// OpenSSH `Host` blocks for the machines `names` (default: every
+    /// machine with SSH access), like `ssh-config`.
+    #[pyo3(signature = (names = None))]
+    #[allow(clippy::result_large_err)] // the core's error type, returned as is
+    fn ssh_config(&self, py: Python<'_>, names: Option<Vec<String>>) -> PyResult<String> {
+        let store = self.store();
+        let names = names.unwrap_or_default();
+        py.detach(|| store.ssh_config(&names))
+            .map_err(|e| error::to_py(py, e))
+    }
+
+    /// Add a machine from an archive of `Host.export_archive` (bytes), under
+    /// `name` (default: its name in the archive).
+    #[pyo3(signature = (data, name = None, passphrase = None))]
+    #[allow(clippy::result_large_err)] // the core's error type, returned as is
+    fn import_archive(
+        &self,
+        py: Python<'_>,
+        data: Vec<u8>,
+        name: Option<String>,
+        passphrase: Option<String>,
+    ) -> PyResult<PyHost> {
+        let store = self.store();
+        let opts = machine_core::host::ImportOptions { name, passphrase };
+        let host = py
+            .detach(|| store.import_archive(&data, &opts))
+            .map_err(|e| error::to_py(py, e))?;
+        Ok(PyHost::new(host))
+    }
+
     /// Register a driver written in Python under `name` (replacing any driver of
     /// that name in this store).
     #[pyo3(signature = (name, factory, options = None))]

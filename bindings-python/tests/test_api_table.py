@@ -75,10 +75,20 @@ def test_the_table_lists_every_public_method_of_each_language():
     table = readme_table()
     assert len(table["Store"]) >= 8 and len(table["Host"]) >= 19, table
     rust = {
-        "Store": rust_methods("Store", ["machine-core/src/store/machines.rs"]),
+        "Store": rust_methods(
+            "Store",
+            ["machine-core/src/store/machines.rs", "machine-core/src/host/sshconfig.rs", "machine-core/src/host/portable.rs"],
+        ),
         "Host": rust_methods(
             "Host",
-            ["machine-core/src/host/mod.rs", "machine-core/src/host/provisioning.rs", "machine-core/src/host/swarm.rs"],
+            [
+                "machine-core/src/host/mod.rs",
+                "machine-core/src/host/provisioning.rs",
+                "machine-core/src/host/swarm.rs",
+                "machine-core/src/host/sshconfig.rs",
+                "machine-core/src/host/context.rs",
+                "machine-core/src/host/portable.rs",
+            ],
         ),
     }
     python = {"Store": python_methods(docker_machine.Store), "Host": python_methods(docker_machine.Host)}

@@ -161,6 +161,24 @@ def test_generic_create_ssh_run_container_regenerate_remove(host, image, tmp_pat
     with pytest.raises(docker_machine.NotSupportedError):
         m.stop()
 
+    # the same daemon adopted from another store with the machine's certificates
+    mdir = Path(store.path, "machines", "py-e2e")
+    other = docker_machine.Store(tmp_path / "adopting-store")
+    tls = {f"tls-{k}": str(mdir / f) for k, f in (("ca-cert", "ca.pem"), ("client-cert", "cert.pem"), ("client-key", "key.pem"))}
+    url = {"url": m.url()}
+    with pytest.raises(docker_machine.InvalidOptionError):
+        other.create("half", driver="none", options=url, engine={"tls-ca-cert": tls["tls-ca-cert"]})
+    adopted = other.create("adopted", driver="none", options=url, engine=tls)
+    version = m.docker_version()
+    assert version["api_version"] and version["os"] == "linux"
+    assert adopted.docker_version() == version
+    assert adopted.status() == {"name": "adopted", "state": "Running", "error": ""}
+    # a CA that did not sign the daemon's certificate: refused, nothing added
+    wrong = dict(tls, **{"tls-ca-cert": str(Path(other.path, "certs", "ca.pem"))})
+    with pytest.raises(docker_machine.EngineError):
+        other.create("wrong", driver="none", options=url, engine=wrong)
+    assert other.names() == ["adopted"]
+
     store.remove("py-e2e")
     assert store.names() == []
 

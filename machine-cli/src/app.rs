@@ -143,6 +143,12 @@ fn build_flags(prog: &str, drivers: &DriverRegistry) -> Command {
                 .arg(one_name())
                 .arg(flag("swarm", "Print the config of the machine's Swarm-mode manager (this machine if it is one)")),
         )
+        .subcommand(
+            Command::new("context")
+                .about("Write (or with --rm remove) docker CLI contexts named after machines")
+                .arg(names("Machine names (default: \"default\")"))
+                .arg(flag("rm", "Remove the machines' contexts instead")),
+        )
         .subcommand(create_command(prog, drivers))
         .subcommand(
             Command::new("env")
@@ -155,6 +161,7 @@ fn build_flags(prog: &str, drivers: &DriverRegistry) -> Command {
                         .help("Force environment to be configured for a specified shell: [fish, cmd, powershell, tcsh, emacs, nu, json], default is auto-detect"),
                 )
                 .arg(flag("unset", "Unset variables instead of setting them").short('u'))
+                .arg(json_format())
                 .arg(flag("no-proxy", "Add machine IP to NO_PROXY environment variable"))
                 .arg(flag(
                     "check",
@@ -166,6 +173,41 @@ fn build_flags(prog: &str, drivers: &DriverRegistry) -> Command {
                 )),
         )
         .subcommand(
+            Command::new("export")
+                .about("Write a machine to one archive, to use it from another store")
+                .after_help(
+                    "The archive holds the machine's configuration, its certificates with the CA certificate, \
+                     its SSH key and its pinned host key, never the CA's private key unless --with-ca-key.\n\
+                     It is encrypted (age, scrypt) with --encrypt or when MACHINE_EXPORT_PASSPHRASE is set; \
+                     the passphrase comes from MACHINE_EXPORT_PASSPHRASE, else from a prompt on the terminal.",
+                )
+                .arg(Arg::new("name").value_name("NAME").required(true).help("Machine name"))
+                .arg(
+                    Arg::new("output")
+                        .short('o')
+                        .long("output")
+                        .value_name("FILE")
+                        .help("Where to write the archive, `-` for stdout [default: NAME.tar, or NAME.tar.age when encrypted]"),
+                )
+                .arg(flag("encrypt", "Encrypt the archive with a passphrase"))
+                .arg(flag(
+                    "with-ca-key",
+                    "Also include the CA's private key (whoever has the archive can then make certificates every machine of this store trusts)",
+                )),
+        )
+        .subcommand(
+            Command::new("import")
+                .about("Add a machine from an archive written by export")
+                .after_help("An encrypted archive's passphrase comes from MACHINE_EXPORT_PASSPHRASE, else from a prompt on the terminal.")
+                .arg(Arg::new("file").value_name("FILE").required(true).help("The archive, `-` for stdin"))
+                .arg(
+                    Arg::new("name")
+                        .long("name")
+                        .value_name("NAME")
+                        .help("Name of the machine in this store [default: its name in the archive]"),
+                ),
+        )
+        .subcommand(
             Command::new("inspect")
                 .about("Inspect information about a machine")
                 .arg(one_name())
@@ -174,7 +216,7 @@ fn build_flags(prog: &str, drivers: &DriverRegistry) -> Command {
                         .short('f')
                         .long("format")
                         .value_name("TEMPLATE")
-                        .help("Format the output using the given go template."),
+                        .help("Format the output using the given go template, or `json` (config.json as it is)."),
                 ),
         )
         .subcommand(
@@ -271,15 +313,26 @@ fn build_flags(prog: &str, drivers: &DriverRegistry) -> Command {
                 .arg(flag("delta", "Reduce amount of data sent over network by sending only the differences (uses rsync)").short('d'))
                 .arg(flag("quiet", "Disables the progress meter as well as warning and diagnostic messages from ssh").short('q')),
         )
+        .subcommand(
+            Command::new("ssh-config")
+                .about("Print OpenSSH Host blocks for machines (ssh -F FILE NAME)")
+                .arg(names("Machine names (default: every machine with SSH access)")),
+        )
         .subcommand(lifecycle("start", "Start a machine"))
-        .subcommand(Command::new("status").about("Get the status of a machine").arg(one_name()))
+        .subcommand(
+            Command::new("status")
+                .about("Get the status of a machine")
+                .arg(one_name())
+                .arg(json_format()),
+        )
         .subcommand(lifecycle("stop", "Stop a machine"))
         .subcommand(lifecycle("upgrade", "Upgrade a machine to the latest version of Docker"))
         .subcommand(Command::new("url").about("Get the URL of a machine").arg(one_name()))
         .subcommand(
             Command::new("version")
                 .about("Show the Docker Machine version or a machine docker version")
-                .arg(Arg::new("name").value_name("NAME").help("Machine whose Docker version to show")),
+                .arg(Arg::new("name").value_name("NAME").help("Machine whose Docker version to show"))
+                .arg(json_format()),
         )
         .subcommand(
             Command::new("completion")
@@ -299,11 +352,21 @@ fn tls_arg(name: &'static str, env: &'static str, help: &'static str) -> Arg {
         .value_name("FILE")
         .env(env)
         .help(format!(
-            "{help} (accepted for compatibility; the store's certs/ are used)"
+            "{help} (with create -d none, the three of --tls-ca-cert, --tls-client-cert and --tls-client-key adopt a daemon with its own TLS setup; otherwise the store's certs/ are used)"
         ))
         .hide_env_values(true)
         .help_heading(GLOBAL)
         .global(true)
+}
+
+/// `-f/--format json`: the command's result as one JSON object.
+fn json_format() -> Arg {
+    Arg::new("format")
+        .short('f')
+        .long("format")
+        .value_name("FORMAT")
+        .value_parser(["json"])
+        .help("Print the result as JSON (see the README for the fields)")
 }
 
 fn timeout_arg() -> Arg {
@@ -371,7 +434,11 @@ fn create_command(prog: &str, drivers: &DriverRegistry) -> Command {
                 .default_value(DEFAULT_DRIVER)
                 .help(format!("Driver to create machine with ({})", drivers.names().join(", "))),
         )
-        .arg(Arg::new("name").value_name("NAME").help("Name of the new machine"));
+        .arg(Arg::new("name").value_name("NAME").help("Name of the new machine"))
+        .arg(flag(
+            "docker-context",
+            "Also write a docker CLI context named after the machine (DOCKER_CONFIG or ~/.docker): docker --context NAME ...",
+        ));
     for e in machine_core::host::engine_options() {
         cmd = cmd.arg(option_arg(&e));
     }

@@ -19,8 +19,11 @@ pub(crate) async fn dispatch(ctx: &Ctx, name: &str, m: &ArgMatches) -> CliResult
     match name {
         "active" => active(ctx, m).await,
         "config" => config(ctx, m).await,
+        "context" => context(ctx, m).await,
         "create" => create(ctx, m).await,
         "env" => env_cmd(ctx, m).await,
+        "export" => crate::portable::export(ctx, m),
+        "import" => crate::portable::import(ctx, m),
         "inspect" => inspect(ctx, m),
         "ip" => ip(ctx, m).await,
         "ls" => crate::ls::ls(ctx, m).await,
@@ -30,6 +33,7 @@ pub(crate) async fn dispatch(ctx: &Ctx, name: &str, m: &ArgMatches) -> CliResult
         "rm" => rm(ctx, m).await,
         "scp" => crate::remote::scp(ctx, m).await,
         "ssh" => crate::remote::ssh(ctx, m).await,
+        "ssh-config" => ssh_config(ctx, m),
         "start" | "stop" | "restart" | "kill" => lifecycle(ctx, name, m).await,
         "status" => status(ctx, m).await,
         "upgrade" => upgrade(ctx, m).await,
@@ -172,11 +176,25 @@ async fn create(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
             }
         }
     }
+    if let Some(tls) = &ctx.adopt_tls {
+        if driver == "none" {
+            opts.adopt_tls = Some(tls.clone());
+        } else {
+            tracing::warn!("--tls-ca-cert, --tls-client-cert and --tls-client-key are ignored with driver {driver}: its daemon gets certificates from the store's CA (they adopt a daemon with -d none)");
+        }
+    }
     let steps = Steps::new(name, false);
     let result = ctx.store.create(name, opts, &|s: &str| steps.step(s)).await;
     steps.finish(result.is_ok());
     match result {
-        Ok(_) => {
+        Ok(host) => {
+            if m.get_flag("docker-context") {
+                let c = host
+                    .docker_context()
+                    .await
+                    .map_err(|e| ctx.err("Error writing the docker context", &e))?;
+                outln!("Docker context {c} written: docker --context {c} ...");
+            }
             outln!(
                 "To see how to connect your Docker Client to the Docker Engine running on this virtual machine, run: {} env {name}",
                 ctx.args.first().map(String::as_str).unwrap_or(&ctx.prog)
@@ -198,6 +216,38 @@ async fn create(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
     }
 }
 
+async fn context(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
+    let remove = m.get_flag("rm");
+    let mut errors = Vec::new();
+    for name in ctx.targets(m.get_many("names"))? {
+        let r = async {
+            let host = ctx.load(&name)?;
+            if remove {
+                let gone = host
+                    .remove_docker_context()
+                    .map_err(|e| ctx.err("Error removing the docker context", &e))?;
+                if gone {
+                    outln!("Docker context {name} removed");
+                } else {
+                    outln!("Machine {name} has no docker context");
+                }
+            } else {
+                let c = host
+                    .docker_context()
+                    .await
+                    .map_err(|e| ctx.err("Error writing the docker context", &e))?;
+                outln!("Docker context {c} written: docker --context {c} ...");
+            }
+            Ok::<(), CliError>(())
+        }
+        .await;
+        if let Err(e) = r {
+            errors.push(e);
+        }
+    }
+    consolidate(errors)
+}
+
 /// The machine `name`, or with `--swarm` the manager of its cluster.
 async fn target_or_manager(ctx: &Ctx, name: &str, swarm: bool) -> CliResult<machine_core::Host> {
     let host = ctx.load(name)?;
@@ -209,13 +259,29 @@ async fn target_or_manager(ctx: &Ctx, name: &str, swarm: bool) -> CliResult<mach
         .map_err(|e| ctx.err("Error finding the swarm's manager", &e))
 }
 
+/// Whether `--format json` was given.
+fn json_wanted(m: &ArgMatches) -> bool {
+    m.get_one::<String>("format").map(String::as_str) == Some("json")
+}
+
+/// `value` as Go-indented JSON, one line feed after it.
+fn print_json<T: serde::Serialize>(value: &T) -> CliResult<i32> {
+    let bytes = machine_core::config::to_go_json(value)
+        .map_err(|e| CliError::msg(format!("Error: cannot encode the result: {e}")))?;
+    outln!("{}", String::from_utf8_lossy(&bytes));
+    Ok(0)
+}
+
 async fn env_cmd(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
-    let shell = Shell::detect(
-        m.get_one::<String>("shell").map(String::as_str),
-        std::env::var("SHELL").ok().as_deref(),
-    )
-    .map_err(|e| CliError::msg(format!("Error: {e}")))?;
-    let hint = Some(env::hint_command_line(&ctx.args));
+    let json = json_wanted(m);
+    let given_shell = if json {
+        Some("json")
+    } else {
+        m.get_one::<String>("shell").map(String::as_str)
+    };
+    let shell = Shell::detect(given_shell, std::env::var("SHELL").ok().as_deref())
+        .map_err(|e| CliError::msg(format!("Error: {e}")))?;
+    let hint = (!json).then(|| env::hint_command_line(&ctx.args));
     let no_proxy = m.get_flag("no-proxy");
     let lower = std::env::var(env::NO_PROXY_LOWER).ok();
     let upper = std::env::var(env::NO_PROXY_UPPER).ok();
@@ -272,7 +338,10 @@ fn inspect(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
         .inspect()
         .to_json()
         .map_err(|e| CliError::msg(format!("Error: cannot encode the configuration: {e}")))?;
-    match m.get_one::<String>("format").filter(|f| !f.is_empty()) {
+    match m
+        .get_one::<String>("format")
+        .filter(|f| !f.is_empty() && *f != "json")
+    {
         Some(format) => {
             let t = gotemplate::GoTemplate::parse(format).map_err(CliError::msg)?;
             let value: serde_json::Value =
@@ -307,6 +376,17 @@ async fn ip(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
 
 async fn status(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
     let host = ctx.load(&ctx.target(m.get_one("name"))?)?;
+    if json_wanted(m) {
+        let st = host
+            .status()
+            .await
+            .map_err(|e| ctx.err(&format!("error getting state for host {}", host.name()), &e))?;
+        return print_json(&serde_json::json!({
+            "Name": st.name,
+            "State": st.state.as_str(),
+            "Error": st.error,
+        }));
+    }
     let st = host
         .state()
         .await
@@ -327,6 +407,10 @@ async fn url(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
 
 async fn version(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
     match m.get_one::<String>("name") {
+        None if json_wanted(m) => print_json(&serde_json::json!({
+            "Version": app::VERSION,
+            "Build": app::BUILD,
+        })),
         None => {
             outln!(
                 "{} version {}, build {}",
@@ -342,10 +426,32 @@ async fn version(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
                 .docker_version(DAEMON_TIMEOUT)
                 .await
                 .map_err(|e| daemon_error(ctx, name, &e))?;
+            if json_wanted(m) {
+                return print_json(&serde_json::json!({
+                    "Name": name,
+                    "Version": v.version,
+                    "ApiVersion": v.api_version,
+                    "Os": v.os,
+                    "Arch": v.arch,
+                }));
+            }
             outln!("{}", v.version);
             Ok(0)
         }
     }
+}
+
+fn ssh_config(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
+    let names: Vec<String> = m
+        .get_many::<String>("names")
+        .map(|v| v.cloned().collect())
+        .unwrap_or_default();
+    let text = ctx
+        .store
+        .ssh_config(&names)
+        .map_err(|e| ctx.err("Error writing the SSH configuration", &e))?;
+    out!("{text}");
+    Ok(0)
 }
 
 fn completion(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {

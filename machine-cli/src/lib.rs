@@ -20,6 +20,7 @@ pub mod tabwriter;
 
 mod commands;
 mod ls;
+mod portable;
 mod remote;
 
 use clap::error::ErrorKind;
@@ -44,6 +45,9 @@ pub(crate) struct Ctx {
     /// The drivers whose flags `create` takes: every registered driver, or
     /// only the plugin `-d` names.
     pub create_drivers: machine_core::driver::DriverRegistry,
+    /// `--tls-ca-cert`, `--tls-client-cert`, `--tls-client-key` when all
+    /// three are given: a daemon to adopt with `create -d none`.
+    pub adopt_tls: Option<machine_core::host::AdoptTls>,
 }
 
 impl Ctx {
@@ -287,14 +291,35 @@ pub fn run(args: Vec<String>) -> i32 {
         let _ = app::build(&prog, &drivers).print_help();
         return 0;
     };
+    let tls = |flag: &str| {
+        matches
+            .get_one::<String>(flag)
+            .filter(|v| !v.is_empty())
+            .cloned()
+    };
+    let adopt_tls = match (
+        tls("tls-ca-cert"),
+        tls("tls-client-cert"),
+        tls("tls-client-key"),
+    ) {
+        (Some(ca), Some(cert), Some(key)) if name == "create" => {
+            Some(machine_core::host::AdoptTls {
+                ca_cert: ca.into(),
+                client_cert: cert.into(),
+                client_key: key.into(),
+            })
+        }
+        _ => None,
+    };
     for flag in [
         "tls-ca-cert",
         "tls-ca-key",
         "tls-client-cert",
         "tls-client-key",
     ] {
-        if let Some(v) = matches.get_one::<String>(flag).filter(|v| !v.is_empty()) {
-            tracing::warn!("--{flag} {v} is ignored: the certificates in the store's certs/ directory are used");
+        let adopting = adopt_tls.is_some() && flag != "tls-ca-key";
+        if let Some(v) = tls(flag).filter(|_| !adopting) {
+            tracing::warn!("--{flag} {v} is ignored: the certificates in the store's certs/ directory are used (give --tls-ca-cert, --tls-client-cert and --tls-client-key to create -d none to adopt a daemon)");
         }
     }
     let storage = matches
@@ -314,6 +339,7 @@ pub fn run(args: Vec<String>) -> i32 {
         store,
         native_ssh: matches.get_flag("native-ssh"),
         create_drivers,
+        adopt_tls,
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

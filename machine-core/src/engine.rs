@@ -39,7 +39,7 @@ pub enum EngineError {
 }
 
 /// What `GET /version` told us.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 pub struct EngineVersion {
     pub version: String,
     pub api_version: String,

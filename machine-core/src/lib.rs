@@ -11,10 +11,12 @@
 //! - [`config`]: the `config.json` data model (version 3) and its migrations.
 //! - [`store`]: the file store with atomic writes and locks, and [`Store`], the
 //!   entry point that creates, lists, loads and removes machines.
+//! - [`archive`]: the export archive of a machine (tar, optionally age-encrypted).
 //! - [`cert`]: CA, client and server certificates, local verification, TLS configs.
 //! - [`env`](mod@env): rendering of the `DOCKER_*` environment for every supported shell.
 //! - [`engine`]: readiness and version checks against the Docker daemon over mutual TLS.
 //! - [`docker_api`]: the Docker Engine API (the `bollard` client) over our mutual TLS.
+//! - [`docker_context`]: machines as contexts of the docker CLI.
 //! - [`swarm`]: Swarm-mode clusters across machines (the `--swarm*` create flags).
 //! - [`driver`]: the small `Driver` trait, declared create options and the registry.
 //! - [`provision`]: OS detection and the provisioning steps for each distribution.
@@ -24,9 +26,11 @@
 //! - [`host`]: a machine and its operations, their options and errors.
 //! - [`progress`]: step reports of long operations, also from inside drivers.
 
+pub mod archive;
 pub mod cert;
 pub mod config;
 pub mod docker_api;
+pub mod docker_context;
 pub mod driver;
 pub mod engine;
 pub mod env;

@@ -35,11 +35,14 @@ pub enum Suite {
     Ec2,
     /// `machine-cli/tests/plugin.rs`: driver plugins (Go peers) both ways.
     Plugin,
+    /// `machine-cli/tests/export_e2e.rs`: ssh-config, docker contexts,
+    /// export/import and adopted hosts.
+    ExportE2e,
 }
 
 impl Suite {
     /// Every Rust suite.
-    pub const ALL: [Suite; 7] = [
+    pub const ALL: [Suite; 8] = [
         Suite::SshE2e,
         Suite::E2eGeneric,
         Suite::CliE2e,
@@ -47,6 +50,7 @@ impl Suite {
         Suite::SwarmE2e,
         Suite::Ec2,
         Suite::Plugin,
+        Suite::ExportE2e,
     ];
 
     /// The suite's key in the allocation file.
@@ -59,6 +63,7 @@ impl Suite {
             Suite::SwarmE2e => "swarm_e2e",
             Suite::Ec2 => "ec2",
             Suite::Plugin => "plugin",
+            Suite::ExportE2e => "export_e2e",
         }
     }
 

@@ -113,6 +113,10 @@ class Store:
         ``engine-registry-mirror``, ``tls-san`` (lists), ``engine-install-url``
         (``"none"`` keeps the Docker already installed),
         ``engine-storage-driver`` and ``tls-key-algorithm`` (``rsa``/``ecdsa``).
+        With ``driver="none"``, ``tls-ca-cert``, ``tls-client-cert`` and
+        ``tls-client-key`` (file paths, all three) adopt a daemon with its own
+        TLS setup: checked by connecting, then copied into the machine's
+        directory (:class:`EngineError` when the daemon refuses them).
 
         ``swarm`` holds the Swarm-mode flags by name (see :func:`swarm_options`):
         ``{"swarm-master": True}`` initializes a cluster once Docker runs;
@@ -137,6 +141,21 @@ class Store:
         With ``force``, the store entry goes even when the driver fails. A
         machine in a swarm leaves it first (a manager is demoted first); the
         last manager ends the swarm, and its workers leave it.
+        """
+
+    def ssh_config(self, names: Optional[Sequence[str]] = None) -> str:
+        """OpenSSH ``Host`` blocks for the machines ``names`` (default: every machine
+        with SSH access), like ``ssh-config``: write them to a file and run
+        ``ssh -F FILE NAME``. Each names the machine's key (``IdentitiesOnly yes``)
+        and its pinned ``known_hosts`` with ``StrictHostKeyChecking yes``."""
+
+    def import_archive(self, data: bytes, name: Optional[str] = None, passphrase: Optional[str] = None) -> Host:
+        """Add a machine from an archive of :meth:`Host.export_archive`.
+
+        The archive is checked completely before anything is written; every
+        path is rewritten for this store. :class:`AlreadyExistsError` when the
+        name is taken (give ``name``), :class:`InvalidOptionError` for a wrong
+        passphrase or a changed or invalid archive.
         """
 
     def register_driver(
@@ -214,6 +233,23 @@ class Host:
         unquoted: ``subprocess.run(["docker", *m.config(), "ps"])``."""
     def inspect(self) -> Dict[str, Any]:
         """The saved configuration (``config.json``) as a dict (like ``inspect``)."""
+    def status(self) -> Dict[str, str]:
+        """``{"name", "state", "error"}``: the state with the failure of the last
+        create or provision (``error`` empty when there was none)."""
+    def docker_version(self, timeout: float = 20.0) -> Dict[str, str]:
+        """The daemon's ``{"version", "api_version", "os", "arch"}``, asked over mutual TLS."""
+    def ssh_config(self) -> str:
+        """The OpenSSH ``Host`` block of this machine (like ``ssh-config NAME``)."""
+    def docker_context(self) -> str:
+        """Write (or refresh) the docker CLI context named after the machine in
+        ``$DOCKER_CONFIG`` or ``~/.docker``; returns its name. A context of that
+        name this store did not make raises :class:`AlreadyExistsError`."""
+    def remove_docker_context(self) -> bool:
+        """Remove the machine's docker CLI context if this store made it; False when there was none."""
+    def export_archive(self, with_ca_key: bool = False, passphrase: Optional[str] = None) -> bytes:
+        """The machine as one archive: configuration, certificates with the CA
+        certificate, SSH key, pinned host key; the CA's private key only with
+        ``with_ca_key``. Encrypted (age, scrypt) with ``passphrase`` when given."""
     def start(self) -> None:
         """Start the machine (:class:`NotSupportedError` if the driver cannot)."""
     def stop(self) -> None:

@@ -84,6 +84,24 @@ class Host:
     async def inspect(self) -> Dict[str, Any]:
         return await _run(self.sync.inspect)
 
+    async def status(self) -> Dict[str, str]:
+        return await _run(self.sync.status)
+
+    async def docker_version(self, timeout: float = 20.0) -> Dict[str, str]:
+        return await _run(self.sync.docker_version, timeout=timeout)
+
+    async def ssh_config(self) -> str:
+        return await _run(self.sync.ssh_config)
+
+    async def docker_context(self) -> str:
+        return await _run(self.sync.docker_context)
+
+    async def remove_docker_context(self) -> bool:
+        return await _run(self.sync.remove_docker_context)
+
+    async def export_archive(self, with_ca_key: bool = False, passphrase: Optional[str] = None) -> bytes:
+        return await _run(self.sync.export_archive, with_ca_key=with_ca_key, passphrase=passphrase)
+
     async def start(self) -> None:
         await _run(self.sync.start)
 
@@ -182,6 +200,12 @@ class Store:
             swarm=dict(swarm) if swarm is not None else None,
         )
         return Host(m)
+
+    async def ssh_config(self, names: Optional[List[str]] = None) -> str:
+        return await _run(self.sync.ssh_config, names)
+
+    async def import_archive(self, data: bytes, name: Optional[str] = None, passphrase: Optional[str] = None) -> Host:
+        return Host(await _run(self.sync.import_archive, data, name=name, passphrase=passphrase))
 
     async def list(self, timeout: float = 10.0) -> List[ListEntry]:
         return await _run(self.sync.list, timeout=timeout)

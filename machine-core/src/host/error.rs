@@ -90,6 +90,20 @@ pub enum HostError {
         #[source]
         source: SwarmError,
     },
+    /// The docker CLI's context of the machine could not be written or removed.
+    #[error("docker context of machine {name}")]
+    DockerContext {
+        name: String,
+        #[source]
+        source: crate::docker_context::ContextError,
+    },
+    /// An export archive could not be written, decrypted or read.
+    #[error("archive of machine {name}")]
+    Archive {
+        name: String,
+        #[source]
+        source: crate::archive::ArchiveError,
+    },
     /// Local file I/O.
     #[error("machine {name}: file {path}")]
     Io {
@@ -140,7 +154,20 @@ impl HostError {
             HostError::Timeout { .. } => ErrorCode::Timeout,
             HostError::InvalidOption { .. } => ErrorCode::InvalidOption,
             HostError::Swarm { .. } => ErrorCode::Swarm,
-            HostError::Io { .. } => ErrorCode::Io,
+            HostError::DockerContext {
+                source: crate::docker_context::ContextError::NotOurs { .. },
+                ..
+            } => ErrorCode::AlreadyExists,
+            HostError::DockerContext {
+                source: crate::docker_context::ContextError::InvalidName { .. },
+                ..
+            } => ErrorCode::InvalidName,
+            HostError::DockerContext { .. } | HostError::Io { .. } => ErrorCode::Io,
+            HostError::Archive {
+                source: crate::archive::ArchiveError::Write(_),
+                ..
+            } => ErrorCode::Io,
+            HostError::Archive { .. } => ErrorCode::InvalidOption,
         }
     }
 
@@ -164,6 +191,8 @@ impl HostError {
             | HostError::NotRunning { name, .. }
             | HostError::Timeout { name, .. }
             | HostError::Swarm { name, .. }
+            | HostError::DockerContext { name, .. }
+            | HostError::Archive { name, .. }
             | HostError::Io { name, .. } => name,
             _ => return None,
         };

@@ -35,9 +35,12 @@ use std::time::{Duration, SystemTime};
 
 pub use crate::progress::Progress;
 
+mod context;
 mod error;
 mod options;
+mod portable;
 mod provisioning;
+mod sshconfig;
 mod swarm;
 #[cfg(test)]
 mod tests;
@@ -45,10 +48,22 @@ mod tests;
 pub(crate) use swarm::Leave;
 
 pub use error::{error_chain, printable, HostError};
-pub use options::{engine_options, CreateOptions, EnvOptions};
+pub use options::{engine_options, AdoptTls, CreateOptions, EnvOptions};
+pub use portable::{ExportOptions, ImportOptions};
+pub use sshconfig::host_block as ssh_config_block;
 
 /// File in a machine's directory recording why its last create or provision failed.
 pub const ERROR_FILE: &str = "last-error";
+
+/// A machine's state with the failure of its last create or provision
+/// (`status`; `state` is `Error` when `error` is not empty).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Status {
+    pub name: String,
+    pub state: State,
+    /// Why the last create or provision failed; empty when it did not.
+    pub error: String,
+}
 
 /// A named machine: its driver plus engine, swarm and TLS options.
 #[derive(Debug)]
@@ -153,6 +168,14 @@ impl Host {
             return Ok(State::Error);
         }
         self.driver.state().await.map_err(|e| self.drv(e))
+    }
+    /// The state with the recorded failure, if any (`status --format json`).
+    pub async fn status(&self) -> Result<Status, HostError> {
+        Ok(Status {
+            name: self.name().to_string(),
+            state: self.state().await?,
+            error: self.last_error().unwrap_or_default(),
+        })
     }
     /// The machine's IP address or host name.
     pub async fn ip(&self) -> Result<String, HostError> {

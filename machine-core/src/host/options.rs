@@ -26,6 +26,23 @@ pub struct CreateOptions {
     /// as the machine's `SwarmOptions`; a new machine initializes or joins
     /// a cluster once Docker runs.
     pub swarm: SwarmOptions,
+    /// Adopt a daemon that already has its TLS set up: the CA certificate,
+    /// client certificate and client key it trusts are copied into the
+    /// machine's directory instead of the store's. Only for drivers that
+    /// provision nothing (`none`); checked by connecting before the
+    /// machine is added.
+    pub adopt_tls: Option<AdoptTls>,
+}
+
+/// The TLS files of a daemon to adopt (see [`CreateOptions::adopt_tls`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdoptTls {
+    /// The CA certificate that signed the daemon's server certificate.
+    pub ca_cert: std::path::PathBuf,
+    /// A client certificate the daemon accepts.
+    pub client_cert: std::path::PathBuf,
+    /// The client certificate's private key.
+    pub client_key: std::path::PathBuf,
 }
 
 /// The engine and TLS options `create` takes besides the driver's, declared
@@ -84,6 +101,7 @@ impl CreateOptions {
             key_algorithm: KeyAlgorithm::default(),
             use_environment: true,
             swarm: SwarmOptions::default(),
+            adopt_tls: None,
         }
     }
 
@@ -169,7 +187,9 @@ impl CreateOptions {
         self
     }
 
-    /// Set an engine flag by name (one of [`engine_options`]); list flags append.
+    /// Set an engine flag by name (one of [`engine_options`]); list flags
+    /// append. `tls-ca-cert`, `tls-client-cert` and `tls-client-key` (the
+    /// CLI's global flags) fill [`Self::adopt_tls`].
     pub fn engine_flag(&mut self, flag: &str, value: OptionValue) -> Result<&mut Self, HostError> {
         let flag = flag.trim_start_matches('-');
         let list = match &value {
@@ -208,6 +228,21 @@ impl CreateOptions {
             "engine-label" => push(&mut e.labels),
             "engine-env" => push(&mut e.env),
             "tls-san" => self.tls_san.extend(list),
+            // the CLI's global flags; with the `none` driver they adopt a
+            // daemon (see `adopt_tls`)
+            "tls-ca-cert" | "tls-client-cert" | "tls-client-key" => {
+                let a = self.adopt_tls.get_or_insert_with(|| AdoptTls {
+                    ca_cert: Default::default(),
+                    client_cert: Default::default(),
+                    client_key: Default::default(),
+                });
+                let path = std::path::PathBuf::from(one());
+                match flag {
+                    "tls-ca-cert" => a.ca_cert = path,
+                    "tls-client-cert" => a.client_cert = path,
+                    _ => a.client_key = path,
+                }
+            }
             "tls-key-algorithm" => {
                 self.key_algorithm = one().parse().map_err(|_| HostError::InvalidOption {
                     flag: flag.into(),

@@ -67,6 +67,35 @@ impl Host {
         Ok(())
     }
 
+    /// Create's steps for an adopted daemon: the driver records it, and the
+    /// certificates it trusts (`files`: CA, client certificate, client key,
+    /// checked by [`crate::store::Store::create`]) go into the machine's
+    /// directory.
+    pub(crate) async fn finish_adoption(
+        &mut self,
+        files: &[Vec<u8>; 3],
+        progress: Progress<'_>,
+    ) -> Result<(), HostError> {
+        progress("Creating machine");
+        crate::progress::forward(progress, self.driver.create())
+            .await
+            .map_err(|e| self.drv(e))?;
+        self.save()?;
+        let dir = self.dir();
+        for (file, bytes) in ["ca.pem", "cert.pem", "key.pem"].iter().zip(files) {
+            let dst = dir.join(file);
+            crate::fsutil::write_atomic(&dst, bytes, 0o600).map_err(|e| self.io(&dst, e))?;
+        }
+        let a = &mut self.config.host_options.auth_options;
+        let s = |f: &str| dir.join(f).to_string_lossy().into_owned();
+        a.cert_dir = dir.to_string_lossy().into_owned();
+        a.ca_cert_path = s("ca.pem");
+        a.client_cert_path = s("cert.pem");
+        a.client_key_path = s("key.pem");
+        a.ca_private_key_path = String::new();
+        self.save()
+    }
+
     fn copy_client_certs(&self) -> Result<(), HostError> {
         let certs = self.store.files.certs_dir();
         let dir = self.dir();
@@ -122,6 +151,14 @@ impl Host {
         alg: KeyAlgorithm,
         progress: Progress<'_>,
     ) -> Result<(), HostError> {
+        // nothing to provision without SSH, and no server certificate to
+        // issue either (an adopted daemon's certificates stay as they are)
+        if self.driver.ssh_target().is_none() {
+            return Err(HostError::NoSsh {
+                name: self.name().to_string(),
+                driver: self.driver_name().to_string(),
+            });
+        }
         // config.json may have been edited since create: check again
         self.config
             .host_options
@@ -226,14 +263,22 @@ impl Host {
     }
 
     async fn provision_locked(&mut self, progress: Progress<'_>) -> Result<(), HostError> {
-        self.copy_client_certs()?;
+        // a machine nothing is provisioned on keeps its certificates (an
+        // adopted daemon's are not the store's)
+        if self.driver.needs_provisioning() {
+            self.copy_client_certs()?;
+        }
         let mut r = self.provision_with(self.key_algorithm(), progress).await;
         if r.is_ok() {
             // a machine whose daemon lost its cluster (or never joined it) joins again
             r = self.apply_swarm(progress, false).await;
         }
         match &r {
-            Ok(()) => self.clear_error(),
+            Ok(()) => {
+                self.clear_error();
+                // new certificates: a context made for the machine follows them
+                self.refresh_docker_context().await;
+            }
             Err(e) => self.record_error(e),
         }
         r

@@ -267,6 +267,13 @@ impl Store {
         let driver = factory.new_driver(&ctx, &resolved).map_err(drv_err)?;
         progress("Running pre-create checks");
         driver.pre_create_check().await.map_err(drv_err)?;
+        let adopted = match &opts.adopt_tls {
+            None => None,
+            Some(tls) => {
+                progress("Checking the daemon with the given certificates");
+                Some(self.check_adoption(name, driver.as_ref(), tls).await?)
+            }
+        };
 
         let mut config = HostConfig::new(name, &opts.driver, self.files.root());
         config.host_options.engine_options = opts.engine.clone();
@@ -284,7 +291,10 @@ impl Store {
             store: self.clone(),
             new_machine: true,
         };
-        let mut result = host.finish_create(opts.key_algorithm, progress).await;
+        let mut result = match adopted {
+            None => host.finish_create(opts.key_algorithm, progress).await,
+            Some(files) => host.finish_adoption(&files, progress).await,
+        };
         if result.is_ok() && membership != Membership::None {
             result = host.apply_swarm(progress, true).await;
         }
@@ -299,6 +309,76 @@ impl Store {
                 Err(e)
             }
         }
+    }
+
+    /// Read the TLS files of a daemon to adopt and check them by asking the
+    /// daemon at the driver's URL for its version over mutual TLS: a CA
+    /// that did not sign the daemon's certificate, or a client certificate
+    /// the daemon does not accept, fails here, before the machine is added.
+    async fn check_adoption(
+        &self,
+        name: &str,
+        driver: &dyn crate::driver::Driver,
+        tls: &crate::host::AdoptTls,
+    ) -> Result<[Vec<u8>; 3], HostError> {
+        if driver.needs_provisioning() {
+            return Err(HostError::InvalidOption {
+                flag: "tls-ca-cert".into(),
+                value: tls.ca_cert.display().to_string(),
+                reason: format!(
+                    "adopting a daemon's certificates is for drivers that provision nothing (none), not {}",
+                    driver.driver_name()
+                ),
+            });
+        }
+        for (flag, p) in [
+            ("tls-ca-cert", &tls.ca_cert),
+            ("tls-client-cert", &tls.client_cert),
+            ("tls-client-key", &tls.client_key),
+        ] {
+            if p.as_os_str().is_empty() {
+                return Err(HostError::InvalidOption {
+                    flag: flag.into(),
+                    value: String::new(),
+                    reason: "adopting a daemon takes tls-ca-cert, tls-client-cert and tls-client-key together".into(),
+                });
+            }
+        }
+        let mut files: [Vec<u8>; 3] = Default::default();
+        for (slot, p) in files
+            .iter_mut()
+            .zip([&tls.ca_cert, &tls.client_cert, &tls.client_key])
+        {
+            *slot = std::fs::read(p).map_err(|source| HostError::Io {
+                name: name.to_string(),
+                path: p.clone(),
+                source,
+            })?;
+        }
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let config = cert::client_tls_config(&text(&files[0]), &text(&files[1]), &text(&files[2]))
+            .map_err(|source| HostError::Cert {
+                name: name.to_string(),
+                source: Box::new(source),
+            })?;
+        let url = driver.url().await.map_err(|source| HostError::Driver {
+            name: name.to_string(),
+            source,
+        })?;
+        let (h, p) =
+            crate::engine::parse_tcp_url(&url).ok_or_else(|| HostError::InvalidOption {
+                flag: "url".into(),
+                value: url.clone(),
+                reason: "expected tcp://HOST:PORT".into(),
+            })?;
+        crate::engine::version(&h, p, config, Duration::from_secs(20))
+            .await
+            .map_err(|source| HostError::Engine {
+                name: name.to_string(),
+                log_tail: String::new(),
+                source,
+            })?;
+        Ok(files)
     }
 
     /// A [`Checkpoint`] saving a driver object into `config` (as it is when
@@ -342,6 +422,9 @@ impl Store {
                         });
                     }
                     tracing::warn!(machine = name, error = %source, "driver failed to remove the machine; removing it from the store anyway");
+                }
+                if let Err(e) = host.remove_docker_context() {
+                    tracing::warn!("{}", error_chain(&e));
                 }
             }
             Err(e) if !force => return Err(e),
