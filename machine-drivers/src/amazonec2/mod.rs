@@ -1428,6 +1428,24 @@ impl Ec2Driver {
         self.persist()
     }
 
+    /// One call of `rm`'s cleanup: its answer, or `None` when what it names
+    /// is already gone (done) or the call failed (noted in `errors`).
+    async fn cleanup(
+        &self,
+        action: &str,
+        p: &Params,
+        errors: &mut Vec<String>,
+    ) -> Result<Option<Xml>, DriverError> {
+        match self.try_call(action, p).await? {
+            Ok(x) => Ok(Some(x)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => {
+                errors.push(e.to_string());
+                Ok(None)
+            }
+        }
+    }
+
     /// Instances carrying our id tag that are not terminated.
     async fn tagged_instances(&self) -> Result<Vec<String>, DriverError> {
         let mut p = Params::new();
@@ -1641,69 +1659,55 @@ impl Driver for Ec2Driver {
             // instance's was: its instance carries no tag yet
             let mut p = Params::new();
             p.list("SpotInstanceRequestId", &spot);
-            match self.try_call("DescribeSpotInstanceRequests", &p).await? {
-                Ok(x) => {
-                    for r in x.items("spotInstanceRequestSet") {
-                        let i = r.text_at("instanceId");
-                        if !i.is_empty() && !ids.contains(&i) {
-                            ids.push(i);
-                        }
-                    }
+            let found = self
+                .cleanup("DescribeSpotInstanceRequests", &p, &mut errors)
+                .await?;
+            for r in found.iter().flat_map(|x| x.items("spotInstanceRequestSet")) {
+                let i = r.text_at("instanceId");
+                if !i.is_empty() && !ids.contains(&i) {
+                    ids.push(i);
                 }
-                Err(e) if e.is_not_found() => {}
-                Err(e) => errors.push(e.to_string()),
             }
-            match self.try_call("CancelSpotInstanceRequests", &p).await? {
-                Ok(_) => {}
-                Err(e) if e.is_not_found() => {}
-                Err(e) => errors.push(e.to_string()),
-            }
+            self.cleanup("CancelSpotInstanceRequests", &p, &mut errors)
+                .await?;
         }
         if !self.own.fleet_id.is_empty() {
             let mut p = Params::new();
             p.add("FleetId.1", self.own.fleet_id.clone())
                 .add("TerminateInstances", "true");
-            match self.try_call("DeleteFleets", &p).await? {
-                Ok(x) => {
-                    for u in x.items("unsuccessfulFleetDeletionSet") {
-                        let code = u.text_at("error/code");
-                        if code != "fleetIdDoesNotExist" {
-                            errors.push(format!(
-                                "DeleteFleets {}: {code}: {}",
-                                self.own.fleet_id,
-                                u.text_at("error/message")
-                            ));
-                        }
-                    }
+            let answer = self.cleanup("DeleteFleets", &p, &mut errors).await?;
+            for u in answer
+                .iter()
+                .flat_map(|x| x.items("unsuccessfulFleetDeletionSet"))
+            {
+                let code = u.text_at("error/code");
+                if code != "fleetIdDoesNotExist" {
+                    errors.push(format!(
+                        "DeleteFleets {}: {code}: {}",
+                        self.own.fleet_id,
+                        u.text_at("error/message")
+                    ));
                 }
-                Err(e) if e.is_not_found() => {}
-                Err(e) => errors.push(e.to_string()),
             }
         }
         if self.own.use_fleet && !ids.is_empty() {
             // a fleet's spot capacity comes with requests of its own
             let mut p = Params::new();
             p.filter(1, "instance-id", &ids);
-            match self.try_call("DescribeSpotInstanceRequests", &p).await? {
-                Ok(x) => {
-                    let open: Vec<String> = x
-                        .items("spotInstanceRequestSet")
-                        .iter()
-                        .filter(|r| !matches!(r.text_at("state").as_str(), "cancelled" | "closed"))
-                        .map(|r| r.text_at("spotInstanceRequestId"))
-                        .collect();
-                    if !open.is_empty() {
-                        let mut c = Params::new();
-                        c.list("SpotInstanceRequestId", &open);
-                        match self.try_call("CancelSpotInstanceRequests", &c).await? {
-                            Ok(_) => {}
-                            Err(e) if e.is_not_found() => {}
-                            Err(e) => errors.push(e.to_string()),
-                        }
-                    }
-                }
-                Err(e) if e.is_not_found() => {}
-                Err(e) => errors.push(e.to_string()),
+            let found = self
+                .cleanup("DescribeSpotInstanceRequests", &p, &mut errors)
+                .await?;
+            let open: Vec<String> = found
+                .iter()
+                .flat_map(|x| x.items("spotInstanceRequestSet"))
+                .filter(|r| !matches!(r.text_at("state").as_str(), "cancelled" | "closed"))
+                .map(|r| r.text_at("spotInstanceRequestId"))
+                .collect();
+            if !open.is_empty() {
+                let mut c = Params::new();
+                c.list("SpotInstanceRequestId", &open);
+                self.cleanup("CancelSpotInstanceRequests", &c, &mut errors)
+                    .await?;
             }
         }
         let mut terminated = Vec::new();
@@ -1726,20 +1730,13 @@ impl Driver for Ec2Driver {
         {
             let mut p = Params::new();
             p.add("LaunchTemplateName", self.own_template_name());
-            match self.try_call("DeleteLaunchTemplate", &p).await? {
-                Ok(_) => {}
-                Err(e) if e.is_not_found() => {}
-                Err(e) => errors.push(e.to_string()),
-            }
+            self.cleanup("DeleteLaunchTemplate", &p, &mut errors)
+                .await?;
         }
         if !self.own.existing_key && !self.own.key_name.is_empty() {
             let mut p = Params::new();
             p.add("KeyName", self.own.key_name.clone());
-            match self.try_call("DeleteKeyPair", &p).await? {
-                Ok(_) => {}
-                Err(e) if e.is_not_found() => {}
-                Err(e) => errors.push(e.to_string()),
-            }
+            self.cleanup("DeleteKeyPair", &p, &mut errors).await?;
         }
         if !self.own.created_security_group_ids.is_empty() {
             if !terminated.is_empty() {
