@@ -442,13 +442,19 @@ fn base64(data: &[u8]) -> String {
 /// what the container printed.
 fn run_container(cli: &Cli, name: &str, dir: &Path) -> String {
     let image = test_image(dir);
-    let out = Command::new("bash")
+    let script = format!(
+        "docker import {} mt-busybox:latest >/dev/null; \
+         docker run --rm --network none mt-busybox:latest echo hello-from-ec2",
+        image.display()
+    );
+    ok(&with_machine_env(cli, name, &script)).trim().to_string()
+}
+
+/// Run the bash `script` with machine `name`'s `env` evaluated first.
+fn with_machine_env(cli: &Cli, name: &str, script: &str) -> Output {
+    Command::new("bash")
         .arg("-c")
-        .arg(format!(
-            "set -e; eval \"$(\"$M\" env {name})\"; docker import {} mt-busybox:latest >/dev/null; \
-             docker run --rm --network none mt-busybox:latest echo hello-from-ec2",
-            image.display()
-        ))
+        .arg(format!("set -e; eval \"$(\"$M\" env {name})\"; {script}"))
         .env("M", bin())
         .env("MACHINE_STORAGE_PATH", &cli.store)
         .env("DOCKER_CONFIG", cli.home.join("docker-config"))
@@ -457,8 +463,29 @@ fn run_container(cli: &Cli, name: &str, dir: &Path) -> String {
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env_remove("DOCKER_HOST")
         .output()
-        .expect("bash");
-    ok(&out).trim().to_string()
+        .expect("bash")
+}
+
+/// After `rm` of a fleet machine: the fleet deleted (or forgotten) and the
+/// launch template gone.
+fn assert_fleet_and_template_gone(ec2: &Ec2, fleet: &str, template: &str) {
+    let state = ec2
+        .call("DescribeFleets", &[("FleetId.1", fleet)])
+        .items("fleetSet")
+        .first()
+        .map(|f| f.text_at("fleetState"))
+        .unwrap_or_default();
+    assert!(
+        state.is_empty() || state.starts_with("deleted"),
+        "fleet {fleet} is {state}"
+    );
+    let templates: Vec<String> = ec2
+        .call("DescribeLaunchTemplates", &[])
+        .items("launchTemplates")
+        .iter()
+        .map(|t| t.text_at("launchTemplateId"))
+        .collect();
+    assert!(!templates.iter().any(|t| t == template), "{templates:?}");
 }
 
 /// `machine` once per name, all at once: their outputs, in order.
@@ -1698,16 +1725,7 @@ fn fleet_create_with_two_types_and_two_subnets() {
     );
 
     ok(&cli.run(&["rm", "-y", "ec2-fleet"]));
-    let x = ec2.call("DescribeFleets", &[("FleetId.1", &fleet)]);
-    let state = x
-        .items("fleetSet")
-        .first()
-        .map(|f| f.text_at("fleetState"))
-        .unwrap_or_default();
-    assert!(
-        state.is_empty() || state.starts_with("deleted"),
-        "fleet {fleet} is {state}"
-    );
+    assert_fleet_and_template_gone(&ec2, &fleet, &template);
     assert_eq!(
         ec2.instance(&id).text_at("instanceState/name"),
         "terminated"
@@ -1721,13 +1739,6 @@ fn fleet_create_with_two_types_and_two_subnets() {
         .filter(|s| s != "cancelled" && s != "closed")
         .collect();
     assert!(open.is_empty(), "spot requests left: {open:?}");
-    let templates: Vec<String> = ec2
-        .call("DescribeLaunchTemplates", &[])
-        .items("launchTemplates")
-        .iter()
-        .map(|t| t.text_at("launchTemplateId"))
-        .collect();
-    assert!(!templates.contains(&template), "{templates:?}");
     assert!(!ec2.group_names().contains(&"docker-machine".to_string()));
 }
 
@@ -1820,17 +1831,7 @@ fn ten_concurrent_creates_provision_ten_hosts_then_ten_removes() {
             "{n}: {ip} in {}",
             net.cidr
         );
-        let out = Command::new("bash")
-            .arg("-c")
-            .arg(format!(
-                "set -e; eval \"$(\"$M\" env {n})\"; docker version --format '{{{{.Server.Os}}}}'"
-            ))
-            .env("M", bin())
-            .env("MACHINE_STORAGE_PATH", &cli.store)
-            .env("DOCKER_CONFIG", cli.home.join("docker-config"))
-            .env_remove("DOCKER_HOST")
-            .output()
-            .expect("bash");
+        let out = with_machine_env(&cli, n, "docker version --format '{{.Server.Os}}'");
         assert_eq!(ok(&out).trim(), "linux", "{n}");
         seen.push(ip);
     }
@@ -1925,22 +1926,6 @@ fn a_failed_fleet_create_is_error_and_rm_leaves_nothing() {
         ec2.instance(&id).text_at("instanceState/name"),
         "terminated"
     );
-    let state = ec2
-        .call("DescribeFleets", &[("FleetId.1", &fleet)])
-        .items("fleetSet")
-        .first()
-        .map(|f| f.text_at("fleetState"))
-        .unwrap_or_default();
-    assert!(
-        state.is_empty() || state.starts_with("deleted"),
-        "fleet {fleet} is {state}"
-    );
-    let templates: Vec<String> = ec2
-        .call("DescribeLaunchTemplates", &[])
-        .items("launchTemplates")
-        .iter()
-        .map(|t| t.text_at("launchTemplateId"))
-        .collect();
-    assert!(!templates.contains(&template), "{templates:?}");
+    assert_fleet_and_template_gone(&ec2, &fleet, &template);
     assert!(!cli.store.join("machines/ec2-fleet-fail").exists());
 }
