@@ -649,4 +649,21 @@ mod tests {
         store.remove("m").expect("remove while locked");
         assert!(store.names().expect("names").is_empty());
     }
+
+    /// A driver number too large for any integer type (found by the
+    /// config_json fuzz target) loads as a float and must encode to text
+    /// that loads back to the very same config.
+    #[test]
+    fn huge_driver_numbers_survive_a_save_and_load() {
+        let doc = br#"{"DriverName":"virtualbox","Driver":{"MachineName":"legacy",
+            "Memory":2047777777777777777777777777777777777777777777777777777777777778,
+            "DiskSize":1.7976931348623157e308,"CPU":4.9e-324},
+            "StorePath":"/s/machines/legacy"}"#;
+        let root = Path::new("/s");
+        let path = Path::new("/s/machines/legacy/config.json");
+        let (config, _) = decode_config(doc, "legacy", path, root).expect("loads");
+        let bytes = config.to_json().expect("encodes");
+        let (again, _) = decode_config(&bytes, "legacy", path, root).expect("loads again");
+        assert_eq!(again.to_json().expect("encodes"), bytes);
+    }
 }
