@@ -16,7 +16,6 @@
 
 use crate::fsutil::{create_private_dir, write_atomic, PRIVATE_FILE_MODE};
 use serde_json::{json, Value};
-use sha2::Digest;
 use std::path::{Path, PathBuf};
 
 /// The metadata field marking a context as written for a store.
@@ -58,10 +57,7 @@ pub fn config_dir() -> Result<PathBuf, ContextError> {
 
 /// The directory name the docker CLI uses for context `name`: the hex SHA-256 of the name.
 pub fn context_id(name: &str) -> String {
-    sha2::Sha256::digest(name.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::archive::sha256_hex(name.as_bytes())
 }
 
 /// `contexts/meta/<id>` under `config`.

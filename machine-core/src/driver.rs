@@ -397,6 +397,81 @@ impl fmt::Debug for Checkpoint {
     }
 }
 
+/// One file of the Docker daemon's configuration, as it must be on the
+/// machine: its absolute path there, its contents and its mode.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BootFile {
+    pub path: String,
+    /// May hold the server's private key: never logged.
+    pub contents: Vec<u8>,
+    pub mode: u32,
+}
+
+impl fmt::Debug for BootFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BootFile")
+            .field("path", &self.path)
+            .field("bytes", &self.contents.len())
+            .field("mode", &format_args!("{:o}", self.mode))
+            .finish()
+    }
+}
+
+/// Where the daemon a driver hands its configuration to at first boot will
+/// listen and run: the address its server certificate must cover (known
+/// before the machine exists, e.g. a VM's forwarded loopback address) and
+/// the path of `dockerd` on the machine's image (run by systemd).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootTarget {
+    pub address: String,
+    pub dockerd: String,
+}
+
+/// What [`BootEngine::files`] calls.
+type BootFilesFn = dyn Fn(&BootTarget) -> Result<Vec<BootFile>, String> + Send + Sync;
+
+/// The Docker daemon's configuration for a machine's first boot: its TLS
+/// material (a server certificate issued for the target's address) and its
+/// service settings, exactly the files provisioning writes over SSH.
+///
+/// The store hands one to the driver ([`Driver::set_boot_engine`]) before
+/// `create` when the machine is to be provisioned. A driver whose machine
+/// can take files at boot (a VM image that reads them from the hypervisor)
+/// asks for them during `create`; the daemon then starts once, already
+/// secured, and provisioning finds it configured and only checks it. A
+/// driver that never asks changes nothing.
+#[derive(Clone)]
+pub struct BootEngine {
+    make: Arc<BootFilesFn>,
+}
+
+impl BootEngine {
+    /// A source of boot files made by `make`.
+    pub fn new(
+        make: impl Fn(&BootTarget) -> Result<Vec<BootFile>, String> + Send + Sync + 'static,
+    ) -> Self {
+        BootEngine {
+            make: Arc::new(make),
+        }
+    }
+
+    /// The daemon's files for a machine reached at `target`. `driver` names
+    /// the driver in the error.
+    pub fn files(&self, driver: &str, target: &BootTarget) -> Result<Vec<BootFile>, DriverError> {
+        (self.make)(target).map_err(|message| DriverError::Failed {
+            driver: driver.to_string(),
+            operation: "prepare the Docker daemon's configuration for the first boot".into(),
+            message,
+        })
+    }
+}
+
+impl fmt::Debug for BootEngine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BootEngine")
+    }
+}
+
 /// A machine's driver.
 #[async_trait]
 pub trait Driver: Send + Sync + fmt::Debug {
@@ -441,6 +516,9 @@ pub trait Driver: Send + Sync + fmt::Debug {
     /// Default: ignored (the store saves once `create` returns, whether it
     /// succeeded or not).
     fn set_checkpoint(&mut self, _checkpoint: Checkpoint) {}
+    /// Receive the daemon's configuration for the machine's first boot
+    /// before `create` (see [`BootEngine`]). Default: ignored.
+    fn set_boot_engine(&mut self, _boot: BootEngine) {}
     /// Checks that can refuse creation before anything is made.
     async fn pre_create_check(&self) -> Result<(), DriverError> {
         Ok(())

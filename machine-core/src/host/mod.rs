@@ -31,7 +31,7 @@ use crate::state::State;
 pub use crate::store::{ListEntry, ListQuery, Settings, Store};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 pub use crate::progress::Progress;
 
@@ -483,8 +483,68 @@ impl Host {
             Lifecycle::Kill => d.kill().await,
         };
         r.map_err(|e| self.drv(e))?;
-        self.save()
+        self.save()?;
+        if matches!(op, Lifecycle::Start | Lifecycle::Restart) && self.runs_our_daemon() {
+            self.wait_daemon().await?;
+        }
+        Ok(())
     }
+
+    /// Whether the machine's daemon was configured by us and comes up with
+    /// the machine (provisioned without a recorded failure).
+    fn runs_our_daemon(&self) -> bool {
+        self.driver.needs_provisioning()
+            && !self
+                .config
+                .host_options
+                .auth_options
+                .server_cert_remote_path
+                .is_empty()
+            && self.last_error().is_none()
+    }
+
+    /// Wait until the daemon answers (bounded by the engine timeout), so that
+    /// `docker` works as soon as `start` returns. A daemon that answers with
+    /// a certificate that no longer covers its address (a cloud machine with
+    /// a new public IP) is up: `env` and `regenerate-certs` deal with that.
+    async fn wait_daemon(&self) -> Result<(), HostError> {
+        let limit = self.store.settings.engine_timeout;
+        let deadline = Instant::now() + limit;
+        let url = self.url().await?;
+        loop {
+            match self.ping_version_at(&url, Duration::from_secs(10)).await {
+                Ok(_) => return Ok(()),
+                Err(HostError::Engine {
+                    source: engine::EngineError::Tls { source, .. },
+                    ..
+                }) if refused_certificate(&source) => return Ok(()),
+                Err(HostError::Engine { .. }) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(250)).await
+                }
+                Err(HostError::Engine { .. }) => {
+                    return Err(HostError::Timeout {
+                        name: self.name().to_string(),
+                        what: format!("the Docker daemon at {url} to answer after the start"),
+                        seconds: limit.as_secs(),
+                    })
+                }
+                Err(other) => return Err(other),
+            }
+        }
+    }
+}
+
+/// Whether a TLS failure is the daemon's certificate being refused (the
+/// daemon is up) rather than the connection failing.
+fn refused_certificate(e: &std::io::Error) -> bool {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .is_some_and(|r| {
+            matches!(
+                r,
+                rustls::Error::InvalidCertificate(_) | rustls::Error::AlertReceived(_)
+            )
+        })
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -17,10 +17,73 @@
 
 use super::{Host, HostError, Progress};
 use crate::cert::{self, CertPaths, CertificateAuthority, KeyAlgorithm};
+use crate::driver::{BootEngine, BootTarget};
 use crate::provision::{self, ProvisionError, ProvisionRequest};
 use crate::ssh::Session;
 use crate::state::State;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// A machine's daemon TLS material: CA certificate, server certificate and
+/// server key (PEM).
+type Material = (String, String, String);
+
+/// Issues server certificates for one machine: signed by the store's CA,
+/// for the machine's extra names plus the address and `localhost`, saved
+/// in the machine's directory (0600).
+struct CertIssuer {
+    certs_dir: PathBuf,
+    machine_dir: PathBuf,
+    sans: Vec<String>,
+    org: String,
+    alg: KeyAlgorithm,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum IssueError {
+    #[error(transparent)]
+    Cert(cert::CertError),
+    #[error("cannot write {}: {source}", .path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl CertIssuer {
+    fn issue(&self, ip: &str) -> Result<Material, IssueError> {
+        let certs = CertPaths::in_dir(&self.certs_dir);
+        let ca =
+            CertificateAuthority::load(&certs.ca_cert, &certs.ca_key).map_err(IssueError::Cert)?;
+        let mut sans = self.sans.clone();
+        for extra in [ip.to_string(), "localhost".to_string()] {
+            if !sans.contains(&extra) {
+                sans.push(extra);
+            }
+        }
+        let bundle = ca
+            .issue_server(&self.org, &sans, self.alg)
+            .map_err(IssueError::Cert)?;
+        let (cp, kp) = (
+            self.machine_dir.join("server.pem"),
+            self.machine_dir.join("server-key.pem"),
+        );
+        crate::fsutil::write_atomic(&cp, bundle.cert_pem.as_bytes(), 0o600).map_err(|source| {
+            IssueError::Io {
+                path: cp.clone(),
+                source,
+            }
+        })?;
+        crate::fsutil::write_atomic(&kp, bundle.key_pem.as_bytes(), 0o600).map_err(|source| {
+            IssueError::Io {
+                path: kp.clone(),
+                source,
+            }
+        })?;
+        Ok((ca.cert_pem().to_string(), bundle.cert_pem, bundle.key_pem))
+    }
+}
 
 impl Host {
     async fn wait_running(&self, progress: Progress<'_>) -> Result<(), HostError> {
@@ -49,6 +112,16 @@ impl Host {
         progress: Progress<'_>,
     ) -> Result<(), HostError> {
         progress("Creating machine");
+        let issued = Arc::new(Mutex::new(None));
+        if self.driver.needs_provisioning() {
+            self.config
+                .host_options
+                .engine_options
+                .validate()
+                .map_err(HostError::from)?;
+            let boot = self.boot_engine(alg, Arc::clone(&issued));
+            self.driver.set_boot_engine(boot);
+        }
         let created = crate::progress::forward(progress, self.driver.create()).await;
         // Save whatever the driver made before it failed (an instance id),
         // so that `rm` can remove it.
@@ -62,7 +135,9 @@ impl Host {
         self.wait_running(progress).await?;
         self.copy_client_certs()?;
         if self.driver.needs_provisioning() {
-            self.provision_with(alg, progress).await?;
+            let material = issued.lock().ok().and_then(|mut m| m.take());
+            self.provision_with_material(alg, material, progress)
+                .await?;
         }
         Ok(())
     }
@@ -113,42 +188,77 @@ impl Host {
     }
 
     /// Make and save a new server certificate for the machine's current address.
-    fn issue_server_cert(
-        &mut self,
-        ip: &str,
-        alg: KeyAlgorithm,
-    ) -> Result<(String, String, String), HostError> {
-        let certs = CertPaths::in_dir(&self.store.files.certs_dir());
-        let ca = CertificateAuthority::load(&certs.ca_cert, &certs.ca_key)
-            .map_err(|e| self.cert_err(e))?;
-        let mut sans: Vec<String> = self
-            .config
-            .host_options
-            .auth_options
-            .server_cert_sans
-            .clone()
-            .unwrap_or_default();
-        for extra in [ip.to_string(), "localhost".to_string()] {
-            if !sans.contains(&extra) {
-                sans.push(extra);
-            }
+    fn issue_server_cert(&mut self, ip: &str, alg: KeyAlgorithm) -> Result<Material, HostError> {
+        let issuer = self.server_cert_issuer(alg);
+        issuer.issue(ip).map_err(|e| match e {
+            IssueError::Cert(e) => self.cert_err(e),
+            IssueError::Io { path, source } => self.io(&path, source),
+        })
+    }
+
+    /// What issues this machine's server certificates (see [`CertIssuer`]).
+    fn server_cert_issuer(&self, alg: KeyAlgorithm) -> CertIssuer {
+        CertIssuer {
+            certs_dir: self.store.files.certs_dir(),
+            machine_dir: self.dir(),
+            sans: self
+                .config
+                .host_options
+                .auth_options
+                .server_cert_sans
+                .clone()
+                .unwrap_or_default(),
+            org: format!("{}.{}", cert::default_org(), self.name()),
+            alg,
         }
-        let org = format!("{}.{}", cert::default_org(), self.name());
-        let bundle = ca
-            .issue_server(&org, &sans, alg)
-            .map_err(|e| self.cert_err(e))?;
-        let dir = self.dir();
-        let (cp, kp) = (dir.join("server.pem"), dir.join("server-key.pem"));
-        crate::fsutil::write_atomic(&cp, bundle.cert_pem.as_bytes(), 0o600)
-            .map_err(|e| self.io(&cp, e))?;
-        crate::fsutil::write_atomic(&kp, bundle.key_pem.as_bytes(), 0o600)
-            .map_err(|e| self.io(&kp, e))?;
-        Ok((ca.cert_pem().to_string(), bundle.cert_pem, bundle.key_pem))
+    }
+
+    /// The request provisioning carries out with `material`.
+    fn provision_request(&self, material: Material) -> ProvisionRequest {
+        let (ca_pem, server_cert_pem, server_key_pem) = material;
+        ProvisionRequest {
+            hostname: self.name().to_string(),
+            driver_name: self.driver_name().to_string(),
+            engine: self.config.host_options.engine_options.clone(),
+            engine_port: self.driver.engine_port(),
+            ca_pem,
+            server_cert_pem,
+            server_key_pem,
+        }
+    }
+
+    /// The daemon's configuration for the first boot, handed to the driver
+    /// before `create`: asking for it issues the server certificate for the
+    /// address the driver names, which `issued` keeps for provisioning.
+    fn boot_engine(&self, alg: KeyAlgorithm, issued: Arc<Mutex<Option<Material>>>) -> BootEngine {
+        let issuer = self.server_cert_issuer(alg);
+        let base = self.provision_request((String::new(), String::new(), String::new()));
+        BootEngine::new(move |target: &BootTarget| {
+            let material = issuer.issue(&target.address).map_err(|e| e.to_string())?;
+            let mut req = base.clone();
+            (req.ca_pem, req.server_cert_pem, req.server_key_pem) = material.clone();
+            let files = provision::boot_files(&req, &target.dockerd);
+            if let Ok(mut slot) = issued.lock() {
+                *slot = Some(material);
+            }
+            Ok(files)
+        })
     }
 
     async fn provision_with(
         &mut self,
         alg: KeyAlgorithm,
+        progress: Progress<'_>,
+    ) -> Result<(), HostError> {
+        self.provision_with_material(alg, None, progress).await
+    }
+
+    /// [`Self::provision_with`], with the server certificate already issued
+    /// (`material`: CA, certificate, key) when the machine took it at boot.
+    async fn provision_with_material(
+        &mut self,
+        alg: KeyAlgorithm,
+        material: Option<Material>,
         progress: Progress<'_>,
     ) -> Result<(), HostError> {
         // nothing to provision without SSH, and no server certificate to
@@ -165,9 +275,14 @@ impl Host {
             .engine_options
             .validate()
             .map_err(HostError::from)?;
-        let ip = self.ip().await?;
-        progress("Generating the server certificate");
-        let (ca_pem, server_cert_pem, server_key_pem) = self.issue_server_cert(&ip, alg)?;
+        let material = match material {
+            Some(m) => m,
+            None => {
+                let ip = self.ip().await?;
+                progress("Generating the server certificate");
+                self.issue_server_cert(&ip, alg)?
+            }
+        };
         {
             let a = &mut self.config.host_options.auth_options;
             a.ca_cert_remote_path = provision::engine::REMOTE_CA.into();
@@ -175,15 +290,7 @@ impl Host {
             a.server_key_remote_path = provision::engine::REMOTE_SERVER_KEY.into();
         }
         self.save()?;
-        let req = ProvisionRequest {
-            hostname: self.name().to_string(),
-            driver_name: self.driver_name().to_string(),
-            engine: self.config.host_options.engine_options.clone(),
-            engine_port: self.driver.engine_port(),
-            ca_pem,
-            server_cert_pem,
-            server_key_pem,
-        };
+        let req = self.provision_request(material);
         // A connection lost mid-way is retried once on a new connection (the
         // steps are idempotent); connecting again is itself bounded by the
         // SSH settings' attempts and deadlines.

@@ -123,6 +123,22 @@ impl CommandRunner for ScriptedSession {
         if command.contains("@@os-release") {
             return Ok(os_probe());
         }
+        if command.contains("sha256sum --") {
+            // what the machine holds now, and a running daemon
+            let files = self.seen.files.lock().expect("lock").clone();
+            let mut out = String::new();
+            for (path, contents, _) in &files {
+                out.push_str(&format!(
+                    "{}  {path}\n",
+                    crate::archive::sha256_hex(contents)
+                ));
+            }
+            out.push_str("@@docker=active\n");
+            return Ok(Output {
+                stdout: out.into_bytes(),
+                ..Output::default()
+            });
+        }
         if command.contains("journalctl") {
             return Ok(Output {
                 stdout: b"dockerd: failed to start daemon: bad config\n".to_vec(),
@@ -165,6 +181,10 @@ struct LoopDriver {
     engine_port: u16,
     upgrade_url: Option<&'static str>,
     addr: Arc<Mutex<String>>,
+    /// A machine that takes the daemon's files at boot: `create` asks for
+    /// them and they land on the scripted machine.
+    takes_boot: Option<Arc<Seen>>,
+    boot: Option<crate::driver::BootEngine>,
 }
 
 impl LoopDriver {
@@ -179,6 +199,24 @@ impl Driver for LoopDriver {
         "loop"
     }
     async fn create(&mut self) -> Result<(), DriverError> {
+        if let (Some(seen), Some(boot)) = (&self.takes_boot, &self.boot) {
+            let target = crate::driver::BootTarget {
+                address: self.addr(),
+                dockerd: "/usr/sbin/dockerd".into(),
+            };
+            for f in boot.files("loop", &target)? {
+                seen.files
+                    .lock()
+                    .expect("lock")
+                    .push((f.path, f.contents, f.mode));
+            }
+        }
+        Ok(())
+    }
+    fn set_boot_engine(&mut self, boot: crate::driver::BootEngine) {
+        self.boot = Some(boot);
+    }
+    async fn start(&mut self) -> Result<(), DriverError> {
         Ok(())
     }
     async fn remove(&mut self) -> Result<(), DriverError> {
@@ -220,6 +258,7 @@ struct LoopFactory {
     engine_port: u16,
     upgrade_url: Option<&'static str>,
     addr: Arc<Mutex<String>>,
+    takes_boot: Option<Arc<Seen>>,
 }
 
 impl DriverFactory for LoopFactory {
@@ -242,6 +281,8 @@ impl DriverFactory for LoopFactory {
             engine_port: self.engine_port,
             upgrade_url: self.upgrade_url,
             addr: self.addr.clone(),
+            takes_boot: self.takes_boot.clone(),
+            boot: None,
         }))
     }
     fn load_driver(
@@ -266,6 +307,8 @@ impl DriverFactory for LoopFactory {
             engine_port: port,
             upgrade_url: self.upgrade_url,
             addr: self.addr.clone(),
+            takes_boot: self.takes_boot.clone(),
+            boot: None,
         }))
     }
 }
@@ -332,6 +375,20 @@ impl World {
         engine: bool,
         upgrade_url: Option<&'static str>,
     ) -> World {
+        Self::build(breaks, engine, upgrade_url, false).await
+    }
+
+    /// Machines that take the daemon's configuration at boot.
+    async fn booting() -> World {
+        Self::build(vec![], true, None, true).await
+    }
+
+    async fn build(
+        breaks: Vec<(usize, usize)>,
+        engine: bool,
+        upgrade_url: Option<&'static str>,
+        takes_boot: bool,
+    ) -> World {
         let dir = tempfile::tempdir().expect("tempdir");
         let seen = Arc::new(Seen::default());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -354,6 +411,7 @@ impl World {
             engine_port,
             upgrade_url,
             addr: addr.clone(),
+            takes_boot: takes_boot.then(|| seen.clone()),
         }));
         let settings = Settings {
             engine_timeout: Duration::from_secs(1),
@@ -686,4 +744,98 @@ async fn a_checkpoint_saves_mid_create_and_remove_sees_it() {
     assert_eq!(host.state().await.expect("state"), State::Error);
     store.remove("c1", false).await.expect("remove");
     assert_eq!(removed.lock().expect("lock").as_slice(), ["res-1"]);
+}
+
+/// A machine that took the daemon's files at its first boot: the server
+/// certificate is issued once, for the address the driver named before the
+/// machine existed; provisioning finds every file in place and the daemon
+/// running, so it neither rewrites nor restarts anything.
+#[tokio::test]
+async fn a_machine_configured_at_boot_is_only_checked() {
+    let w = World::booting().await;
+    let host = w.create("b1").await.expect("create");
+    let commands = w.seen.commands.lock().expect("lock").clone();
+    assert!(
+        !commands.iter().any(|c| c.contains("restart docker")),
+        "{commands:?}"
+    );
+    assert!(commands.iter().any(|c| c.contains("sha256sum --")));
+    assert!(
+        w.steps()
+            .iter()
+            .any(|s| s == "Docker is already configured with this machine's certificates"),
+        "{:?}",
+        w.steps()
+    );
+    assert!(!w
+        .steps()
+        .iter()
+        .any(|s| s == "Generating the server certificate"));
+    // the certificate on the machine is the one saved beside it
+    let saved = std::fs::read(host.dir().join("server.pem")).expect("server.pem");
+    assert_eq!(w.seen.file(REMOTE_SERVER_CERT), Some(saved));
+    let files = w.seen.files.lock().expect("lock").clone();
+    assert_eq!(files.len(), 4, "CA, certificate, key, drop-in: {files:?}");
+    let (_, dropin, mode) = files
+        .iter()
+        .find(|f| f.0.ends_with("docker.service.d/10-machine.conf"))
+        .expect("drop-in");
+    assert_eq!(*mode, 0o644);
+    let dropin = String::from_utf8_lossy(dropin);
+    assert!(dropin.contains("ExecStart=/usr/sbin/dockerd"), "{dropin}");
+    assert!(dropin.contains("--tlsverify"), "{dropin}");
+    assert_eq!(
+        files.iter().find(|f| f.0 == REMOTE_SERVER_KEY).map(|f| f.2),
+        Some(0o600)
+    );
+    host.docker_version(Duration::from_secs(5))
+        .await
+        .expect("the daemon answers with the boot certificate");
+    assert!(host.last_error().is_none());
+}
+
+/// A driver that never asks for the boot files: provisioning issues the
+/// certificate, finds the files missing, writes them and restarts the
+/// daemon, as before.
+#[tokio::test]
+async fn a_machine_without_the_boot_files_is_configured_over_ssh() {
+    let w = World::new(vec![], true).await;
+    let host = w.create("b2").await.expect("create");
+    let commands = w.seen.commands.lock().expect("lock").clone();
+    assert!(
+        commands.iter().any(|c| c.contains("restart docker")),
+        "{commands:?}"
+    );
+    assert!(!w
+        .steps()
+        .iter()
+        .any(|s| s.starts_with("Docker is already configured")));
+    host.docker_version(Duration::from_secs(5))
+        .await
+        .expect("version");
+}
+
+/// `start` returns once the daemon answers; a daemon that never answers
+/// makes it fail with a timeout that names the daemon's URL.
+#[tokio::test]
+async fn start_waits_for_the_daemon() {
+    let w = World::new(vec![], true).await;
+    w.create("s1").await.expect("create");
+    let mut host = w.store.get("s1").expect("get");
+    host.start().await.expect("start");
+    host.docker_version(Duration::from_secs(5))
+        .await
+        .expect("answers right after start");
+
+    // the machine comes back where no daemon answers: a timeout naming it
+    w.move_to("127.0.0.3");
+    let err = host.start().await.expect_err("no daemon answers");
+    assert_eq!(err.code(), ErrorCode::Timeout, "{err}");
+    assert!(err.to_string().contains("127.0.0.3"), "{err}");
+
+    let w = World::new(vec![], false).await;
+    assert!(w.create("s2").await.is_err(), "no daemon: create fails");
+    let mut host = w.store.get("s2").expect("get");
+    // a machine whose provisioning failed is not waited for
+    host.start().await.expect("start without waiting");
 }

@@ -24,6 +24,7 @@ pub mod os_release;
 pub use os_release::OsRelease;
 
 use crate::config::EngineOptions;
+use crate::driver::BootFile;
 use crate::ssh::{shell_quote, CommandRunner, SshError};
 use std::fmt;
 use std::sync::Arc;
@@ -693,13 +694,103 @@ pub async fn provision(
         }
     }
     let steps = prov.configure_steps(&facts, req)?;
-    run_steps(runner, &steps, is_root, progress).await?;
+    let configured = !installed && is_configured(runner, &facts, &steps).await?;
+    if configured {
+        // the machine took this configuration at boot: the daemon started
+        // once, already secured, and is left running
+        progress("Docker is already configured with this machine's certificates");
+    } else {
+        run_steps(runner, &steps, is_root, progress).await?;
+    }
     Ok(ProvisionReport {
         provisioner: prov.name().to_string(),
         log_command: as_root(service_commands(facts.init).2, facts.is_root),
         facts,
         installed_docker: installed,
     })
+}
+
+/// The files [`configure_steps`] writes on a systemd machine whose daemon
+/// is `dockerd`: what a driver hands to its machine at first boot
+/// ([`crate::driver::BootEngine`]) so that provisioning finds them in place.
+pub fn boot_files(req: &ProvisionRequest, dockerd: &str) -> Vec<BootFile> {
+    let facts = HostFacts {
+        os: OsRelease::default(),
+        init: InitSystem::Systemd,
+        is_root: true,
+        docker: None,
+        dockerd: Some(dockerd.to_string()),
+    };
+    written_files(&configure_steps(&facts, req))
+}
+
+fn written_files(steps: &[Step]) -> Vec<BootFile> {
+    steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::WriteFile {
+                path,
+                contents,
+                mode,
+                ..
+            } => Some(BootFile {
+                path: path.clone(),
+                contents: contents.clone(),
+                mode: *mode,
+            }),
+            Step::Run { .. } => None,
+        })
+        .collect()
+}
+
+/// The command that prints the SHA-256 of each of `files` on the machine and
+/// the state of the docker unit.
+pub fn configured_check_command(files: &[BootFile]) -> String {
+    let paths: Vec<String> = files.iter().map(|f| shell_quote(&f.path)).collect();
+    format!(
+        "sha256sum -- {} 2>/dev/null; echo \"@@docker=$(systemctl is-active docker.service 2>/dev/null)\"",
+        paths.join(" ")
+    )
+}
+
+/// Whether the output of [`configured_check_command`] shows every one of
+/// `files` with the same contents and the daemon running or starting.
+pub fn shows_configured(out: &str, files: &[BootFile]) -> bool {
+    let running = out.lines().any(|l| {
+        matches!(
+            l.trim().strip_prefix("@@docker="),
+            Some("active" | "activating")
+        )
+    });
+    running
+        && files.iter().all(|f| {
+            let want = crate::archive::sha256_hex(&f.contents);
+            out.lines().any(|l| {
+                l.split_once("  ")
+                    .is_some_and(|(sum, path)| sum == want && path == f.path)
+            })
+        })
+}
+
+/// Whether a systemd machine already has every file `steps` would write and
+/// a running daemon (so the steps, which restart it, can be skipped).
+async fn is_configured(
+    runner: &dyn CommandRunner,
+    facts: &HostFacts,
+    steps: &[Step],
+) -> Result<bool, ProvisionError> {
+    let files = written_files(steps);
+    if facts.init != InitSystem::Systemd || files.is_empty() {
+        return Ok(false);
+    }
+    let out = runner
+        .run(&as_root(&configured_check_command(&files), facts.is_root))
+        .await
+        .map_err(|source| ProvisionError::Transport {
+            step: "Checking the daemon's configuration".into(),
+            source,
+        })?;
+    Ok(out.success() && shows_configured(&out.stdout_text(), &files))
 }
 
 /// Run the probe and parse it.

@@ -318,3 +318,67 @@ async fn failing_step_reports_stderr_tail() {
         "{msg}"
     );
 }
+
+#[test]
+fn boot_files_are_what_systemd_provisioning_writes() {
+    let req = request();
+    let files = boot_files(&req, "/usr/sbin/dockerd");
+    let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            engine::REMOTE_CA,
+            engine::REMOTE_SERVER_CERT,
+            engine::REMOTE_SERVER_KEY,
+            engine::SYSTEMD_DROP_IN
+        ]
+    );
+    assert_eq!(files[2].mode, 0o600);
+    assert_eq!(files[2].contents, req.server_key_pem.as_bytes());
+    let dropin = String::from_utf8_lossy(&files[3].contents);
+    assert!(
+        dropin.contains("ExecStart=/usr/sbin/dockerd -H"),
+        "{dropin}"
+    );
+    // the key never shows in a debug print
+    assert!(!format!("{files:?}").contains("SECRET-KEY"));
+}
+
+#[test]
+fn the_configured_check_wants_every_file_and_a_running_daemon() {
+    let files = boot_files(&request(), "/usr/sbin/dockerd");
+    let cmd = configured_check_command(&files);
+    assert!(cmd.starts_with("sha256sum -- /etc/docker/ca.pem "), "{cmd}");
+    let sums: String = files
+        .iter()
+        .map(|f| format!("{}  {}\n", crate::archive::sha256_hex(&f.contents), f.path))
+        .collect();
+    assert!(shows_configured(
+        &format!("{sums}@@docker=active\n"),
+        &files
+    ));
+    assert!(shows_configured(
+        &format!("{sums}@@docker=activating\n"),
+        &files
+    ));
+    assert!(!shows_configured(
+        &format!("{sums}@@docker=failed\n"),
+        &files
+    ));
+    assert!(!shows_configured(&format!("{sums}@@docker=\n"), &files));
+    // one file missing or different
+    let missing: String = sums.lines().skip(1).map(|l| format!("{l}\n")).collect();
+    assert!(!shows_configured(
+        &format!("{missing}@@docker=active\n"),
+        &files
+    ));
+    let changed = sums.replacen(
+        &crate::archive::sha256_hex(&files[0].contents),
+        &"0".repeat(64),
+        1,
+    );
+    assert!(!shows_configured(
+        &format!("{changed}@@docker=active\n"),
+        &files
+    ));
+}
