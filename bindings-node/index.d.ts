@@ -120,11 +120,11 @@ export declare class Host {
   removeDockerContext(): Promise<boolean>
   /** The machine as one archive (configuration, certificates, SSH key, pinned host key), optionally encrypted; a `Buffer`. */
   exportArchive(options?: ExportOptions | undefined | null): Promise<Uint8Array>
-  /** Start the machine (when its driver can). */
+  /** Start the machine (when its driver can); resolves once its Docker daemon answers. */
   start(): Promise<void>
   /** Stop the machine gracefully (when its driver can). */
   stop(): Promise<void>
-  /** Restart the machine (when its driver can). */
+  /** Restart the machine (when its driver can); resolves once its Docker daemon answers. */
   restart(): Promise<void>
   /** Stop the machine at once (when its driver can). */
   kill(): Promise<void>

@@ -446,7 +446,7 @@ impl JsHost {
         )
     }
 
-    /// Start the machine (when its driver can).
+    /// Start the machine (when its driver can); resolves once its Docker daemon answers.
     #[napi(ts_return_type = "Promise<void>")]
     pub fn start<'env>(&self, env: &'env Env) -> napi::Result<PromiseRaw<'env, ()>> {
         let host = self.host.clone();
@@ -460,7 +460,7 @@ impl JsHost {
         promise(env, async move { host.write().await.stop().await }, as_is)
     }
 
-    /// Restart the machine (when its driver can).
+    /// Restart the machine (when its driver can); resolves once its Docker daemon answers.
     #[napi(ts_return_type = "Promise<void>")]
     pub fn restart<'env>(&self, env: &'env Env) -> napi::Result<PromiseRaw<'env, ()>> {
         let host = self.host.clone();

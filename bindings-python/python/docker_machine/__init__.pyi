@@ -251,11 +251,11 @@ class Host:
         certificate, SSH key, pinned host key; the CA's private key only with
         ``with_ca_key``. Encrypted (age, scrypt) with ``passphrase`` when given."""
     def start(self) -> None:
-        """Start the machine (:class:`NotSupportedError` if the driver cannot)."""
+        """Start the machine (:class:`NotSupportedError` if the driver cannot); returns once its Docker daemon answers (bounded by the store's engine timeout)."""
     def stop(self) -> None:
         """Stop the machine gracefully (:class:`NotSupportedError` if the driver cannot)."""
     def restart(self) -> None:
-        """Restart the machine (:class:`NotSupportedError` if the driver cannot)."""
+        """Restart the machine (:class:`NotSupportedError` if the driver cannot); returns once its Docker daemon answers."""
     def kill(self) -> None:
         """Stop the machine at once (:class:`NotSupportedError` if the driver cannot)."""
     def provision(self, progress: _Progress = None) -> None:

@@ -15,7 +15,12 @@
 #   opt/machine/ssh-key   authorized key for root
 #   opt/machine/hostname  host name
 #   opt/machine/mounts    lines "TAG GUESTDIR [ro]": 9p shares to mount
-# and makes the SSH host key on first boot.
+#   opt/machine/docker/{ca.pem,server.pem,server-key.pem,docker.conf}
+#                         the Docker daemon's TLS material and systemd drop-in,
+#                         handed over at the first boot only
+# and makes the SSH host key on first boot. Docker starts at boot, as on any
+# Debian system: with the handed-over configuration it starts once, already
+# listening on its TLS port; without it, on its local socket only.
 #
 # Environment: MACHINE_IMAGE_MIRROR (Debian mirror URL),
 # MACHINE_IMAGE_SUITE (default bookworm). Needs root, debootstrap, mkfs.ext4
@@ -25,6 +30,8 @@ export LC_ALL=C
 
 out=${1:?usage: build-image.sh OUTDIR [docker|nodocker]}
 variant=${2:-docker}
+# What machine-init reads (see above); the driver rebuilds older images.
+init_version=2
 mirror=${MACHINE_IMAGE_MIRROR:-http://deb.debian.org/debian}
 suite=${MACHINE_IMAGE_SUITE:-bookworm}
 label=machine-root
@@ -52,7 +59,7 @@ cleanup() {
 trap cleanup EXIT
 
 pkgs=systemd-sysv,dbus,udev,kmod,openssh-server,sudo,iproute2,ca-certificates,apparmor,initramfs-tools,zstd,linux-image-amd64
-[ "$variant" = docker ] && pkgs=$pkgs,docker.io
+[ "$variant" = docker ] && pkgs=$pkgs,docker.io,curl
 
 step "packages (debootstrap $suite from $mirror, 1-2 minutes)"
 debootstrap --variant=minbase --include="$pkgs" "$suite" "$root" "$mirror" >"$work/debootstrap.log" 2>&1 || {
@@ -160,6 +167,15 @@ fi
 if [ ! -s /etc/ssh/ssh_host_ed25519_key ]; then
     ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key
 fi
+if [ -r "$d/docker/server-key.pem/raw" ]; then
+    install -d -m 755 /etc/docker /etc/systemd/system/docker.service.d
+    install -m 644 "$d/docker/ca.pem/raw" /etc/docker/ca.pem
+    install -m 644 "$d/docker/server.pem/raw" /etc/docker/server.pem
+    install -m 600 "$d/docker/server-key.pem/raw" /etc/docker/server-key.pem
+    install -m 644 "$d/docker/docker.conf/raw" /etc/systemd/system/docker.service.d/10-machine.conf
+    # the units were read before this ran; the daemon has not started yet
+    systemctl daemon-reload || echo "machine-init: systemctl daemon-reload failed" >&2
+fi
 if [ -r "$d/mounts/raw" ]; then
     modprobe 9pnet_virtio 2>/dev/null || true
     while read -r tag dir mode; do
@@ -175,10 +191,10 @@ INIT
 chmod 755 "$root/usr/local/sbin/machine-init"
 cat >"$root/etc/systemd/system/machine-init.service" <<'UNIT'
 [Unit]
-Description=Machine identity from the hypervisor (SSH key, host name, shares)
+Description=Machine identity from the hypervisor (SSH key, host name, shares, Docker TLS)
 DefaultDependencies=no
 After=local-fs.target systemd-remount-fs.service
-Before=ssh.service systemd-networkd.service sysinit.target
+Before=ssh.service systemd-networkd.service sysinit.target docker.service
 Wants=local-fs.target
 
 [Service]
@@ -213,8 +229,9 @@ in_root systemctl mask serial-getty@ttyS0.service getty@tty1.service apt-daily.t
 # starts; loading the packaged profiles at boot only delays SSH.
 in_root systemctl mask apparmor.service >/dev/null 2>&1 || true
 if [ "$variant" = docker ]; then
-    # The daemon starts once provisioning has configured it.
-    in_root systemctl disable docker.service docker.socket >/dev/null 2>&1 || true
+    in_root systemctl enable docker.service docker.socket >/dev/null 2>&1
+    dockerd_path=$(in_root sh -c 'command -v dockerd')
+    [ -n "$dockerd_path" ] || die "dockerd is missing from the image"
 fi
 
 step "system configuration (initramfs)"
@@ -257,6 +274,8 @@ cat >"$work/manifest.json" <<JSON
   "kernel": "$kver",
   "cmdline": "root=/dev/vda rw console=ttyS0,115200 loglevel=4",
   "docker": "$(pkgver docker.io)",
+  "dockerd": "${dockerd_path:-}",
+  "init_version": $init_version,
   "openssh": "$(pkgver openssh-server)",
   "disk_bytes": $disk_bytes,
   "disk_virtual_mib": $size_mib,

@@ -48,6 +48,9 @@ pub(super) struct LaunchPlan {
     pub mounts_file: PathBuf,
     /// The SSH public key handed to the guest (fw_cfg `opt/machine/ssh-key`).
     pub ssh_key: PathBuf,
+    /// The Docker daemon's files for the first boot (fw_cfg
+    /// `opt/machine/docker/<name>`), as (name, file); empty on later boots.
+    pub docker_files: Vec<(String, PathBuf)>,
     pub serial_log: PathBuf,
     pub qmp_socket: PathBuf,
     pub pidfile: PathBuf,
@@ -120,6 +123,12 @@ pub(super) fn args(plan: &LaunchPlan) -> Vec<String> {
         "-fw_cfg".into(),
         format!("name=opt/machine/hostname,string={}", plan.name),
     ]);
+    for (name, file) in &plan.docker_files {
+        a.extend([
+            "-fw_cfg".into(),
+            format!("name=opt/machine/docker/{name},file={}", qopt(file)),
+        ]);
+    }
     if !plan.shares.is_empty() {
         a.extend([
             "-fw_cfg".into(),
@@ -176,6 +185,7 @@ mod tests {
             shares: vec![],
             mounts_file: dir.join("mounts"),
             ssh_key: dir.join("id_rsa.pub"),
+            docker_files: vec![],
             serial_log: dir.join("serial.log"),
             qmp_socket: dir.join("qmp.sock"),
             pidfile: dir.join("qemu.pid"),

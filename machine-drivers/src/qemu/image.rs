@@ -348,18 +348,30 @@ fn build_step(step: &str, elapsed: Duration) -> String {
     )
 }
 
-/// The image directory of `variant`, built first if it is not in the cache.
+/// The version of the image's boot-time unit (`machine-init`) that this
+/// build script makes: 2 installs the daemon's configuration handed over at
+/// first boot. Cached images of the project made by an older script are
+/// built again (machines made from them keep their own hard link).
+pub const INIT_VERSION: u64 = 2;
+
+/// Whether a built image's manifest is current (see [`INIT_VERSION`]).
+fn is_current(m: &Value) -> bool {
+    m.get("init_version").and_then(Value::as_u64).unwrap_or(1) >= INIT_VERSION
+}
+
+/// The image directory of `variant`, built first if it is not in the cache
+/// (or was built by an older build script).
 pub async fn ensure_built(
     cache_dir: &Path,
     variant: Variant,
     progress: Progress<'_>,
 ) -> Result<PathBuf, ImageError> {
     let dir = image_dir(cache_dir, variant);
-    if manifest(&dir).is_some() {
+    if manifest(&dir).is_some_and(|m| is_current(&m)) {
         return Ok(dir);
     }
     let _lock = lock(cache_dir, variant.name()).await?;
-    if manifest(&dir).is_none() {
+    if !manifest(&dir).is_some_and(|m| is_current(&m)) {
         let r = build_locked(cache_dir, variant, progress).await?;
         progress(&format!(
             "Image {} built in {:.0} s ({} MiB)",
@@ -466,6 +478,10 @@ pub struct BootImage {
     pub initrd: Option<PathBuf>,
     /// Kernel command line for direct boot.
     pub cmdline: String,
+    /// The path of `dockerd` in the image, when the image installs the
+    /// daemon's configuration handed over at first boot (fw_cfg
+    /// `opt/machine/docker/*`) and starts it under systemd.
+    pub dockerd: Option<String>,
 }
 
 /// Find (building or downloading if needed) what `spec` names.
@@ -522,12 +538,18 @@ pub fn dir_image(dir: &Path) -> Result<BootImage, ImageError> {
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
         .map_or_else(|| DEFAULT_CMDLINE.to_string(), hardened_cmdline);
+    let dockerd = m
+        .get("dockerd")
+        .and_then(Value::as_str)
+        .filter(|d| is_current(&m) && d.starts_with('/'))
+        .map(str::to_string);
     Ok(BootImage {
         disk: dir.join("disk.qcow2"),
         format: "qcow2".into(),
         kernel: Some(dir.join("vmlinuz")),
         initrd: Some(dir.join("initrd.img")),
         cmdline,
+        dockerd,
     })
 }
 
@@ -596,6 +618,7 @@ async fn disk_image(
         kernel: direct.then_some(kernel),
         initrd: direct.then_some(initrd),
         cmdline: DEFAULT_CMDLINE.into(),
+        dockerd: None,
     })
 }
 

@@ -19,7 +19,12 @@
 //!
 //! The SSH public key and the host name reach the guest through QEMU's fw_cfg
 //! (`opt/machine/ssh-key`, `opt/machine/hostname`), read by the image's
-//! `machine-init` unit at boot; the guest makes its own SSH host key. Disk
+//! `machine-init` unit at boot; the guest makes its own SSH host key. At the
+//! first boot of a machine made from the project's image, create also hands
+//! over the Docker daemon's TLS material and systemd drop-in
+//! (`opt/machine/docker/*`, from a 0700 `boot-docker` directory removed once
+//! the VM has booted): the daemon starts once, already secured, and
+//! provisioning finds it configured. Disk
 //! images without a kernel to boot directly (cloud images) boot through their
 //! firmware instead, and their cloud-init reads the key and host name from a
 //! NoCloud seed (`seed.iso`, an ISO 9660 volume labelled `cidata`) attached as
@@ -59,9 +64,11 @@ use async_trait::async_trait;
 use cmdline::{Boot, LaunchPlan};
 use host::{host_memory_mib, port_free};
 use machine_core::config::{BaseDriver, DEFAULT_ENGINE_PORT};
+use machine_core::driver::{BootEngine, BootTarget};
 use machine_core::driver::{
     Driver, DriverContext, DriverError, DriverFactory, DriverOption, DriverOptions, SshTarget,
 };
+use machine_core::provision;
 use machine_core::State;
 use options::{parse_forward, parse_share, Own};
 use serde_json::{Map, Value};
@@ -144,6 +151,7 @@ impl DriverFactory for QemuFactory {
             own,
             machine_dir: ctx.machine_dir.clone(),
             store_root: ctx.store_root.clone(),
+            boot_engine: None,
         }))
     }
 
@@ -158,6 +166,7 @@ impl DriverFactory for QemuFactory {
             own,
             machine_dir: ctx.machine_dir.clone(),
             store_root: ctx.store_root.clone(),
+            boot_engine: None,
         }))
     }
 }
@@ -169,7 +178,26 @@ pub struct QemuDriver {
     own: Own,
     machine_dir: PathBuf,
     store_root: PathBuf,
+    /// The daemon's configuration for the first boot, when create has one.
+    boot_engine: Option<BootEngine>,
 }
+
+/// The machine's directory entry holding the daemon's files for the first
+/// boot (0700, files 0600), removed once the VM has booted.
+const DOCKER_BOOT_DIR: &str = "boot-docker";
+
+/// The daemon's files the image's `machine-init` installs at boot: where
+/// each goes in the guest, its fw_cfg name and the mode it gets there.
+const DOCKER_BOOT_FILES: [(&str, &str, u32); 4] = [
+    (provision::engine::REMOTE_CA, "ca.pem", 0o644),
+    (provision::engine::REMOTE_SERVER_CERT, "server.pem", 0o644),
+    (
+        provision::engine::REMOTE_SERVER_KEY,
+        "server-key.pem",
+        0o600,
+    ),
+    (provision::engine::SYSTEMD_DROP_IN, "docker.conf", 0o644),
+];
 
 /// The machine's directory and what is in it.
 impl QemuDriver {
@@ -257,6 +285,11 @@ impl QemuDriver {
                 .collect::<Result<_, _>>()?,
             mounts_file: self.file("mounts"),
             ssh_key: self.file("id_rsa.pub"),
+            docker_files: DOCKER_BOOT_FILES
+                .iter()
+                .map(|(_, name, _)| (name.to_string(), self.file(DOCKER_BOOT_DIR).join(name)))
+                .filter(|(_, f)| f.is_file())
+                .collect(),
             serial_log: self.file("serial.log"),
             qmp_socket: self.qmp_path(),
             pidfile: self.file("qemu.pid"),
@@ -280,6 +313,42 @@ impl QemuDriver {
         let p = self.file("mounts");
         machine_core::fsutil::write_atomic(&p, text.as_bytes(), 0o644)
             .map_err(|e| source("write the share list", e))
+    }
+
+    /// Put the daemon's files for the first boot where the launch plan
+    /// hands them to the guest, when the image installs them at boot
+    /// (`dockerd`: its daemon's path) and create has them. Files other than
+    /// the four the image knows, or with other modes, are not handed over:
+    /// provisioning then configures the daemon over SSH as usual.
+    fn prepare_docker_boot(&self, dockerd: Option<&str>) -> Result<(), DriverError> {
+        let (Some(dockerd), Some(engine)) = (dockerd, &self.boot_engine) else {
+            return Ok(());
+        };
+        let target = BootTarget {
+            address: "127.0.0.1".into(),
+            dockerd: dockerd.to_string(),
+        };
+        let files = engine.files(NAME, &target)?;
+        let known = files.len() == DOCKER_BOOT_FILES.len()
+            && files.iter().all(|f| {
+                DOCKER_BOOT_FILES
+                    .iter()
+                    .any(|(path, _, mode)| f.path == *path && f.mode == *mode)
+            });
+        if !known {
+            tracing::debug!(machine = %self.base.machine_name, "daemon files not handed over at boot: not the image's set");
+            return Ok(());
+        }
+        let dir = self.file(DOCKER_BOOT_DIR);
+        machine_core::fsutil::create_private_dir(&dir)
+            .map_err(|e| source("prepare the daemon's files for the first boot", e))?;
+        for f in &files {
+            if let Some((_, name, _)) = DOCKER_BOOT_FILES.iter().find(|(p, _, _)| f.path == *p) {
+                machine_core::fsutil::write_atomic(&dir.join(name), &f.contents, 0o600)
+                    .map_err(|e| source("prepare the daemon's files for the first boot", e))?;
+            }
+        }
+        Ok(())
     }
 
     fn link_or_copy(&self, from: &Path, name: &str) -> Result<PathBuf, DriverError> {
@@ -379,7 +448,15 @@ impl Driver for QemuDriver {
         ])
         .await?;
         self.write_mounts()?;
-        self.boot().await
+        self.prepare_docker_boot(boot.dockerd.as_deref())?;
+        let booted = self.boot().await;
+        // the guest has read them (or will never boot from them)
+        let _ = std::fs::remove_dir_all(self.file(DOCKER_BOOT_DIR));
+        booted
+    }
+
+    fn set_boot_engine(&mut self, boot: BootEngine) {
+        self.boot_engine = Some(boot);
     }
 
     async fn remove(&mut self) -> Result<(), DriverError> {
@@ -398,6 +475,7 @@ impl Driver for QemuDriver {
         ] {
             let _ = std::fs::remove_file(self.file(f));
         }
+        let _ = std::fs::remove_dir_all(self.file(DOCKER_BOOT_DIR));
         let _ = std::fs::remove_file(self.qmp_path());
         Ok(())
     }
@@ -679,6 +757,7 @@ mod tests {
             own: serde_json::from_str("{}").expect("own"),
             machine_dir: long.clone(),
             store_root: d.path().to_path_buf(),
+            boot_engine: None,
         };
         let q = drv.qmp_path();
         assert!(q.starts_with(&dir), "{}", q.display());
@@ -722,6 +801,7 @@ mod tests {
             },
             machine_dir: d.path().join("machines/vm1"),
             store_root: d.path().to_path_buf(),
+            boot_engine: None,
         };
         let plan = drv.launch_plan(Accel::Tcg, 41000, 41001).expect("plan");
         assert_eq!(plan.boot, Boot::Disk);
@@ -817,5 +897,86 @@ mod tests {
             }
         );
         assert!(parse_share("/a:/b:x").is_err());
+    }
+
+    /// The daemon's files reach the launch plan only when the image takes
+    /// them (a dockerd path) and create has them, in a 0700 directory of
+    /// 0600 files; a set the image does not know is not handed over.
+    #[test]
+    fn daemon_files_for_the_first_boot() {
+        use machine_core::driver::{BootEngine, BootFile};
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().expect("tmp");
+        let mut drv = QemuDriver {
+            base: BaseDriver::default(),
+            own: serde_json::from_str("{}").expect("own"),
+            machine_dir: d.path().join("machines/vm1"),
+            store_root: d.path().to_path_buf(),
+            boot_engine: None,
+        };
+        std::fs::create_dir_all(&drv.machine_dir).expect("dir");
+        let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = asked.clone();
+        let engine = BootEngine::new(move |t| {
+            seen.lock().expect("lock").push(t.clone());
+            Ok(DOCKER_BOOT_FILES
+                .iter()
+                .map(|(path, _, mode)| BootFile {
+                    path: path.to_string(),
+                    contents: format!("contents of {path}").into_bytes(),
+                    mode: *mode,
+                })
+                .collect())
+        });
+        drv.set_boot_engine(engine);
+        // an image that does not take them: nothing asked, nothing handed over
+        drv.prepare_docker_boot(None).expect("prepare");
+        assert!(asked.lock().expect("lock").is_empty());
+        assert!(drv
+            .launch_plan(Accel::Tcg, 1, 2)
+            .expect("plan")
+            .docker_files
+            .is_empty());
+
+        drv.prepare_docker_boot(Some("/usr/sbin/dockerd"))
+            .expect("prepare");
+        assert_eq!(
+            asked.lock().expect("lock").as_slice(),
+            [BootTarget {
+                address: "127.0.0.1".into(),
+                dockerd: "/usr/sbin/dockerd".into()
+            }]
+        );
+        let dir = drv.file(DOCKER_BOOT_DIR);
+        let mode = |p: &Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join("server-key.pem")), 0o600);
+        assert_eq!(
+            std::fs::read_to_string(dir.join("docker.conf")).expect("drop-in"),
+            format!("contents of {}", provision::engine::SYSTEMD_DROP_IN)
+        );
+        let a = cmdline::args(&drv.launch_plan(Accel::Tcg, 1, 2).expect("plan")).join(" ");
+        for name in ["ca.pem", "server.pem", "server-key.pem", "docker.conf"] {
+            let want = format!(
+                "-fw_cfg name=opt/machine/docker/{name},file={}",
+                dir.join(name).display()
+            );
+            assert!(a.contains(&want), "{a}");
+        }
+
+        // a set the image does not know (another mode here): not handed over
+        std::fs::remove_dir_all(&dir).expect("rm");
+        let mut other = drv.clone();
+        other.boot_engine = Some(BootEngine::new(|_| {
+            Ok(vec![BootFile {
+                path: provision::engine::REMOTE_SERVER_KEY.into(),
+                contents: b"k".to_vec(),
+                mode: 0o644,
+            }])
+        }));
+        other
+            .prepare_docker_boot(Some("/usr/sbin/dockerd"))
+            .expect("prepare");
+        assert!(!dir.exists());
     }
 }
