@@ -15,10 +15,10 @@
 #   opt/machine/ssh-key   authorized key for root
 #   opt/machine/hostname  host name
 #   opt/machine/mounts    lines "TAG GUESTDIR [ro]": 9p shares to mount
+# and makes the SSH host key on first boot. A systemd generator installs
 #   opt/machine/docker/{ca.pem,server.pem,server-key.pem,docker.conf}
-#                         the Docker daemon's TLS material and systemd drop-in,
-#                         handed over at the first boot only
-# and makes the SSH host key on first boot. Docker starts at boot, as on any
+# (the Docker daemon's TLS material and systemd drop-in, handed over at the
+# first boot only) before the units are read. Docker starts at boot, as on any
 # Debian system: with the handed-over configuration it starts once, already
 # listening on its TLS port; without it, on its local socket only.
 #
@@ -30,7 +30,8 @@ export LC_ALL=C
 
 out=${1:?usage: build-image.sh OUTDIR [docker|nodocker]}
 variant=${2:-docker}
-# What machine-init reads (see above); the driver rebuilds older images.
+# What machine-init and the generator read (see above); the driver
+# rebuilds older images.
 init_version=2
 mirror=${MACHINE_IMAGE_MIRROR:-http://deb.debian.org/debian}
 suite=${MACHINE_IMAGE_SUITE:-bookworm}
@@ -167,15 +168,6 @@ fi
 if [ ! -s /etc/ssh/ssh_host_ed25519_key ]; then
     ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key
 fi
-if [ -r "$d/docker/server-key.pem/raw" ]; then
-    install -d -m 755 /etc/docker /etc/systemd/system/docker.service.d
-    install -m 644 "$d/docker/ca.pem/raw" /etc/docker/ca.pem
-    install -m 644 "$d/docker/server.pem/raw" /etc/docker/server.pem
-    install -m 600 "$d/docker/server-key.pem/raw" /etc/docker/server-key.pem
-    install -m 644 "$d/docker/docker.conf/raw" /etc/systemd/system/docker.service.d/10-machine.conf
-    # the units were read before this ran; the daemon has not started yet
-    systemctl daemon-reload || echo "machine-init: systemctl daemon-reload failed" >&2
-fi
 if [ -r "$d/mounts/raw" ]; then
     modprobe 9pnet_virtio 2>/dev/null || true
     while read -r tag dir mode; do
@@ -191,10 +183,10 @@ INIT
 chmod 755 "$root/usr/local/sbin/machine-init"
 cat >"$root/etc/systemd/system/machine-init.service" <<'UNIT'
 [Unit]
-Description=Machine identity from the hypervisor (SSH key, host name, shares, Docker TLS)
+Description=Machine identity from the hypervisor (SSH key, host name, shares)
 DefaultDependencies=no
 After=local-fs.target systemd-remount-fs.service
-Before=ssh.service systemd-networkd.service sysinit.target docker.service
+Before=ssh.service systemd-networkd.service sysinit.target
 Wants=local-fs.target
 
 [Service]
@@ -206,6 +198,33 @@ StandardOutput=journal+console
 [Install]
 WantedBy=sysinit.target
 UNIT
+
+# The Docker daemon's configuration handed over at the first boot is
+# installed by a systemd generator: generators run before systemd reads its
+# units, so the daemon's drop-in is in place when its unit is loaded (a
+# service would need a daemon-reload, which costs seconds under emulation).
+mkdir -p "$root/usr/local/lib/systemd/system-generators"
+cat >"$root/usr/local/lib/systemd/system-generators/machine-docker" <<'GEN'
+#!/bin/sh
+# Installs the Docker daemon's TLS material and systemd drop-in handed over
+# through QEMU's fw_cfg (opt/machine/docker/*), once per machine: a later
+# daemon-reload (after a certificate regeneration, say) leaves what
+# provisioning wrote alone.
+PATH=/usr/sbin:/usr/bin:/sbin:/bin
+d=/sys/firmware/qemu_fw_cfg/by_name/opt/machine/docker
+mark=/var/lib/machine/docker-boot-done
+[ -e "$mark" ] && exit 0
+[ -d /sys/firmware/qemu_fw_cfg ] || modprobe qemu_fw_cfg 2>/dev/null || true
+[ -r "$d/server-key.pem/raw" ] || exit 0
+mkdir -p /etc/docker /etc/systemd/system/docker.service.d /var/lib/machine || exit 0
+install -m 644 "$d/ca.pem/raw" /etc/docker/ca.pem &&
+    install -m 644 "$d/server.pem/raw" /etc/docker/server.pem &&
+    install -m 600 "$d/server-key.pem/raw" /etc/docker/server-key.pem &&
+    install -m 644 "$d/docker.conf/raw" /etc/systemd/system/docker.service.d/10-machine.conf &&
+    : >"$mark"
+exit 0
+GEN
+chmod 755 "$root/usr/local/lib/systemd/system-generators/machine-docker"
 
 # Slim initramfs: only what mounts a virtio disk with ext4.
 sed -i 's/^MODULES=.*/MODULES=list/' "$root/etc/initramfs-tools/initramfs.conf"
