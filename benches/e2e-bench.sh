@@ -7,7 +7,7 @@
 #   ls -t 2        with 50 live machines and 1 black-holed one
 #   ls, ls -q      with 500 machines (and the peak memory of `ls`)
 #   ssh NAME true  (system ssh; repeated runs)
-#   env NAME
+#   env, config, inspect, status NAME
 #   create -d qemu to a ready daemon (only with BENCH_QEMU=1; slow under TCG)
 #
 #   eval "$(scripts/testhosts.sh env)"
@@ -150,6 +150,9 @@ theirs=-
 if [ -n "$DM" ]; then theirs=$(mean_ms "$DM" --native-ssh ssh bench-live true); fi
 row "ssh NAME true (--native-ssh)" ms "$ours" "$theirs"
 bench "env NAME" env bench-live
+bench "config NAME" config bench-live
+bench "inspect NAME" inspect bench-live
+bench "status NAME" status bench-live
 
 # 500 machines: 450 more `none` machines, made by copying one (the bench
 # measures listing, not creating).

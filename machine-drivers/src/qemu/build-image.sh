@@ -247,6 +247,10 @@ in_root systemctl mask serial-getty@ttyS0.service getty@tty1.service apt-daily.t
 # AppArmor stays enabled in the kernel and dockerd loads its own profile when it
 # starts; loading the packaged profiles at boot only delays SSH.
 in_root systemctl mask apparmor.service >/dev/null 2>&1 || true
+# The one link has a static address that systemd-networkd sets at once:
+# waiting for it to be "online" only delays what orders itself after
+# network-online.target (dockerd) by seconds.
+in_root systemctl mask systemd-networkd-wait-online.service >/dev/null 2>&1 || true
 if [ "$variant" = docker ]; then
     in_root systemctl enable docker.service docker.socket >/dev/null 2>&1
     dockerd_path=$(in_root sh -c 'command -v dockerd')

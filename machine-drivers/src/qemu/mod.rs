@@ -696,7 +696,7 @@ mod tests {
         let saved = drv.saved_state().expect("saved");
         let keys: Vec<&str> = saved.keys().map(String::as_str).collect();
         assert_eq!(keys[..9], machine_core::config::BASE_DRIVER_FIELDS);
-        assert_eq!(saved["CPU"], 1);
+        assert_eq!(saved["CPU"], 2);
         assert_eq!(saved["Memory"], 1024);
         assert_eq!(saved["DiskSize"], 20000);
         assert_eq!(saved["Accel"], "auto");

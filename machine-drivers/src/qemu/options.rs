@@ -15,7 +15,7 @@ pub(super) fn flags() -> Vec<DriverOption> {
     vec![
         DriverOption::new("qemu-cpu-count", OptionKind::Int, "Number of virtual CPUs")
             .env("QEMU_CPU_COUNT")
-            .default_value("1"),
+            .default_value("2"),
         DriverOption::new("qemu-memory", OptionKind::Int, "Memory of the VM in MiB")
             .env("QEMU_MEMORY")
             .default_value("1024"),
@@ -118,7 +118,7 @@ pub(super) struct Own {
 impl Own {
     /// The fields of a new machine, from checked flags.
     pub fn from_options(o: &DriverOptions) -> Result<Own, DriverError> {
-        let cpu = o.int("qemu-cpu-count").unwrap_or(1);
+        let cpu = o.int("qemu-cpu-count").unwrap_or(2);
         if !(1..=64).contains(&cpu) {
             return Err(invalid("qemu-cpu-count", cpu, "expected 1 to 64"));
         }
