@@ -419,11 +419,14 @@ impl fmt::Debug for BootFile {
 
 /// Where the daemon a driver hands its configuration to at first boot will
 /// listen and run: the address its server certificate must cover (known
-/// before the machine exists, e.g. a VM's forwarded loopback address) and
-/// the path of `dockerd` on the machine's image (run by systemd).
+/// before the machine exists, e.g. a VM's forwarded loopback address), the
+/// TCP port it listens on in the machine (the driver's
+/// [`Driver::engine_port`] once created) and the path of `dockerd` on the
+/// machine's image (run by systemd).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BootTarget {
     pub address: String,
+    pub port: u16,
     pub dockerd: String,
 }
 

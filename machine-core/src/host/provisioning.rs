@@ -236,6 +236,7 @@ impl Host {
         BootEngine::new(move |target: &BootTarget| {
             let material = issuer.issue(&target.address).map_err(|e| e.to_string())?;
             let mut req = base.clone();
+            req.engine_port = target.port;
             (req.ca_pem, req.server_cert_pem, req.server_key_pem) = material.clone();
             let files = provision::boot_files(&req, &target.dockerd);
             if let Ok(mut slot) = issued.lock() {

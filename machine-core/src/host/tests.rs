@@ -202,6 +202,7 @@ impl Driver for LoopDriver {
         if let (Some(seen), Some(boot)) = (&self.takes_boot, &self.boot) {
             let target = crate::driver::BootTarget {
                 address: self.addr(),
+                port: self.engine_port,
                 dockerd: "/usr/sbin/dockerd".into(),
             };
             for f in boot.files("loop", &target)? {

@@ -252,9 +252,21 @@ in_root systemctl mask apparmor.service >/dev/null 2>&1 || true
 # network-online.target (dockerd) by seconds.
 in_root systemctl mask systemd-networkd-wait-online.service >/dev/null 2>&1 || true
 if [ "$variant" = docker ]; then
-    in_root systemctl enable docker.service docker.socket >/dev/null 2>&1
     dockerd_path=$(in_root sh -c 'command -v dockerd')
     [ -n "$dockerd_path" ] || die "dockerd is missing from the image"
+    # The daemon opens its own socket: no socket activation, which would
+    # start the daemon again with its old settings whenever something
+    # touches the socket while a provisioner has it stopped.
+    sed -e 's/^\(After=.*\) docker\.socket/\1/' -e '/^Requires=docker\.socket/d' \
+        -e 's#-H fd://#-H unix:///var/run/docker.sock#' \
+        "$root/lib/systemd/system/docker.service" >"$root/etc/systemd/system/docker.service"
+    grep -q 'docker\.socket\|fd://' "$root/etc/systemd/system/docker.service" \
+        && die "docker.service still depends on docker.socket"
+    in_root systemctl mask docker.socket >/dev/null 2>&1
+    in_root systemctl enable docker.service >/dev/null 2>&1
+    # docker-machine's own provisioners name the daemon /usr/bin/dockerd
+    # (Docker's packages); Debian's is in /usr/sbin
+    [ -e "$root/usr/bin/dockerd" ] || ln -s "$dockerd_path" "$root/usr/bin/dockerd"
 fi
 
 step "system configuration (initramfs)"

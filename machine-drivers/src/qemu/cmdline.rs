@@ -39,6 +39,8 @@ pub(super) struct LaunchPlan {
     pub ssh_port: u16,
     /// Host port forwarded to the guest's Docker port.
     pub engine_port: u16,
+    /// The guest's Docker port.
+    pub guest_engine_port: u16,
     /// Further forwards.
     pub forwards: Vec<Forward>,
     /// 9p shares; the n-th has the mount tag `machine<n>`.
@@ -106,9 +108,9 @@ pub(super) fn args(plan: &LaunchPlan) -> Vec<String> {
         Boot::Disk => {}
     }
     let restrict = if plan.restrict_network { "on" } else { "off" };
-    let (ssh_port, engine_port) = (plan.ssh_port, plan.engine_port);
+    let (ssh_port, engine_port, guest) = (plan.ssh_port, plan.engine_port, plan.guest_engine_port);
     let mut nic = format!(
-        "user,model=virtio-net-pci,restrict={restrict},hostfwd=tcp:127.0.0.1:{ssh_port}-:22,hostfwd=tcp:127.0.0.1:{engine_port}-:{DEFAULT_ENGINE_PORT}"
+        "user,model=virtio-net-pci,restrict={restrict},hostfwd=tcp:127.0.0.1:{ssh_port}-:22,hostfwd=tcp:127.0.0.1:{engine_port}-:{guest}"
     );
     for f in &plan.forwards {
         nic.push_str(&format!(",hostfwd=tcp:127.0.0.1:{}-:{}", f.host, f.guest));
@@ -181,6 +183,7 @@ mod tests {
             restrict_network: false,
             ssh_port: 41000,
             engine_port: 41001,
+            guest_engine_port: DEFAULT_ENGINE_PORT,
             forwards: vec![],
             shares: vec![],
             mounts_file: dir.join("mounts"),

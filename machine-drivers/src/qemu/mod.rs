@@ -62,7 +62,7 @@ pub use process::without_inherited_fds;
 
 use async_trait::async_trait;
 use cmdline::{Boot, LaunchPlan};
-use host::{host_memory_mib, port_free};
+use host::{free_ports, host_memory_mib, port_free};
 use machine_core::config::{BaseDriver, DEFAULT_ENGINE_PORT};
 use machine_core::driver::{BootEngine, BootTarget};
 use machine_core::driver::{
@@ -270,6 +270,7 @@ impl QemuDriver {
             restrict_network: self.own.network != "user",
             ssh_port,
             engine_port,
+            guest_engine_port: self.guest_engine_port(),
             // a saved forward that does not parse is left out
             forwards: self
                 .own
@@ -315,6 +316,14 @@ impl QemuDriver {
             .map_err(|e| source("write the share list", e))
     }
 
+    /// The daemon's port in the guest (2376 for machines that saved none).
+    fn guest_engine_port(&self) -> u16 {
+        match self.own.guest_engine_port {
+            0 => DEFAULT_ENGINE_PORT,
+            p => p,
+        }
+    }
+
     /// Put the daemon's files for the first boot where the launch plan
     /// hands them to the guest, when the image installs them at boot
     /// (`dockerd`: its daemon's path) and create has them. Files other than
@@ -326,6 +335,7 @@ impl QemuDriver {
         };
         let target = BootTarget {
             address: "127.0.0.1".into(),
+            port: self.guest_engine_port(),
             dockerd: dockerd.to_string(),
         };
         let files = engine.files(NAME, &target)?;
@@ -448,6 +458,12 @@ impl Driver for QemuDriver {
         ])
         .await?;
         self.write_mounts()?;
+        // the ports of the first boot, known before the daemon is configured;
+        // the daemon listens in the guest on the port its URL names
+        let ports = free_ports(2).map_err(|e| source("pick free ports", e))?;
+        self.base.ssh_port = ports[0];
+        self.own.engine_port = ports[1];
+        self.own.guest_engine_port = ports[1];
         self.prepare_docker_boot(boot.dockerd.as_deref())?;
         let booted = self.boot().await;
         // the guest has read them (or will never boot from them)
@@ -533,9 +549,10 @@ impl Driver for QemuDriver {
         ))
     }
 
-    /// The daemon's port inside the guest (forwarded from [`Driver::url`]'s port).
+    /// The daemon's port inside the guest (forwarded from [`Driver::url`]'s
+    /// port, the same number for machines made by this version).
     fn engine_port(&self) -> u16 {
-        DEFAULT_ENGINE_PORT
+        self.guest_engine_port()
     }
 
     /// The project's image brings Debian's Docker: upgrade it from Debian's
@@ -794,6 +811,7 @@ mod tests {
                 binary: "qemu-system-x86_64".into(),
                 boot_timeout: 300,
                 engine_port: 0,
+                guest_engine_port: 0,
                 shares: vec!["/srv/a,b:/mnt/a:ro".into()],
                 forwards: vec!["8080:80".into()],
                 network: String::new(),
@@ -834,6 +852,13 @@ mod tests {
         let plan = drv.launch_plan(Accel::Kvm, 1, 2).expect("plan");
         let a = cmdline::args(&plan).join(" ");
         assert!(a.contains("-accel kvm -cpu host"), "{a}");
+        // a machine made by this version: the daemon's port in the guest is
+        // the URL's port
+        drv.own.guest_engine_port = 41001;
+        assert_eq!(drv.engine_port(), 41001);
+        let a = cmdline::args(&drv.launch_plan(Accel::Tcg, 41000, 41001).expect("plan")).join(" ");
+        assert!(a.contains("hostfwd=tcp:127.0.0.1:41001-:41001"), "{a}");
+        drv.own.guest_engine_port = 0;
         // upgrade: nothing to fetch for the project's image without a network
         assert_eq!(drv.upgrade_install_url().as_deref(), Some("none"));
         // the user network
@@ -944,6 +969,7 @@ mod tests {
             asked.lock().expect("lock").as_slice(),
             [BootTarget {
                 address: "127.0.0.1".into(),
+                port: 2376,
                 dockerd: "/usr/sbin/dockerd".into()
             }]
         );

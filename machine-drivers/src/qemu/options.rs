@@ -101,6 +101,12 @@ pub(super) struct Own {
     /// Host port forwarded to the daemon's port in the guest.
     #[serde(rename = "EnginePort", default)]
     pub engine_port: u16,
+    /// The daemon's port in the guest: the host port chosen at create, so
+    /// that the URL's port is the one the daemon is configured with (tools
+    /// that configure the daemon from the URL, as docker-machine does, then
+    /// agree with the forward). 0 for machines made before: 2376.
+    #[serde(rename = "GuestEnginePort", default)]
+    pub guest_engine_port: u16,
     /// `HOSTDIR:GUESTDIR[:ro]` 9p shares.
     #[serde(rename = "Shares", default)]
     pub shares: Vec<String>,
@@ -187,6 +193,7 @@ impl Own {
             },
             boot_timeout: u64::try_from(boot_timeout).unwrap_or(300),
             engine_port: 0,
+            guest_engine_port: 0,
             shares,
             forwards,
             network,
