@@ -79,3 +79,38 @@ test('a plugin machine created from Node is seen by the CLI', { skip }, async (t
   await assert.rejects(store.create('node2', { driver: 'none', options: { 'none-no-such-flag': 'x' } }), (e) => e.code === 'InvalidOption')
   await store.remove('node1')
 })
+
+test('a plugin and a JavaScript driver are refused by the same rule', { skip }, async (t) => {
+  // one adapter (machine_core::foreign) for plugins and driver objects
+  const { dir } = setup(t)
+  const store = new Store(join(dir, 'store'))
+  class BadPort {
+    get enginePort() {
+      return 70000
+    }
+    create() {
+      throw new Error('not to be called')
+    }
+    remove() {}
+    state() {}
+    ip() {}
+  }
+  store.registerDriver('badport', BadPort)
+  const rule = 'is not a port (a whole number in 1..=65535)'
+  const js = await store.create('bp1', { driver: 'badport' }).then(
+    () => assert.fail('created'),
+    (e) => e,
+  )
+  const plugin = await store
+    .create('bp2', { driver: 'none', options: { 'none-ip-address': '10.7.7.7', 'none-engine-port': 70000 } })
+    .then(
+      () => assert.fail('created'),
+      (e) => e,
+    )
+  assert.equal(js.code, 'Driver')
+  assert.equal(plugin.code, 'Driver')
+  assert.ok(js.message.includes(`enginePort 70000 ${rule}`), js.message)
+  assert.ok(plugin.message.includes(`EnginePort 70000 ${rule}`), plugin.message)
+  assert.doesNotMatch(readFileSync(join(dir, 'calls.log'), 'utf8'), /Create bp2/)
+  assert.deepEqual(await store.names(), [])
+})

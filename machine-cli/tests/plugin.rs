@@ -270,6 +270,36 @@ fn flags_listed_and_passed_and_errors_carried() {
 }
 
 #[test]
+fn a_plugin_is_held_to_the_rules_of_every_foreign_driver() {
+    let Some(w) = World::new() else { return };
+    // an engine port that is no port, in the plugin's own configuration: refused
+    // when the driver is made, as for a Python or JavaScript driver object
+    let out = w.run(&[
+        "create",
+        "-d",
+        "gotest",
+        "--gotest-ip-address",
+        "127.0.0.1",
+        "--gotest-engine-port",
+        "70000",
+        "bp",
+    ]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(
+            "driver gotest failed to make its driver object: \
+             EnginePort 70000 is not a port (a whole number in 1..=65535)"
+        ),
+        "{err}"
+    );
+    // the plugin was never asked to create anything, and has ended
+    assert!(!w.calls().contains("Create bp"), "{}", w.calls());
+    assert!(!w.store().join("machines/bp").exists());
+    wait_gone(&w.pids(), Duration::from_secs(10));
+}
+
+#[test]
 fn lifecycle_through_a_plugin_forced_over_a_built_in_name() {
     let Some(w) = World::new() else { return };
     // "none" is built in; forced, its plugin serves it (and, being called

@@ -8,11 +8,11 @@ use super::{
     TOKEN,
 };
 use async_trait::async_trait;
+use machine_core::config::BaseDriver;
 use machine_core::driver::{
     Driver, DriverContext, DriverError, DriverFactory, DriverOption, DriverOptions, DriverSource,
-    SshTarget,
 };
-use machine_core::State;
+use machine_core::foreign::{self, CallError, ForeignDriver, ForeignObject, Member, Naming};
 use serde_json::{Map, Value as Json};
 use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead, BufReader};
@@ -406,20 +406,41 @@ impl PluginFactory {
             .map_err(|m| failed(&self.name, "list its options", m))
     }
 
+    /// Start the plugin for machine `ctx` with `raw` as its configuration.
     fn start(
         &self,
-        ctx: &DriverContext,
         raw: &Map<String, Json>,
-    ) -> Result<PluginDriver, DriverError> {
+    ) -> Result<(Arc<Plugin>, Arc<Mutex<Cache>>), DriverError> {
         let plugin = Plugin::launch(&self.name, &self.executable)?;
-        let d = PluginDriver {
+        let bytes = serde_json::to_vec(raw).map_err(|source| DriverError::BadSavedState {
+            driver: self.name.clone(),
+            source,
+        })?;
+        plugin
+            .call("SetConfigRaw", &Type::Bytes, &Value::Bytes(bytes), QUICK)
+            .map_err(|e| failed(&self.name, "load its saved state", e))?;
+        let cache = Arc::new(Mutex::new(Cache {
+            config: raw.clone(),
+            ..Cache::default()
+        }));
+        Ok((plugin, cache))
+    }
+
+    /// The machine's driver: the plugin under the rules of every foreign
+    /// driver ([`ForeignDriver`]), its configuration saved as it reports it.
+    fn driver(
+        &self,
+        base: BaseDriver,
+        plugin: Arc<Plugin>,
+        cache: Arc<Mutex<Cache>>,
+    ) -> Result<Box<dyn Driver>, DriverError> {
+        let object = PluginObject {
             name: self.name.clone(),
             plugin,
-            machine_name: ctx.machine_name.clone(),
-            cache: Arc::new(Mutex::new(Cache::default())),
+            cache,
         };
-        d.blocking_set_raw(raw)?;
-        Ok(d)
+        let d = ForeignDriver::new(&self.name, Naming::Rpc, base, Map::new(), Box::new(object))?;
+        Ok(Box::new(d.saving_as_returned()))
     }
 }
 
@@ -458,164 +479,58 @@ impl DriverFactory for PluginFactory {
                 "the base driver is not an object",
             ));
         };
-        let d = self.start(ctx, &base)?;
-        let _ = d
-            .plugin
-            .call("GetMachineName", &empty_type(), &empty(), QUICK);
+        let (plugin, cache) = self.start(&base)?;
+        let _ = plugin.call("GetMachineName", &empty_type(), &empty(), QUICK);
         let (ty, value) = rpc_flags(&declared, options);
-        d.plugin
+        plugin
             .call("SetConfigFromFlags", &ty, &value, QUICK)
             .map_err(|e| failed(&self.name, "take its options", e))?;
-        d.blocking_refresh(false);
-        Ok(Box::new(d))
+        refresh(&plugin, &cache, false);
+        self.driver(ctx.base(), plugin, cache)
     }
     fn load_driver(
         &self,
-        ctx: &DriverContext,
+        _ctx: &DriverContext,
         saved: &Map<String, Json>,
     ) -> Result<Box<dyn Driver>, DriverError> {
-        let d = self.start(ctx, saved)?;
-        d.blocking_refresh(true);
-        Ok(Box::new(d))
+        let (base, _) = foreign::split_saved(&self.name, saved)?;
+        let (plugin, cache) = self.start(saved)?;
+        refresh(&plugin, &cache, true);
+        self.driver(base, plugin, cache)
     }
 }
 
+/// What the plugin last said about its configuration, read back after
+/// every lifecycle call (saving and the SSH target are asked from
+/// synchronous code, where no call should wait for the plugin).
 #[derive(Debug, Default, Clone)]
 struct Cache {
+    /// `GetConfigRaw`.
     config: Map<String, Json>,
-    ssh: Option<SshTarget>,
+    /// The SSH target (`GetSSHHostname`, `GetSSHPort`, `GetSSHUsername`,
+    /// `GetSSHKeyPath`) as [`ForeignDriver`] reads it, or null.
+    ssh: Json,
+    /// `DriverName`.
     driver_name: Option<String>,
 }
 
-/// A machine's driver served by a plugin process.
-#[derive(Debug)]
-pub struct PluginDriver {
-    name: String,
-    plugin: Arc<Plugin>,
-    machine_name: String,
-    cache: Arc<Mutex<Cache>>,
-}
-
-fn rpc_err(driver: &str, operation: &str, e: RpcError) -> DriverError {
-    failed(driver, operation, e)
-}
-
-impl PluginDriver {
-    /// The plugin process (for tests and benches).
-    pub fn plugin(&self) -> &Arc<Plugin> {
-        &self.plugin
-    }
-
-    fn blocking_set_raw(&self, raw: &Map<String, Json>) -> Result<(), DriverError> {
-        let bytes = serde_json::to_vec(raw).map_err(|source| DriverError::BadSavedState {
-            driver: self.name.clone(),
-            source,
-        })?;
-        self.plugin
-            .call("SetConfigRaw", &Type::Bytes, &Value::Bytes(bytes), QUICK)
-            .map_err(|e| rpc_err(&self.name, "load its saved state", e))?;
-        if let Ok(mut c) = self.cache.lock() {
-            c.config = raw.clone();
-        }
-        Ok(())
-    }
-
-    /// Read the configuration back (and, with `ssh`, the SSH details).
-    fn blocking_refresh(&self, ssh: bool) {
-        refresh(&self.plugin, &self.cache, ssh);
-    }
-
-    /// Run `f` with the plugin on a blocking thread.
-    async fn blocking<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Plugin) -> Result<T, RpcError> + Send + 'static,
-    ) -> Result<T, RpcError> {
-        let p = self.plugin.clone();
-        tokio::task::spawn_blocking(move || f(&p))
-            .await
-            .map_err(|e| RpcError::Protocol(format!("call task failed: {e}")))?
-    }
-
-    async fn string_call(&self, method: &'static str) -> Result<String, DriverError> {
-        let v = self
-            .blocking(move |p| p.call(method, &empty_type(), &empty(), QUICK))
-            .await
-            .map_err(|e| rpc_err(&self.name, method, e))?;
-        Ok(v.as_str().unwrap_or_default().to_string())
-    }
-
-    /// A lifecycle call (no time limit), then the configuration read back.
-    async fn action(&self, method: &'static str, operation: &str) -> Result<(), DriverError> {
-        let cache = self.cache.clone();
-        let r = self
-            .blocking(move |p| {
-                let r = p.call(method, &empty_type(), &empty(), None);
-                refresh(p, &cache, true);
-                r
-            })
-            .await;
-        r.map(|_| ()).map_err(|e| self.explain(operation, e))
-    }
-
-    /// An RPC failure; when the connection closed because the plugin
-    /// exited, say so.
-    fn explain(&self, operation: &str, e: RpcError) -> DriverError {
-        if matches!(e, RpcError::Closed | RpcError::Io(_)) {
-            if let Some(st) = self.plugin.exit_status() {
-                return failed(
-                    &self.name,
-                    operation,
-                    format!("its plugin exited ({st}) during the call"),
-                );
-            }
-        }
-        rpc_err(&self.name, operation, e)
-    }
-}
-
 fn refresh(plugin: &Plugin, cache: &Mutex<Cache>, ssh: bool) {
-    let raw = plugin.call("GetConfigRaw", &empty_type(), &empty(), QUICK);
-    let config = match raw {
-        Ok(Value::Bytes(b)) => serde_json::from_slice::<Map<String, Json>>(&b).ok(),
+    let ask = |m: &str| plugin.call(m, &empty_type(), &empty(), QUICK).ok();
+    let text = |m: &str| ask(m).and_then(|v| v.as_str().map(str::to_string));
+    let config = match ask("GetConfigRaw") {
+        Some(Value::Bytes(b)) => serde_json::from_slice::<Map<String, Json>>(&b).ok(),
         _ => None,
     };
-    let driver_name = plugin
-        .call("DriverName", &empty_type(), &empty(), QUICK)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string));
-    let target = if ssh {
-        let s = |m: &str| {
-            plugin
-                .call(m, &empty_type(), &empty(), QUICK)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-        };
-        match s("GetSSHHostname").filter(|h| !h.is_empty()) {
-            Some(host) => {
-                let port = plugin
-                    .call("GetSSHPort", &empty_type(), &empty(), QUICK)
-                    .ok()
-                    .and_then(|v| v.as_int())
-                    .and_then(|p| u16::try_from(p).ok())
-                    .filter(|p| *p != 0)
-                    .unwrap_or(22);
-                let user = s("GetSSHUsername")
-                    .filter(|u| !u.is_empty())
-                    .unwrap_or_else(|| "root".into());
-                let key = s("GetSSHKeyPath")
-                    .filter(|k| !k.is_empty())
-                    .map(PathBuf::from);
-                Some(SshTarget {
-                    host,
-                    port,
-                    user,
-                    key_path: key,
-                })
-            }
-            None => None,
-        }
-    } else {
-        None
+    let driver_name = text("DriverName");
+    // the defaults (port 22, user root) are the foreign driver's
+    let target = match text("GetSSHHostname").filter(|h| ssh && !h.is_empty()) {
+        Some(host) => serde_json::json!({
+            "host": host,
+            "port": ask("GetSSHPort").and_then(|v| v.as_int()),
+            "user": text("GetSSHUsername"),
+            "keyPath": text("GetSSHKeyPath"),
+        }),
+        None => Json::Null,
     };
     if let Ok(mut c) = cache.lock() {
         if let Some(conf) = config {
@@ -630,83 +545,109 @@ fn refresh(plugin: &Plugin, cache: &Mutex<Cache>, ssh: bool) {
     }
 }
 
-#[async_trait]
-impl Driver for PluginDriver {
-    fn driver_name(&self) -> &str {
-        &self.name
+/// A plugin process as a [`ForeignObject`]: its RPC methods under their
+/// protocol names ([`Naming::Rpc`]), answers turned into what
+/// [`ForeignDriver`] expects.
+#[derive(Debug)]
+struct PluginObject {
+    name: String,
+    plugin: Arc<Plugin>,
+    cache: Arc<Mutex<Cache>>,
+}
+
+/// Calls that may take as long as they take.
+const LIFECYCLE: [&str; 6] = ["Create", "Remove", "Start", "Stop", "Restart", "Kill"];
+
+/// An RPC failure across the boundary; when the connection closed because
+/// the plugin exited, it says so.
+fn call_error(plugin: &Plugin, e: RpcError) -> CallError {
+    if matches!(e, RpcError::Closed | RpcError::Io(_)) {
+        if let Some(st) = plugin.exit_status() {
+            return CallError::message(format!("its plugin exited ({st}) during the call"));
+        }
     }
-    async fn create(&mut self) -> Result<(), DriverError> {
-        self.action("Create", "create").await
-    }
-    async fn remove(&mut self) -> Result<(), DriverError> {
-        self.action("Remove", "remove").await
-    }
-    async fn state(&self) -> Result<State, DriverError> {
-        let v = self
-            .blocking(|p| p.call("GetState", &empty_type(), &empty(), QUICK))
-            .await
-            .map_err(|e| rpc_err(&self.name, "get the state", e))?;
-        v.as_int()
-            .and_then(state_from_int)
-            .ok_or_else(|| failed(&self.name, "get the state", format!("unknown state {v:?}")))
-    }
-    async fn ip(&self) -> Result<String, DriverError> {
-        self.string_call("GetIP").await
-    }
-    async fn url(&self) -> Result<String, DriverError> {
-        self.string_call("GetURL").await
-    }
-    fn ssh_target(&self) -> Option<SshTarget> {
-        self.cache.lock().ok().and_then(|c| c.ssh.clone())
-    }
-    fn saved_state(&self) -> Result<Map<String, Json>, DriverError> {
-        Ok(self
-            .cache
-            .lock()
-            .map(|c| c.config.clone())
-            .unwrap_or_default())
-    }
-    fn engine_port(&self) -> u16 {
-        // the port of the URL the driver reports when it last could
-        self.cache
-            .lock()
-            .ok()
-            .and_then(|c| c.config.get("EnginePort").and_then(Json::as_u64))
-            .and_then(|p| u16::try_from(p).ok())
-            .filter(|p| *p != 0)
-            .unwrap_or(machine_core::config::DEFAULT_ENGINE_PORT)
-    }
-    fn needs_provisioning(&self) -> bool {
-        // as the original: the driver called "none" is never provisioned
-        let reported = self.cache.lock().ok().and_then(|c| c.driver_name.clone());
-        reported.as_deref().unwrap_or(&self.name) != "none"
-    }
-    async fn pre_create_check(&self) -> Result<(), DriverError> {
-        let r = self
-            .blocking(|p| p.call("PreCreateCheck", &empty_type(), &empty(), None))
-            .await;
-        r.map(|_| ()).map_err(|e| DriverError::PreCreateCheck {
-            driver: self.name.clone(),
-            reason: e.to_string(),
-        })
-    }
-    async fn start(&mut self) -> Result<(), DriverError> {
-        self.action("Start", "start").await
-    }
-    async fn stop(&mut self) -> Result<(), DriverError> {
-        self.action("Stop", "stop").await
-    }
-    async fn restart(&mut self) -> Result<(), DriverError> {
-        self.action("Restart", "restart").await
-    }
-    async fn kill(&mut self) -> Result<(), DriverError> {
-        self.action("Kill", "kill").await
+    CallError::Failed(Box::new(e))
+}
+
+/// Call `method` (a [`Naming::Rpc`] member name) and convert its answer.
+fn answer(plugin: &Plugin, cache: &Mutex<Cache>, method: &str) -> Result<Option<Json>, CallError> {
+    let call = |timeout| {
+        plugin
+            .call(method, &empty_type(), &empty(), timeout)
+            .map_err(|e| call_error(plugin, e))
+    };
+    let cached = |f: fn(&Cache) -> Json| cache.lock().map(|c| f(&c)).unwrap_or(Json::Null);
+    match method {
+        m if LIFECYCLE.contains(&m) => {
+            let r = call(None);
+            refresh(plugin, cache, true);
+            r.map(|_| Some(Json::Null))
+        }
+        "PreCreateCheck" => call(None).map(|_| Some(Json::Null)),
+        "GetState" => {
+            let v = call(QUICK)?;
+            match v.as_int().and_then(state_from_int) {
+                Some(s) => Ok(Some(Json::from(s.as_str()))),
+                None => Err(CallError::message(format!(
+                    "GetState answered {v:?}, which is no machine state"
+                ))),
+            }
+        }
+        "GetIP" | "GetURL" => {
+            let v = call(QUICK)?;
+            match v.as_str() {
+                Some(s) => Ok(Some(Json::from(s))),
+                None => Err(CallError::message(format!(
+                    "{method} answered {v:?}, not a string"
+                ))),
+            }
+        }
+        "GetSSHHostname" => Ok(Some(cached(|c| c.ssh.clone()))),
+        "GetConfigRaw" => Ok(Some(cached(|c| Json::Object(c.config.clone())))),
+        _ => Ok(None),
     }
 }
 
-impl PluginDriver {
-    /// The machine this driver serves.
-    pub fn machine_name(&self) -> &str {
-        &self.machine_name
+#[async_trait]
+impl ForeignObject for PluginObject {
+    fn has_method(&self, name: &str) -> bool {
+        Member::ALL
+            .iter()
+            .filter(|m| !matches!(m, Member::EnginePort | Member::NeedsProvisioning))
+            .any(|m| m.name(Naming::Rpc) == name)
+    }
+
+    fn property(&self, name: &str) -> Result<Option<Json>, CallError> {
+        let c = self
+            .cache
+            .lock()
+            .map_err(|_| CallError::message("lock poisoned"))?;
+        Ok(match name {
+            // Go's zero value: a driver that has the field but left it unset
+            "EnginePort" => c
+                .config
+                .get("EnginePort")
+                .filter(|v| !v.is_null() && v.as_i64() != Some(0))
+                .cloned(),
+            // as the original: the driver called "none" is never provisioned
+            "NeedsProvisioning" => Some(Json::Bool(
+                c.driver_name.as_deref().unwrap_or(&self.name) != "none",
+            )),
+            _ => None,
+        })
+    }
+
+    /// On a blocking thread of the runtime (a call may take minutes).
+    async fn call(&self, name: &str) -> Result<Option<Json>, CallError> {
+        let plugin = self.plugin.clone();
+        let cache = self.cache.clone();
+        let name = name.to_string();
+        tokio::task::spawn_blocking(move || answer(&plugin, &cache, &name))
+            .await
+            .unwrap_or_else(|e| Err(CallError::message(format!("call task failed: {e}"))))
+    }
+
+    fn call_blocking(&self, name: &str) -> Result<Option<Json>, CallError> {
+        answer(&self.plugin, &self.cache, name)
     }
 }
