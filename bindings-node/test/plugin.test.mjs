@@ -72,7 +72,17 @@ test('a machine the CLI created through a plugin is driven from Node', { skip },
 test('a plugin machine created from Node is seen by the CLI', { skip }, async (t) => {
   const { dir, cli } = setup(t)
   const store = new Store(join(dir, 'store'))
-  const m = await store.create('node1', { driver: 'none', options: { 'none-ip-address': '10.6.6.6', 'none-ssh-port': 2201 } })
+  const steps = []
+  const m = await store.create('node1', {
+    driver: 'none',
+    options: { 'none-ip-address': '10.6.6.6', 'none-ssh-port': 2201 },
+    onProgress: (s) => steps.push(s),
+  })
+  // the plugin's log lines during Create are steps, labelled with the machine's name
+  assert.deepEqual(
+    steps.filter((s) => s.startsWith('(node1) ')),
+    ['(node1) creating the machine', '(node1) machine node1 is created'],
+  )
   assert.equal(await m.state(), 'Running')
   assert.equal((await m.inspect()).Driver.SSHPort, 2201)
   assert.equal(cli('ls', '--format', '{{.Name}} {{.State}} {{.URL}}').trim(), 'node1 Running tcp://10.6.6.6:2376')

@@ -66,7 +66,12 @@ def test_cli_created_plugin_machine_driven_from_python(plugin_env):
 
 def test_python_created_plugin_machine_seen_by_the_cli(plugin_env):
     store = docker_machine.Store(plugin_env / "store")
-    m = store.create("py1", driver="none", options={"none-ip-address": "10.4.4.4", "none-ssh-port": 2200})
+    steps = []
+    m = store.create(
+        "py1", driver="none", options={"none-ip-address": "10.4.4.4", "none-ssh-port": 2200}, progress=steps.append
+    )
+    # the plugin's log lines during Create are steps, labelled with the machine's name
+    assert [s for s in steps if s.startswith("(py1) ")] == ["(py1) creating the machine", "(py1) machine py1 is created"]
     assert m.state() == "Running"
     assert m.inspect()["Driver"]["SSHPort"] == 2200
     assert cli("ls", "--format", "{{.Name}} {{.State}} {{.URL}}").strip() == "py1 Running tcp://10.4.4.4:2376"

@@ -233,6 +233,11 @@ fn flags_listed_and_passed_and_errors_carried() {
         err.contains("the test plugin was told to fail: quota exceeded"),
         "{err}"
     );
+    // its log line before failing is shown; debug lines only with --debug
+    let said = text(&out.stdout);
+    assert!(said.contains("(fl) creating the machine"), "{said}");
+    assert!(!said.contains("is created"), "{said}");
+    assert!(!err.contains("debug line from create"), "{err}");
     let calls = w.calls();
     assert!(
         calls.contains("PreCreateCheck fl\n")
@@ -312,6 +317,7 @@ fn lifecycle_through_a_plugin_forced_over_a_built_in_name() {
     );
     let out = w.run_env(
         &[
+            "--debug",
             "create",
             "-d",
             "none",
@@ -323,7 +329,22 @@ fn lifecycle_through_a_plugin_forced_over_a_built_in_name() {
         ],
         &env,
     );
-    ok(&out);
+    // the plugin's log lines during Create are steps of the create, labelled
+    // with the machine's name as the original does, the last one printed just
+    // before Create answered included; its stderr lines are debug output
+    let said = ok(&out);
+    let steps: Vec<&str> = said.lines().filter(|l| l.starts_with("(lc) ")).collect();
+    assert_eq!(
+        steps,
+        [
+            "(lc) creating the machine...",
+            "(lc) machine lc is created..."
+        ],
+        "{said}"
+    );
+    assert!(!said.contains("debug line from create"), "{said}");
+    let err = text(&out.stderr);
+    assert!(err.contains("(lc) DBG | debug line from create"), "{err}");
     let fmt = "{{.Name}} {{.State}} {{.URL}}";
     assert_eq!(
         ok(&w.run_env(&["ls", "--format", fmt], &env)).trim(),

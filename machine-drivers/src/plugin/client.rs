@@ -13,14 +13,18 @@ use machine_core::driver::{
     Driver, DriverContext, DriverError, DriverFactory, DriverOption, DriverOptions, DriverSource,
 };
 use machine_core::foreign::{self, CallError, ForeignDriver, ForeignObject, Member, Naming};
+use machine_core::progress::Listener;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use serde_json::{Map, Value as Json};
 use std::collections::{BTreeSet, HashMap};
-use std::io::{BufRead, BufReader};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How often the host calls `Heartbeat` (a plugin exits when they stop).
@@ -60,6 +64,158 @@ pub struct Plugin {
     client: Client,
     child: Mutex<Child>,
     stop_heartbeat: Mutex<Option<mpsc::Sender<()>>>,
+    output: Option<Arc<Output>>,
+}
+
+/// A plugin's stdout. Its first line is the plugin's address; each later
+/// line is its log, logged as `(LABEL) line` and, while a call made within
+/// a reporting operation runs ([`Plugin::hear`]), passed to that operation's
+/// progress callback.
+#[derive(Debug)]
+struct Output {
+    pipe: File,
+    state: Mutex<OutputState>,
+    /// Signalled when the reader has passed on what it took, and at the end.
+    changed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct OutputState {
+    /// The machine's name once the plugin serves one (the driver's before).
+    label: String,
+    /// Bytes taken from the pipe and not yet passed on.
+    busy: bool,
+    /// The pipe is closed: the plugin has exited.
+    ended: bool,
+    listener: Option<Listener>,
+}
+
+/// How long the end of a call waits for the plugin's output to be passed on.
+const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
+
+impl Output {
+    fn label(&self) -> String {
+        self.state
+            .lock()
+            .map(|s| s.label.clone())
+            .unwrap_or_default()
+    }
+
+    fn set_busy(&self, busy: bool) {
+        if let Ok(mut s) = self.state.lock() {
+            s.busy = busy;
+        }
+        self.changed.notify_all();
+    }
+
+    /// Whether bytes wait in the pipe.
+    fn pending(&self) -> bool {
+        let mut fds = [PollFd::new(self.pipe.as_fd(), PollFlags::POLLIN)];
+        matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
+            && fds[0]
+                .revents()
+                .is_some_and(|r| r.contains(PollFlags::POLLIN))
+    }
+
+    /// One log line of the plugin.
+    fn line(&self, line: &str) {
+        let (label, listener) = match self.state.lock() {
+            Ok(s) => (s.label.clone(), s.listener.clone()),
+            Err(_) => return,
+        };
+        let line = format!("({label}) {line}");
+        tracing::info!("{line}");
+        if let Some(l) = listener {
+            l.send(&line);
+        }
+    }
+
+    /// Read the pipe to its end: the first line to `addr`, the rest to
+    /// [`line`](Self::line). Bytes are waited for before they are taken, so
+    /// that [`drain`](Self::drain) sees them either in the pipe or being
+    /// passed on.
+    fn read(&self, addr: mpsc::Sender<String>) {
+        let mut addr = Some(addr);
+        let mut pending = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let mut fds = [PollFd::new(self.pipe.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => break,
+            }
+            self.set_busy(true);
+            let n = match (&self.pipe).read(&mut buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+                    self.set_busy(false);
+                    continue;
+                }
+                Err(_) => 0,
+            };
+            if n == 0 {
+                break;
+            }
+            pending.extend_from_slice(&buf[..n]);
+            while let Some(i) = pending.iter().position(|b| *b == b'\n') {
+                let raw: Vec<u8> = pending.drain(..=i).collect();
+                let text = String::from_utf8_lossy(&raw[..i]);
+                let text = text.trim_end_matches('\r');
+                match addr.take() {
+                    Some(tx) => {
+                        let _ = tx.send(text.to_string());
+                    }
+                    None => self.line(text),
+                }
+            }
+            self.set_busy(false);
+        }
+        if addr.is_none() && !pending.is_empty() {
+            self.line(&String::from_utf8_lossy(&pending));
+        }
+        drop(addr);
+        if let Ok(mut s) = self.state.lock() {
+            s.busy = false;
+            s.ended = true;
+        }
+        self.changed.notify_all();
+    }
+
+    /// Wait (at most [`OUTPUT_DRAIN`]) until every byte the plugin has
+    /// written so far has been passed on.
+    fn drain(&self) {
+        let deadline = Instant::now() + OUTPUT_DRAIN;
+        let Ok(mut s) = self.state.lock() else { return };
+        while !s.ended && (s.busy || self.pending()) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            s = match self
+                .changed
+                .wait_timeout(s, left.min(Duration::from_millis(20)))
+            {
+                Ok((s, _)) => s,
+                Err(_) => return,
+            };
+        }
+    }
+}
+
+/// While alive, the plugin's log lines also go to an operation's listener;
+/// dropping it waits until the lines printed so far have gone there.
+struct Hearing<'a>(Option<&'a Output>);
+
+impl Drop for Hearing<'_> {
+    fn drop(&mut self) {
+        if let Some(o) = self.0 {
+            o.drain();
+            if let Ok(mut s) = o.state.lock() {
+                s.listener = None;
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Plugin {
@@ -86,28 +242,30 @@ impl Plugin {
             .map_err(|e| fail(format!("{}: {e}", executable.display())))?;
         let (addr_tx, addr_rx) = mpsc::channel::<String>();
         let errors: Arc<Mutex<Vec<String>>> = Arc::default();
-        if let Some(out) = child.stdout.take() {
-            let label = name.to_string();
+        let output = child.stdout.take().map(|out| {
+            let output = Arc::new(Output {
+                pipe: File::from(OwnedFd::from(out)),
+                state: Mutex::new(OutputState {
+                    label: name.to_string(),
+                    ..OutputState::default()
+                }),
+                changed: Condvar::new(),
+            });
+            let reader = output.clone();
             let _ = std::thread::Builder::new()
                 .name("plugin-stdout".into())
-                .spawn(move || {
-                    let mut lines = BufReader::new(out).lines();
-                    if let Some(Ok(first)) = lines.next() {
-                        let _ = addr_tx.send(first);
-                    }
-                    drop(addr_tx);
-                    for line in lines.map_while(Result::ok) {
-                        tracing::info!("({label}) {line}");
-                    }
-                });
-        }
+                .spawn(move || reader.read(addr_tx));
+            output
+        });
         if let Some(err) = child.stderr.take() {
-            let label = name.to_string();
+            let label = output.clone();
+            let fallback = name.to_string();
             let keep = errors.clone();
             let _ = std::thread::Builder::new()
                 .name("plugin-stderr".into())
                 .spawn(move || {
                     for line in BufReader::new(err).lines().map_while(Result::ok) {
+                        let label = label.as_ref().map_or(fallback.clone(), |o| o.label());
                         tracing::debug!("({label}) DBG | {line}");
                         if let Ok(mut k) = keep.lock() {
                             if k.len() < 20 {
@@ -183,6 +341,7 @@ impl Plugin {
             client,
             child: Mutex::new(child),
             stop_heartbeat: Mutex::new(None),
+            output,
         });
         let version = plugin.call("GetVersion", &empty_type(), &empty(), QUICK);
         match version.as_ref().ok().and_then(Value::as_int) {
@@ -226,6 +385,28 @@ impl Plugin {
                     return;
                 }
             });
+    }
+
+    /// Pass the plugin's log lines to `listener` (when given) until the
+    /// returned guard is dropped.
+    fn hear(&self, listener: Option<Listener>) -> Hearing<'_> {
+        let (Some(output), Some(listener)) = (self.output.as_deref(), listener) else {
+            return Hearing(None);
+        };
+        if let Ok(mut s) = output.state.lock() {
+            s.listener = Some(listener);
+        }
+        Hearing(Some(output))
+    }
+
+    /// Label the plugin's log lines with `label` (the machine's name, as
+    /// the original does).
+    fn set_label(&self, label: &str) {
+        if let Some(o) = &self.output {
+            if let Ok(mut s) = o.state.lock() {
+                s.label = label.to_string();
+            }
+        }
     }
 
     /// Call `RPCServerDriver.<method>`.
@@ -409,9 +590,11 @@ impl PluginFactory {
     /// Start the plugin for machine `ctx` with `raw` as its configuration.
     fn start(
         &self,
+        ctx: &DriverContext,
         raw: &Map<String, Json>,
     ) -> Result<(Arc<Plugin>, Arc<Mutex<Cache>>), DriverError> {
         let plugin = Plugin::launch(&self.name, &self.executable)?;
+        plugin.set_label(&ctx.machine_name);
         let bytes = serde_json::to_vec(raw).map_err(|source| DriverError::BadSavedState {
             driver: self.name.clone(),
             source,
@@ -479,7 +662,7 @@ impl DriverFactory for PluginFactory {
                 "the base driver is not an object",
             ));
         };
-        let (plugin, cache) = self.start(&base)?;
+        let (plugin, cache) = self.start(ctx, &base)?;
         let _ = plugin.call("GetMachineName", &empty_type(), &empty(), QUICK);
         let (ty, value) = rpc_flags(&declared, options);
         plugin
@@ -490,11 +673,11 @@ impl DriverFactory for PluginFactory {
     }
     fn load_driver(
         &self,
-        _ctx: &DriverContext,
+        ctx: &DriverContext,
         saved: &Map<String, Json>,
     ) -> Result<Box<dyn Driver>, DriverError> {
         let (base, _) = foreign::split_saved(&self.name, saved)?;
-        let (plugin, cache) = self.start(saved)?;
+        let (plugin, cache) = self.start(ctx, saved)?;
         refresh(&plugin, &cache, true);
         self.driver(base, plugin, cache)
     }
@@ -642,12 +825,92 @@ impl ForeignObject for PluginObject {
         let plugin = self.plugin.clone();
         let cache = self.cache.clone();
         let name = name.to_string();
-        tokio::task::spawn_blocking(move || answer(&plugin, &cache, &name))
-            .await
-            .unwrap_or_else(|e| Err(CallError::message(format!("call task failed: {e}"))))
+        // the plugin's log lines reach the operation that made the call
+        let listener = Listener::current();
+        tokio::task::spawn_blocking(move || {
+            let _hearing = plugin.hear(listener);
+            answer(&plugin, &cache, &name)
+        })
+        .await
+        .unwrap_or_else(|e| Err(CallError::message(format!("call task failed: {e}"))))
     }
 
     fn call_blocking(&self, name: &str) -> Result<Option<Json>, CallError> {
         answer(&self.plugin, &self.cache, name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use machine_core::progress::forward;
+
+    /// The output of `script` run by `sh`, read as a plugin's, lines labelled `m1`.
+    fn output_of(script: &str) -> (Child, Arc<Output>) {
+        let mut child = Command::new("sh")
+            .args(["-c", script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("sh");
+        let out = child.stdout.take().expect("stdout");
+        let output = Arc::new(Output {
+            pipe: File::from(OwnedFd::from(out)),
+            state: Mutex::new(OutputState {
+                label: "m1".into(),
+                ..OutputState::default()
+            }),
+            changed: Condvar::new(),
+        });
+        (child, output)
+    }
+
+    #[tokio::test]
+    async fn log_lines_reach_the_listening_operation_before_the_call_ends() {
+        // a plugin that prints its address and a log line, then keeps running
+        let (mut child, output) =
+            output_of("echo 127.0.0.1:9; echo one; printf 'two\\n'; sleep 30");
+        let seen = Mutex::new(Vec::<String>::new());
+        let cb = |s: &str| seen.lock().expect("lock").push(s.to_string());
+        let addr = forward(&cb, async {
+            if let Ok(mut s) = output.state.lock() {
+                s.listener = Listener::current();
+            }
+            let (tx, rx) = mpsc::channel();
+            let reader = output.clone();
+            std::thread::spawn(move || reader.read(tx));
+            let addr = rx.recv().expect("address");
+            // what a call does when it ends: wait for the lines printed so far
+            drop(Hearing(Some(&output)));
+            addr
+        })
+        .await;
+        assert_eq!(addr, "127.0.0.1:9");
+        assert_eq!(*seen.lock().expect("lock"), ["(m1) one", "(m1) two"]);
+        assert!(output.state.lock().expect("lock").listener.is_none());
+        child.kill().expect("kill");
+        child.wait().expect("wait");
+    }
+
+    #[tokio::test]
+    async fn a_last_line_without_a_newline_is_passed_on_when_the_plugin_exits() {
+        let (mut child, output) = output_of("echo 127.0.0.1:9; printf half");
+        let seen = Mutex::new(Vec::<String>::new());
+        let cb = |s: &str| seen.lock().expect("lock").push(s.to_string());
+        forward(&cb, async {
+            if let Ok(mut s) = output.state.lock() {
+                s.listener = Listener::current();
+            }
+            let (tx, rx) = mpsc::channel();
+            let reader = output.clone();
+            let t = std::thread::spawn(move || reader.read(tx));
+            assert_eq!(rx.recv().expect("address"), "127.0.0.1:9");
+            t.join().expect("reader");
+        })
+        .await;
+        child.wait().expect("wait");
+        assert_eq!(*seen.lock().expect("lock"), ["(m1) half"]);
+        let s = output.state.lock().expect("lock");
+        assert!(s.ended && !s.busy);
     }
 }
