@@ -124,3 +124,14 @@ test('a plugin and a JavaScript driver are refused by the same rule', { skip }, 
   assert.doesNotMatch(readFileSync(join(dir, 'calls.log'), 'utf8'), /Create bp2/)
   assert.deepEqual(await store.names(), [])
 })
+
+test('plugins on PATH are listed with the drivers', { skip }, async (t) => {
+  const { dir } = setup(t)
+  const drivers = new Store(join(dir, 'store')).drivers()
+  assert.deepEqual(drivers, [...drivers].sort())
+  for (const name of ['gotest', 'none', 'generic', 'qemu']) {
+    assert.equal(drivers.filter((d) => d === name).length, 1, `${name}: ${drivers}`)
+  }
+  // listing started no plugin
+  assert.ok(!existsSync(join(dir, 'calls.log')))
+})

@@ -107,3 +107,13 @@ def test_a_plugin_and_a_python_driver_are_refused_by_the_same_rule(plugin_env):
     assert f"EnginePort 70000 {rule}" in str(plugin.value), str(plugin.value)
     assert "Create bp2" not in (plugin_env / "calls.log").read_text()
     assert store.names() == []
+
+
+def test_plugins_on_path_are_listed_with_the_drivers(plugin_env):
+    store = docker_machine.Store(plugin_env / "store")
+    drivers = store.drivers()
+    assert drivers == sorted(drivers)
+    for name in ["gotest", "none", "generic", "qemu"]:
+        assert drivers.count(name) == 1, drivers
+    # listing started no plugin
+    assert not (plugin_env / "calls.log").exists()

@@ -305,6 +305,41 @@ fn a_plugin_is_held_to_the_rules_of_every_foreign_driver() {
 }
 
 #[test]
+fn plugins_on_path_are_listed_with_the_drivers_without_being_started() {
+    let Some(w) = World::new() else { return };
+    let help = ok(&w.run(&["create", "--help"]));
+    let flat = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    let list = flat
+        .split_once("Driver to create machine with (")
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .map(|(list, _)| list)
+        .unwrap_or_else(|| panic!("no driver list: {help}"));
+    let names: Vec<&str> = list.split(", ").collect();
+    for n in [
+        "amazonec2",
+        "generic",
+        "gotest",
+        "none",
+        "ourgeneric",
+        "ournone",
+        "qemu",
+    ] {
+        assert_eq!(names.iter().filter(|x| **x == n).count(), 1, "{n}: {list}");
+    }
+    let mut sorted = names.clone();
+    sorted.sort_unstable();
+    assert_eq!(names, sorted);
+    // listing asked no plugin for anything: none was started
+    assert!(w.pids().is_empty(), "{}", w.calls());
+    // an unknown driver's error lists them too
+    let out = w.run(&["create", "-d", "nosuchdriver", "x"]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("gotest") && err.contains("ournone"), "{err}");
+    assert!(w.pids().is_empty(), "{}", w.calls());
+}
+
+#[test]
 fn lifecycle_through_a_plugin_forced_over_a_built_in_name() {
     let Some(w) = World::new() else { return };
     // "none" is built in; forced, its plugin serves it (and, being called

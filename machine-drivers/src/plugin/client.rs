@@ -479,21 +479,60 @@ impl Drop for Plugin {
     }
 }
 
+/// Whether `name` can name a plugin (the `NAME` of `docker-machine-driver-NAME`).
+fn plugin_name_ok(name: &str) -> bool {
+    !name.is_empty() && !name.contains(['/', '\0']) && !name.starts_with('.')
+}
+
+/// Whether `path` is an executable file (following symlinks).
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
 /// Find `docker-machine-driver-NAME` on `PATH`.
 pub fn find_executable(name: &str) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    if name.is_empty() || name.contains(['/', '\0']) || name.starts_with('.') {
+    if !plugin_name_ok(name) {
         return None;
     }
     let exe = format!("{EXECUTABLE_PREFIX}{name}");
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|d| d.join(&exe))
-        .find(|p| {
-            std::fs::metadata(p)
-                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-                .unwrap_or(false)
-        })
+        .find(|p| is_executable(p))
+}
+
+/// The names of the `docker-machine-driver-NAME` executables on `PATH`,
+/// sorted, each once.
+pub fn plugin_names() -> Vec<String> {
+    std::env::var_os("PATH")
+        .map(|p| plugin_names_in(&p))
+        .unwrap_or_default()
+}
+
+/// [`plugin_names`] in the directories of `path` (a `PATH` value).
+fn plugin_names_in(path: &std::ffi::OsStr) -> Vec<String> {
+    let mut names = BTreeSet::new();
+    for dir in std::env::split_paths(path) {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let file = e.file_name();
+            let Some(name) = file
+                .to_str()
+                .and_then(|f| f.strip_prefix(EXECUTABLE_PREFIX))
+            else {
+                continue;
+            };
+            if plugin_name_ok(name) && is_executable(&e.path()) {
+                names.insert(name.to_string());
+            }
+        }
+    }
+    names.into_iter().collect()
 }
 
 /// The drivers of plugin executables on `PATH`. Names listed in
@@ -546,6 +585,9 @@ impl DriverSource for PluginSource {
             .or_insert_with(|| Arc::new(PluginFactory::new(name, executable)))
             .clone();
         Ok(f)
+    }
+    fn names(&self) -> Vec<String> {
+        plugin_names()
     }
 }
 
@@ -844,6 +886,38 @@ impl ForeignObject for PluginObject {
 mod tests {
     use super::*;
     use machine_core::progress::forward;
+
+    #[test]
+    fn plugin_names_are_the_executables_on_path() {
+        use std::os::unix::fs::{symlink, PermissionsExt};
+        let tmp = tempfile::tempdir().expect("tmp");
+        let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+        std::fs::create_dir_all(&a).expect("a");
+        std::fs::create_dir_all(&b).expect("b");
+        let file = |p: PathBuf, mode: u32| {
+            std::fs::write(&p, "#!/bin/sh\n").expect("write");
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        };
+        file(a.join("docker-machine-driver-hetzner"), 0o755);
+        file(a.join("docker-machine-driver-notexec"), 0o644);
+        file(a.join("docker-machine-driver-.hidden"), 0o755);
+        file(a.join("docker-machine-driver-"), 0o755);
+        file(a.join("unrelated"), 0o755);
+        std::fs::create_dir(a.join("docker-machine-driver-adir")).expect("dir");
+        file(b.join("docker-machine-driver-hetzner"), 0o755);
+        symlink(
+            a.join("docker-machine-driver-hetzner"),
+            b.join("docker-machine-driver-linked"),
+        )
+        .expect("link");
+        symlink(
+            tmp.path().join("missing"),
+            b.join("docker-machine-driver-dangling"),
+        )
+        .expect("link");
+        let path = std::env::join_paths([a, tmp.path().join("nonexistent"), b]).expect("path");
+        assert_eq!(plugin_names_in(&path), ["hetzner", "linked"]);
+    }
 
     /// The output of `script` run by `sh`, read as a plugin's, lines labelled `m1`.
     fn output_of(script: &str) -> (Child, Arc<Output>) {
