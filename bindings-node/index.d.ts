@@ -182,7 +182,7 @@ export declare class Store {
   importArchive(data: Uint8Array, options?: ImportOptions | undefined | null): Promise<Host>
   /** The machines' names, sorted. */
   names(): Promise<string[]>
-  /** Names of the registered drivers, sorted. */
+  /** Names of the drivers, sorted: the registered ones and the driver plugins (`docker-machine-driver-NAME`) on `PATH`. */
   drivers(): Array<string>
   /**
    * Register a driver written in JavaScript under `name` (replacing any of

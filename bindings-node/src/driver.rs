@@ -7,7 +7,8 @@
 //! machine loaded from the store with what the driver's `save()` returned
 //! (default: the create options), as in the Python bindings. It may return the
 //! driver object or a Promise of it. Each machine gets the core's
-//! `ForeignDriver` (the rules every foreign driver follows) over a
+//! `ForeignDriver` (the rules every foreign driver follows, Python drivers
+//! and driver plugins included) over a
 //! [`JsObject`], whose calls run the object's methods and wait for the
 //! promises they return.
 //!

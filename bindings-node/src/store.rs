@@ -337,7 +337,7 @@ impl JsStore {
         promise(env, async move { store.names() }, as_is)
     }
 
-    /// Names of the registered drivers, sorted.
+    /// Names of the drivers, sorted: the registered ones and the driver plugins (`docker-machine-driver-NAME`) on `PATH`.
     #[napi]
     pub fn drivers(&self) -> Vec<String> {
         self.inner.drivers().names()

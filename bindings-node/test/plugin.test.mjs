@@ -72,10 +72,66 @@ test('a machine the CLI created through a plugin is driven from Node', { skip },
 test('a plugin machine created from Node is seen by the CLI', { skip }, async (t) => {
   const { dir, cli } = setup(t)
   const store = new Store(join(dir, 'store'))
-  const m = await store.create('node1', { driver: 'none', options: { 'none-ip-address': '10.6.6.6', 'none-ssh-port': 2201 } })
+  const steps = []
+  const m = await store.create('node1', {
+    driver: 'none',
+    options: { 'none-ip-address': '10.6.6.6', 'none-ssh-port': 2201 },
+    onProgress: (s) => steps.push(s),
+  })
+  // the plugin's log lines during Create are steps, labelled with the machine's name
+  assert.deepEqual(
+    steps.filter((s) => s.startsWith('(node1) ')),
+    ['(node1) creating the machine', '(node1) machine node1 is created'],
+  )
   assert.equal(await m.state(), 'Running')
   assert.equal((await m.inspect()).Driver.SSHPort, 2201)
   assert.equal(cli('ls', '--format', '{{.Name}} {{.State}} {{.URL}}').trim(), 'node1 Running tcp://10.6.6.6:2376')
   await assert.rejects(store.create('node2', { driver: 'none', options: { 'none-no-such-flag': 'x' } }), (e) => e.code === 'InvalidOption')
   await store.remove('node1')
+})
+
+test('a plugin and a JavaScript driver are refused by the same rule', { skip }, async (t) => {
+  // one adapter (machine_core::foreign) for plugins and driver objects
+  const { dir } = setup(t)
+  const store = new Store(join(dir, 'store'))
+  class BadPort {
+    get enginePort() {
+      return 70000
+    }
+    create() {
+      throw new Error('not to be called')
+    }
+    remove() {}
+    state() {}
+    ip() {}
+  }
+  store.registerDriver('badport', BadPort)
+  const rule = 'is not a port (a whole number in 1..=65535)'
+  const js = await store.create('bp1', { driver: 'badport' }).then(
+    () => assert.fail('created'),
+    (e) => e,
+  )
+  const plugin = await store
+    .create('bp2', { driver: 'none', options: { 'none-ip-address': '10.7.7.7', 'none-engine-port': 70000 } })
+    .then(
+      () => assert.fail('created'),
+      (e) => e,
+    )
+  assert.equal(js.code, 'Driver')
+  assert.equal(plugin.code, 'Driver')
+  assert.ok(js.message.includes(`enginePort 70000 ${rule}`), js.message)
+  assert.ok(plugin.message.includes(`EnginePort 70000 ${rule}`), plugin.message)
+  assert.doesNotMatch(readFileSync(join(dir, 'calls.log'), 'utf8'), /Create bp2/)
+  assert.deepEqual(await store.names(), [])
+})
+
+test('plugins on PATH are listed with the drivers', { skip }, async (t) => {
+  const { dir } = setup(t)
+  const drivers = new Store(join(dir, 'store')).drivers()
+  assert.deepEqual(drivers, [...drivers].sort())
+  for (const name of ['gotest', 'none', 'generic', 'qemu']) {
+    assert.equal(drivers.filter((d) => d === name).length, 1, `${name}: ${drivers}`)
+  }
+  // listing started no plugin
+  assert.ok(!existsSync(join(dir, 'calls.log')))
 })

@@ -13,9 +13,9 @@
 //! config.json), and the attributes `engine_port` (default 2376) and
 //! `needs_provisioning` (default True). A missing method, or one raising
 //! `NotImplementedError`, means "not supported". These rules are the core's
-//! (`machine_core::foreign`), the same for JavaScript drivers: an object
-//! without one of the four methods, or with an `engine_port` that is not a
-//! port, is refused when the driver is made.
+//! (`machine_core::foreign`), the same for JavaScript drivers and driver
+//! plugins: an object without one of the four methods, or with an
+//! `engine_port` that is not a port, is refused when the driver is made.
 //!
 //! A machine created with a Python driver is loaded again by calling the factory
 //! with what `save()` returned (default: the create options).

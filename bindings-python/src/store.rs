@@ -70,7 +70,7 @@ impl PyStore {
         self.store().names().map_err(|e| error::to_py(py, e))
     }
 
-    /// Names of the registered drivers, sorted.
+    /// Names of the drivers, sorted: the registered ones and the driver plugins (`docker-machine-driver-NAME`) on `PATH`.
     fn drivers(&self) -> Vec<String> {
         self.store().drivers().names()
     }

@@ -66,10 +66,54 @@ def test_cli_created_plugin_machine_driven_from_python(plugin_env):
 
 def test_python_created_plugin_machine_seen_by_the_cli(plugin_env):
     store = docker_machine.Store(plugin_env / "store")
-    m = store.create("py1", driver="none", options={"none-ip-address": "10.4.4.4", "none-ssh-port": 2200})
+    steps = []
+    m = store.create(
+        "py1", driver="none", options={"none-ip-address": "10.4.4.4", "none-ssh-port": 2200}, progress=steps.append
+    )
+    # the plugin's log lines during Create are steps, labelled with the machine's name
+    assert [s for s in steps if s.startswith("(py1) ")] == ["(py1) creating the machine", "(py1) machine py1 is created"]
     assert m.state() == "Running"
     assert m.inspect()["Driver"]["SSHPort"] == 2200
     assert cli("ls", "--format", "{{.Name}} {{.State}} {{.URL}}").strip() == "py1 Running tcp://10.4.4.4:2376"
     with pytest.raises(docker_machine.InvalidOptionError):
         store.create("py2", driver="none", options={"none-no-such-flag": "x"})
     store.remove("py1")
+
+
+def test_a_plugin_and_a_python_driver_are_refused_by_the_same_rule(plugin_env):
+    """A plugin goes through the same adapter as Python and JavaScript driver
+    objects (machine_core::foreign): an engine port that is no port is refused
+    with the same words, before anything is created."""
+    store = docker_machine.Store(plugin_env / "store")
+
+    class BadPort:
+        engine_port = 70000
+
+        def __init__(self, context, options):
+            pass
+
+        def create(self):
+            raise AssertionError("not to be called")
+
+        remove = state = ip = create
+
+    store.register_driver("badport", BadPort)
+    rule = "is not a port (a whole number in 1..=65535)"
+    with pytest.raises(docker_machine.MachineError) as py:
+        store.create("bp1", driver="badport")
+    with pytest.raises(docker_machine.MachineError) as plugin:
+        store.create("bp2", driver="none", options={"none-ip-address": "10.7.7.7", "none-engine-port": 70000})
+    assert f"engine_port 70000 {rule}" in str(py.value), str(py.value)
+    assert f"EnginePort 70000 {rule}" in str(plugin.value), str(plugin.value)
+    assert "Create bp2" not in (plugin_env / "calls.log").read_text()
+    assert store.names() == []
+
+
+def test_plugins_on_path_are_listed_with_the_drivers(plugin_env):
+    store = docker_machine.Store(plugin_env / "store")
+    drivers = store.drivers()
+    assert drivers == sorted(drivers)
+    for name in ["gotest", "none", "generic", "qemu"]:
+        assert drivers.count(name) == 1, drivers
+    # listing started no plugin
+    assert not (plugin_env / "calls.log").exists()

@@ -450,7 +450,9 @@ fn create_command(prog: &str, drivers: &DriverRegistry) -> Command {
         .map(|a| a.get_id().to_string())
         .collect();
     let mut seen = taken;
-    for driver in drivers.names() {
+    // the flags of registered drivers only: a plugin's come from its process,
+    // asked only when it is the chosen driver (then it is the one registered)
+    for driver in drivers.registered_names() {
         let Ok(factory) = drivers.get(&driver) else {
             continue;
         };

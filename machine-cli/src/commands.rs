@@ -156,7 +156,7 @@ async fn create(ctx: &Ctx, m: &ArgMatches) -> CliResult<i32> {
     // environment variables and defaults itself, for the chosen driver only.
     let drivers = &ctx.create_drivers;
     let mut seen = Vec::new();
-    for dname in drivers.names() {
+    for dname in drivers.registered_names() {
         let Ok(factory) = drivers.get(&dname) else {
             continue;
         };

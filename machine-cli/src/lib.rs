@@ -232,7 +232,7 @@ fn serve_plugin(args: &[String]) -> Option<i32> {
         _ => {
             eprintln!(
                 "Error: no built-in driver named {name:?} (known: {})",
-                drivers.names().join(", ")
+                drivers.registered_names().join(", ")
             );
             return Some(1);
         }

@@ -233,6 +233,11 @@ fn flags_listed_and_passed_and_errors_carried() {
         err.contains("the test plugin was told to fail: quota exceeded"),
         "{err}"
     );
+    // its log line before failing is shown; debug lines only with --debug
+    let said = text(&out.stdout);
+    assert!(said.contains("(fl) creating the machine"), "{said}");
+    assert!(!said.contains("is created"), "{said}");
+    assert!(!err.contains("debug line from create"), "{err}");
     let calls = w.calls();
     assert!(
         calls.contains("PreCreateCheck fl\n")
@@ -270,6 +275,71 @@ fn flags_listed_and_passed_and_errors_carried() {
 }
 
 #[test]
+fn a_plugin_is_held_to_the_rules_of_every_foreign_driver() {
+    let Some(w) = World::new() else { return };
+    // an engine port that is no port, in the plugin's own configuration: refused
+    // when the driver is made, as for a Python or JavaScript driver object
+    let out = w.run(&[
+        "create",
+        "-d",
+        "gotest",
+        "--gotest-ip-address",
+        "127.0.0.1",
+        "--gotest-engine-port",
+        "70000",
+        "bp",
+    ]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(
+            "driver gotest failed to make its driver object: \
+             EnginePort 70000 is not a port (a whole number in 1..=65535)"
+        ),
+        "{err}"
+    );
+    // the plugin was never asked to create anything, and has ended
+    assert!(!w.calls().contains("Create bp"), "{}", w.calls());
+    assert!(!w.store().join("machines/bp").exists());
+    wait_gone(&w.pids(), Duration::from_secs(10));
+}
+
+#[test]
+fn plugins_on_path_are_listed_with_the_drivers_without_being_started() {
+    let Some(w) = World::new() else { return };
+    let help = ok(&w.run(&["create", "--help"]));
+    let flat = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    let list = flat
+        .split_once("Driver to create machine with (")
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .map(|(list, _)| list)
+        .unwrap_or_else(|| panic!("no driver list: {help}"));
+    let names: Vec<&str> = list.split(", ").collect();
+    for n in [
+        "amazonec2",
+        "generic",
+        "gotest",
+        "none",
+        "ourgeneric",
+        "ournone",
+        "qemu",
+    ] {
+        assert_eq!(names.iter().filter(|x| **x == n).count(), 1, "{n}: {list}");
+    }
+    let mut sorted = names.clone();
+    sorted.sort_unstable();
+    assert_eq!(names, sorted);
+    // listing asked no plugin for anything: none was started
+    assert!(w.pids().is_empty(), "{}", w.calls());
+    // an unknown driver's error lists them too
+    let out = w.run(&["create", "-d", "nosuchdriver", "x"]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("gotest") && err.contains("ournone"), "{err}");
+    assert!(w.pids().is_empty(), "{}", w.calls());
+}
+
+#[test]
 fn lifecycle_through_a_plugin_forced_over_a_built_in_name() {
     let Some(w) = World::new() else { return };
     // "none" is built in; forced, its plugin serves it (and, being called
@@ -282,6 +352,7 @@ fn lifecycle_through_a_plugin_forced_over_a_built_in_name() {
     );
     let out = w.run_env(
         &[
+            "--debug",
             "create",
             "-d",
             "none",
@@ -293,7 +364,22 @@ fn lifecycle_through_a_plugin_forced_over_a_built_in_name() {
         ],
         &env,
     );
-    ok(&out);
+    // the plugin's log lines during Create are steps of the create, labelled
+    // with the machine's name as the original does, the last one printed just
+    // before Create answered included; its stderr lines are debug output
+    let said = ok(&out);
+    let steps: Vec<&str> = said.lines().filter(|l| l.starts_with("(lc) ")).collect();
+    assert_eq!(
+        steps,
+        [
+            "(lc) creating the machine...",
+            "(lc) machine lc is created..."
+        ],
+        "{said}"
+    );
+    assert!(!said.contains("debug line from create"), "{said}");
+    let err = text(&out.stderr);
+    assert!(err.contains("(lc) DBG | debug line from create"), "{err}");
     let fmt = "{{.Name}} {{.State}} {{.URL}}";
     assert_eq!(
         ok(&w.run_env(&["ls", "--format", fmt], &env)).trim(),

@@ -659,6 +659,11 @@ pub trait DriverSource: Send + Sync + fmt::Debug {
     /// The driver named `name`, or an error saying what was looked for
     /// (`known`: the registered names, for the message).
     fn find(&self, name: &str, known: &str) -> Result<Arc<dyn DriverFactory>, DriverError>;
+    /// The names of the drivers the source can find now, for listings
+    /// (plugins: the `docker-machine-driver-NAME` executables on `PATH`).
+    fn names(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// The drivers an embedding program makes available, by name.
@@ -717,8 +722,20 @@ impl DriverRegistry {
             None => false,
         }
     }
-    /// Registered driver names, sorted.
+    /// Every driver name, sorted: the registered drivers and those the
+    /// source can find (driver plugins on `PATH`). Listing asks no plugin
+    /// anything.
     pub fn names(&self) -> Vec<String> {
+        let mut names: std::collections::BTreeSet<String> =
+            self.factories.keys().cloned().collect();
+        if let Some(source) = &self.source {
+            names.extend(source.names());
+        }
+        names.into_iter().collect()
+    }
+    /// The registered driver names only, sorted (their factories are at
+    /// hand: asking them for their options starts nothing).
+    pub fn registered_names(&self) -> Vec<String> {
         self.factories.keys().cloned().collect()
     }
 }
@@ -875,6 +892,9 @@ mod tests {
                 }),
             }
         }
+        fn names(&self) -> Vec<String> {
+            vec!["forced".into(), "ext".into()]
+        }
     }
 
     #[test]
@@ -890,10 +910,13 @@ mod tests {
         assert!(r.is_external("ext") && r.is_external("forced"));
         let e = r.get("nope").expect_err("unknown").to_string();
         assert!(
-            e.contains("plugin-nope") && e.contains("builtin, forced"),
+            e.contains("plugin-nope") && e.contains("builtin, ext, forced"),
             "{e}"
         );
         assert!(!DriverRegistry::new().is_external("x"));
+        // listings: the source's names too, once each, sorted
+        assert_eq!(r.names(), ["builtin", "ext", "forced"]);
+        assert_eq!(r.registered_names(), ["builtin", "forced"]);
     }
 
     #[test]

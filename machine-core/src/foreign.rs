@@ -1,5 +1,6 @@
 //! Drivers whose methods are called across a boundary: objects of another
-//! language (Python, JavaScript) or another process.
+//! language (Python, JavaScript) or another process (a driver plugin speaking
+//! the original's RPC protocol).
 //!
 //! Such a front end supplies a [`ForeignObject`], which only knows how to
 //! call a method of the driver object and read one of its properties, values
@@ -15,15 +16,21 @@
 //!   `url` strings, `save` an object, `ssh_target` an object with `host` and
 //!   optionally `port` (default 22), `user` (default `root`) and `keyPath` /
 //!   `key_path`, or nothing for a machine without SSH;
+//! - a `url` of the form `tcp://host:port` must carry a port in 1..=65535;
 //! - a missing `url` means `tcp://<ip>:<engine port>`, a missing
 //!   `pre_create_check` passes, a missing `save` saves the create options, a
 //!   missing lifecycle method (`start`, `stop`, `restart`, `kill`) or one
 //!   answering "not supported" is [`DriverError::NotSupported`];
 //! - a failure of the object carries its message (and its error as the
-//!   source), a pre-create check's as [`DriverError::PreCreateCheck`].
+//!   source), a pre-create check's as [`DriverError::PreCreateCheck`];
+//! - the saved `Driver` object is the base fields merged with what `save`
+//!   returned, or, for an object that keeps its whole configuration (a
+//!   plugin, see [`ForeignDriver::saving_as_returned`]), exactly what `save`
+//!   returned.
 
 use crate::config::{BaseDriver, DEFAULT_ENGINE_PORT};
 use crate::driver::{engine_url, not_supported, Driver, DriverError, SshTarget};
+use crate::engine::parse_tcp_url;
 use crate::state::State;
 use async_trait::async_trait;
 use serde_json::{Map, Value};
@@ -82,9 +89,33 @@ pub enum Naming {
     Snake,
     /// `preCreateCheck`, `sshTarget`, `enginePort` (JavaScript).
     Camel,
+    /// The driver plugin protocol's method names (`RPCServerDriver.<name>`):
+    /// `GetState`, `GetIP`, `GetURL`, `PreCreateCheck`, `GetConfigRaw` for
+    /// `save`, `GetSSHHostname` for the SSH target (the object gathers the
+    /// port, user and key with the protocol's other `GetSSH*` calls), and
+    /// `EnginePort` / `NeedsProvisioning` for the properties.
+    Rpc,
 }
 
 impl Member {
+    /// Every member.
+    pub const ALL: [Member; 14] = [
+        Member::Create,
+        Member::Remove,
+        Member::State,
+        Member::Ip,
+        Member::Url,
+        Member::SshTarget,
+        Member::Save,
+        Member::PreCreateCheck,
+        Member::Start,
+        Member::Stop,
+        Member::Restart,
+        Member::Kill,
+        Member::EnginePort,
+        Member::NeedsProvisioning,
+    ];
+
     /// Methods every driver object must have.
     pub const REQUIRED: [Member; 4] = [Member::Create, Member::Remove, Member::State, Member::Ip];
 
@@ -110,25 +141,30 @@ impl Member {
 
     /// The member's name in `naming`.
     pub fn name(self, naming: Naming) -> &'static str {
-        let (snake, camel) = match self {
-            Member::Create => ("create", "create"),
-            Member::Remove => ("remove", "remove"),
-            Member::State => ("state", "state"),
-            Member::Ip => ("ip", "ip"),
-            Member::Url => ("url", "url"),
-            Member::SshTarget => ("ssh_target", "sshTarget"),
-            Member::Save => ("save", "save"),
-            Member::PreCreateCheck => ("pre_create_check", "preCreateCheck"),
-            Member::Start => ("start", "start"),
-            Member::Stop => ("stop", "stop"),
-            Member::Restart => ("restart", "restart"),
-            Member::Kill => ("kill", "kill"),
-            Member::EnginePort => ("engine_port", "enginePort"),
-            Member::NeedsProvisioning => ("needs_provisioning", "needsProvisioning"),
+        let (snake, camel, rpc) = match self {
+            Member::Create => ("create", "create", "Create"),
+            Member::Remove => ("remove", "remove", "Remove"),
+            Member::State => ("state", "state", "GetState"),
+            Member::Ip => ("ip", "ip", "GetIP"),
+            Member::Url => ("url", "url", "GetURL"),
+            Member::SshTarget => ("ssh_target", "sshTarget", "GetSSHHostname"),
+            Member::Save => ("save", "save", "GetConfigRaw"),
+            Member::PreCreateCheck => ("pre_create_check", "preCreateCheck", "PreCreateCheck"),
+            Member::Start => ("start", "start", "Start"),
+            Member::Stop => ("stop", "stop", "Stop"),
+            Member::Restart => ("restart", "restart", "Restart"),
+            Member::Kill => ("kill", "kill", "Kill"),
+            Member::EnginePort => ("engine_port", "enginePort", "EnginePort"),
+            Member::NeedsProvisioning => (
+                "needs_provisioning",
+                "needsProvisioning",
+                "NeedsProvisioning",
+            ),
         };
         match naming {
             Naming::Snake => snake,
             Naming::Camel => camel,
+            Naming::Rpc => rpc,
         }
     }
 }
@@ -164,8 +200,13 @@ pub struct ForeignDriver {
     own: Map<String, Value>,
     engine_port: u16,
     needs_provisioning: bool,
+    /// Whether `save`'s answer is the whole saved object (not merged with `base`).
+    save_as_returned: bool,
     object: Box<dyn ForeignObject>,
 }
+
+/// What a port must be, in refusals.
+const PORT_RULE: &str = "a whole number in 1..=65535";
 
 impl fmt::Debug for ForeignDriver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -228,7 +269,7 @@ impl ForeignDriver {
                 .ok_or_else(|| {
                     refuse(
                         "make its driver object",
-                        format!("{port_name} {v} is not a port (a whole number in 1..=65535)"),
+                        format!("{port_name} {v} is not a port ({PORT_RULE})"),
                     )
                 })?,
         };
@@ -253,8 +294,18 @@ impl ForeignDriver {
             own,
             engine_port,
             needs_provisioning,
+            save_as_returned: false,
             object,
         })
+    }
+
+    /// Save exactly what `save` returns as the machine's `Driver` object, for
+    /// an object that keeps its whole configuration, base fields included (a
+    /// driver plugin's `GetConfigRaw`), instead of merging it with the base
+    /// fields.
+    pub fn saving_as_returned(mut self) -> Self {
+        self.save_as_returned = true;
+        self
     }
 
     fn method(&self, m: Member) -> &'static str {
@@ -389,6 +440,9 @@ impl Driver for ForeignDriver {
             Some(Value::Object(own)) => own,
             other => return Err(self.wrong(m, "an object", &other)),
         };
+        if self.save_as_returned {
+            return Ok(own);
+        }
         self.base
             .merge_driver_object(own, &Map::new())
             .map_err(|source| DriverError::BadSavedState {
@@ -400,7 +454,19 @@ impl Driver for ForeignDriver {
     async fn url(&self) -> Result<String, DriverError> {
         match self.call(Member::Url).await? {
             None => Ok(engine_url(&self.ip().await?, self.engine_port)),
-            Some(Value::String(s)) => Ok(s),
+            Some(Value::String(s)) => {
+                if s.starts_with("tcp://") && !matches!(parse_tcp_url(&s), Some((_, p)) if p != 0) {
+                    return Err(DriverError::Failed {
+                        driver: self.name.clone(),
+                        operation: Member::Url.operation().to_string(),
+                        message: format!(
+                            "{}() returned {s}, whose port is not {PORT_RULE}",
+                            self.method(Member::Url)
+                        ),
+                    });
+                }
+                Ok(s)
+            }
             other => Err(self.wrong(Member::Url, "a string", &other)),
         }
     }
@@ -512,27 +578,79 @@ mod tests {
         ForeignDriver::new("canned", naming, base, own, Box::new(c))
     }
 
-    #[test]
-    fn required_methods_are_checked_when_made() {
-        for m in ["create", "remove", "state", "ip"] {
-            let e = make(Naming::Snake, Canned::driver().without(m)).expect_err(m);
-            assert!(e.to_string().contains(&format!("no method {m}()")), "{e}");
+    const NAMINGS: [Naming; 3] = [Naming::Snake, Naming::Camel, Naming::Rpc];
+
+    impl Canned {
+        /// A complete driver object with member names in `naming`.
+        fn named(naming: Naming) -> Canned {
+            let mut c = Canned::default();
+            for m in [Member::Create, Member::Remove] {
+                c.methods.insert(m.name(naming), Ok(Value::Null));
+            }
+            c.methods
+                .insert(Member::State.name(naming), Ok("Running".into()));
+            c.methods
+                .insert(Member::Ip.name(naming), Ok("192.0.2.7".into()));
+            c
         }
-        make(Naming::Snake, Canned::driver()).expect("complete");
     }
 
     #[test]
-    fn engine_port_and_needs_provisioning_are_checked_in_both_namings() {
-        for (naming, port, needs) in [
-            (Naming::Snake, "engine_port", "needs_provisioning"),
-            (Naming::Camel, "enginePort", "needsProvisioning"),
-        ] {
-            let d = make(naming, Canned::driver()).expect("defaults");
+    fn required_methods_are_checked_when_made_in_every_naming() {
+        for naming in NAMINGS {
+            for m in Member::REQUIRED {
+                let name = m.name(naming);
+                let e = make(naming, Canned::named(naming).without(name)).expect_err(name);
+                assert!(
+                    e.to_string().contains(&format!("no method {name}()")),
+                    "{e}"
+                );
+            }
+            make(naming, Canned::named(naming)).expect("complete");
+        }
+    }
+
+    #[test]
+    fn rpc_names_are_the_plugin_protocols() {
+        let names: Vec<&str> = Member::ALL.iter().map(|m| m.name(Naming::Rpc)).collect();
+        assert_eq!(
+            names,
+            [
+                "Create",
+                "Remove",
+                "GetState",
+                "GetIP",
+                "GetURL",
+                "GetSSHHostname",
+                "GetConfigRaw",
+                "PreCreateCheck",
+                "Start",
+                "Stop",
+                "Restart",
+                "Kill",
+                "EnginePort",
+                "NeedsProvisioning"
+            ]
+        );
+        // each naming spells every member differently
+        for naming in NAMINGS {
+            let set: std::collections::BTreeSet<&str> =
+                Member::ALL.iter().map(|m| m.name(naming)).collect();
+            assert_eq!(set.len(), Member::ALL.len(), "{naming:?}");
+        }
+    }
+
+    #[test]
+    fn engine_port_and_needs_provisioning_are_checked_in_every_naming() {
+        for naming in NAMINGS {
+            let port = Member::EnginePort.name(naming);
+            let needs = Member::NeedsProvisioning.name(naming);
+            let d = make(naming, Canned::named(naming)).expect("defaults");
             assert_eq!(d.engine_port(), 2376);
             assert!(d.needs_provisioning());
             let d = make(
                 naming,
-                Canned::driver()
+                Canned::named(naming)
                     .prop(port, 2377.into())
                     .prop(needs, false.into()),
             )
@@ -546,12 +664,67 @@ mod tests {
                 (-1).into(),
                 2376.5.into(),
             ] {
-                let e = make(naming, Canned::driver().prop(port, bad.clone())).expect_err("port");
-                assert!(e.to_string().contains(port), "{bad}: {e}");
+                let e =
+                    make(naming, Canned::named(naming).prop(port, bad.clone())).expect_err("port");
+                assert_eq!(
+                    e.to_string(),
+                    format!(
+                        "driver canned failed to make its driver object: \
+                         {port} {bad} is not a port (a whole number in 1..=65535)"
+                    ),
+                );
             }
-            let e = make(naming, Canned::driver().prop(needs, "yes".into())).expect_err("bool");
+            let e =
+                make(naming, Canned::named(naming).prop(needs, "yes".into())).expect_err("bool");
             assert!(e.to_string().contains(needs), "{e}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_url_with_a_bad_port_is_refused_in_every_naming() {
+        for naming in NAMINGS {
+            let url = Member::Url.name(naming);
+            for bad in [
+                "tcp://192.0.2.7:70000",
+                "tcp://192.0.2.7:0",
+                "tcp://192.0.2.7:-1",
+                "tcp://192.0.2.7",
+            ] {
+                let d =
+                    make(naming, Canned::named(naming).with(url, Ok(bad.into()))).expect("made");
+                let e = d.url().await.expect_err(bad);
+                assert_eq!(
+                    e.to_string(),
+                    format!(
+                        "driver canned failed to get the Docker URL: \
+                         {url}() returned {bad}, whose port is not a whole number in 1..=65535"
+                    ),
+                );
+            }
+            for good in ["tcp://192.0.2.7:2377", "tcp://[2001:db8::1]:1", ""] {
+                let d =
+                    make(naming, Canned::named(naming).with(url, Ok(good.into()))).expect("made");
+                assert_eq!(d.url().await.expect(good), good);
+            }
+        }
+    }
+
+    #[test]
+    fn saved_state_merged_or_as_returned() {
+        let own = serde_json::json!({"MachineName": "m1", "Own": 1, "EnginePort": 2377});
+        let c = || Canned::named(Naming::Rpc).with(Member::Save.name(Naming::Rpc), Ok(own.clone()));
+        let merged = make(Naming::Rpc, c())
+            .expect("made")
+            .saved_state()
+            .expect("saved");
+        assert_eq!(merged["Own"], 1);
+        assert!(merged.contains_key("StorePath"), "{merged:?}");
+        let raw = make(Naming::Rpc, c())
+            .expect("made")
+            .saving_as_returned()
+            .saved_state()
+            .expect("saved");
+        assert_eq!(Value::Object(raw), own);
     }
 
     #[tokio::test]

@@ -6,6 +6,8 @@
 //! driver building a machine image, say) reports with [`report`]: the line is
 //! logged and, while the operation runs under [`forward`], also reaches the
 //! operation's callback, so every front end (CLI, Python, Node) shows it.
+//! Code that hears of steps on another thread (a driver plugin's output
+//! reader) takes the operation's [`Listener`] along.
 
 use std::future::Future;
 use tokio::sync::mpsc;
@@ -22,6 +24,24 @@ tokio::task_local! {
 pub fn report(step: &str) {
     tracing::info!("{step}");
     let _ = SINK.try_with(|tx| tx.send(step.to_string()));
+}
+
+/// The current operation's callback, as a handle that other threads can use.
+#[derive(Debug, Clone)]
+pub struct Listener(mpsc::UnboundedSender<String>);
+
+impl Listener {
+    /// The listener of the operation running in this task, if one listens
+    /// (see [`forward`]).
+    pub fn current() -> Option<Listener> {
+        SINK.try_with(|tx| Listener(tx.clone())).ok()
+    }
+
+    /// Pass `step` to the operation's callback (not logged: the caller
+    /// logs); false once the operation has ended.
+    pub fn send(&self, step: &str) -> bool {
+        self.0.send(step.to_string()).is_ok()
+    }
 }
 
 /// Run `fut`, passing every [`report`] made inside it (in the same task) to
@@ -62,6 +82,30 @@ mod tests {
         .await;
         assert_eq!(out, 7);
         assert_eq!(*seen.lock().expect("lock"), ["one", "two", "three"]);
+    }
+
+    #[tokio::test]
+    async fn a_listener_carries_steps_from_another_thread() {
+        let seen = Mutex::new(Vec::<String>::new());
+        let cb = |s: &str| seen.lock().expect("lock").push(s.to_string());
+        let kept = forward(&cb, async {
+            report("before");
+            let l = Listener::current().expect("listening");
+            let l2 = l.clone();
+            std::thread::spawn(move || assert!(l2.send("from a thread")))
+                .join()
+                .expect("thread");
+            report("after");
+            l
+        })
+        .await;
+        assert_eq!(
+            *seen.lock().expect("lock"),
+            ["before", "from a thread", "after"]
+        );
+        // the operation is over: nobody hears it any more
+        assert!(!kept.send("late"));
+        assert!(Listener::current().is_none());
     }
 
     #[tokio::test]

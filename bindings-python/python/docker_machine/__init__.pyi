@@ -77,7 +77,7 @@ class Store:
         """The machines' names, sorted case-insensitively."""
 
     def drivers(self) -> List[str]:
-        """Names of the registered drivers, sorted."""
+        """Names of the drivers, sorted: the registered ones and the driver plugins (``docker-machine-driver-NAME``) on ``PATH``."""
 
     def get(self, name: str) -> Host:
         """Load the machine ``name``.

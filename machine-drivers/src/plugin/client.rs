@@ -8,19 +8,23 @@ use super::{
     TOKEN,
 };
 use async_trait::async_trait;
+use machine_core::config::BaseDriver;
 use machine_core::driver::{
     Driver, DriverContext, DriverError, DriverFactory, DriverOption, DriverOptions, DriverSource,
-    SshTarget,
 };
-use machine_core::State;
+use machine_core::foreign::{self, CallError, ForeignDriver, ForeignObject, Member, Naming};
+use machine_core::progress::Listener;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use serde_json::{Map, Value as Json};
 use std::collections::{BTreeSet, HashMap};
-use std::io::{BufRead, BufReader};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How often the host calls `Heartbeat` (a plugin exits when they stop).
@@ -60,6 +64,158 @@ pub struct Plugin {
     client: Client,
     child: Mutex<Child>,
     stop_heartbeat: Mutex<Option<mpsc::Sender<()>>>,
+    output: Option<Arc<Output>>,
+}
+
+/// A plugin's stdout. Its first line is the plugin's address; each later
+/// line is its log, logged as `(LABEL) line` and, while a call made within
+/// a reporting operation runs ([`Plugin::hear`]), passed to that operation's
+/// progress callback.
+#[derive(Debug)]
+struct Output {
+    pipe: File,
+    state: Mutex<OutputState>,
+    /// Signalled when the reader has passed on what it took, and at the end.
+    changed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct OutputState {
+    /// The machine's name once the plugin serves one (the driver's before).
+    label: String,
+    /// Bytes taken from the pipe and not yet passed on.
+    busy: bool,
+    /// The pipe is closed: the plugin has exited.
+    ended: bool,
+    listener: Option<Listener>,
+}
+
+/// How long the end of a call waits for the plugin's output to be passed on.
+const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
+
+impl Output {
+    fn label(&self) -> String {
+        self.state
+            .lock()
+            .map(|s| s.label.clone())
+            .unwrap_or_default()
+    }
+
+    fn set_busy(&self, busy: bool) {
+        if let Ok(mut s) = self.state.lock() {
+            s.busy = busy;
+        }
+        self.changed.notify_all();
+    }
+
+    /// Whether bytes wait in the pipe.
+    fn pending(&self) -> bool {
+        let mut fds = [PollFd::new(self.pipe.as_fd(), PollFlags::POLLIN)];
+        matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
+            && fds[0]
+                .revents()
+                .is_some_and(|r| r.contains(PollFlags::POLLIN))
+    }
+
+    /// One log line of the plugin.
+    fn line(&self, line: &str) {
+        let (label, listener) = match self.state.lock() {
+            Ok(s) => (s.label.clone(), s.listener.clone()),
+            Err(_) => return,
+        };
+        let line = format!("({label}) {line}");
+        tracing::info!("{line}");
+        if let Some(l) = listener {
+            l.send(&line);
+        }
+    }
+
+    /// Read the pipe to its end: the first line to `addr`, the rest to
+    /// [`line`](Self::line). Bytes are waited for before they are taken, so
+    /// that [`drain`](Self::drain) sees them either in the pipe or being
+    /// passed on.
+    fn read(&self, addr: mpsc::Sender<String>) {
+        let mut addr = Some(addr);
+        let mut pending = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let mut fds = [PollFd::new(self.pipe.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => break,
+            }
+            self.set_busy(true);
+            let n = match (&self.pipe).read(&mut buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+                    self.set_busy(false);
+                    continue;
+                }
+                Err(_) => 0,
+            };
+            if n == 0 {
+                break;
+            }
+            pending.extend_from_slice(&buf[..n]);
+            while let Some(i) = pending.iter().position(|b| *b == b'\n') {
+                let raw: Vec<u8> = pending.drain(..=i).collect();
+                let text = String::from_utf8_lossy(&raw[..i]);
+                let text = text.trim_end_matches('\r');
+                match addr.take() {
+                    Some(tx) => {
+                        let _ = tx.send(text.to_string());
+                    }
+                    None => self.line(text),
+                }
+            }
+            self.set_busy(false);
+        }
+        if addr.is_none() && !pending.is_empty() {
+            self.line(&String::from_utf8_lossy(&pending));
+        }
+        drop(addr);
+        if let Ok(mut s) = self.state.lock() {
+            s.busy = false;
+            s.ended = true;
+        }
+        self.changed.notify_all();
+    }
+
+    /// Wait (at most [`OUTPUT_DRAIN`]) until every byte the plugin has
+    /// written so far has been passed on.
+    fn drain(&self) {
+        let deadline = Instant::now() + OUTPUT_DRAIN;
+        let Ok(mut s) = self.state.lock() else { return };
+        while !s.ended && (s.busy || self.pending()) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            s = match self
+                .changed
+                .wait_timeout(s, left.min(Duration::from_millis(20)))
+            {
+                Ok((s, _)) => s,
+                Err(_) => return,
+            };
+        }
+    }
+}
+
+/// While alive, the plugin's log lines also go to an operation's listener;
+/// dropping it waits until the lines printed so far have gone there.
+struct Hearing<'a>(Option<&'a Output>);
+
+impl Drop for Hearing<'_> {
+    fn drop(&mut self) {
+        if let Some(o) = self.0 {
+            o.drain();
+            if let Ok(mut s) = o.state.lock() {
+                s.listener = None;
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Plugin {
@@ -86,28 +242,30 @@ impl Plugin {
             .map_err(|e| fail(format!("{}: {e}", executable.display())))?;
         let (addr_tx, addr_rx) = mpsc::channel::<String>();
         let errors: Arc<Mutex<Vec<String>>> = Arc::default();
-        if let Some(out) = child.stdout.take() {
-            let label = name.to_string();
+        let output = child.stdout.take().map(|out| {
+            let output = Arc::new(Output {
+                pipe: File::from(OwnedFd::from(out)),
+                state: Mutex::new(OutputState {
+                    label: name.to_string(),
+                    ..OutputState::default()
+                }),
+                changed: Condvar::new(),
+            });
+            let reader = output.clone();
             let _ = std::thread::Builder::new()
                 .name("plugin-stdout".into())
-                .spawn(move || {
-                    let mut lines = BufReader::new(out).lines();
-                    if let Some(Ok(first)) = lines.next() {
-                        let _ = addr_tx.send(first);
-                    }
-                    drop(addr_tx);
-                    for line in lines.map_while(Result::ok) {
-                        tracing::info!("({label}) {line}");
-                    }
-                });
-        }
+                .spawn(move || reader.read(addr_tx));
+            output
+        });
         if let Some(err) = child.stderr.take() {
-            let label = name.to_string();
+            let label = output.clone();
+            let fallback = name.to_string();
             let keep = errors.clone();
             let _ = std::thread::Builder::new()
                 .name("plugin-stderr".into())
                 .spawn(move || {
                     for line in BufReader::new(err).lines().map_while(Result::ok) {
+                        let label = label.as_ref().map_or(fallback.clone(), |o| o.label());
                         tracing::debug!("({label}) DBG | {line}");
                         if let Ok(mut k) = keep.lock() {
                             if k.len() < 20 {
@@ -183,6 +341,7 @@ impl Plugin {
             client,
             child: Mutex::new(child),
             stop_heartbeat: Mutex::new(None),
+            output,
         });
         let version = plugin.call("GetVersion", &empty_type(), &empty(), QUICK);
         match version.as_ref().ok().and_then(Value::as_int) {
@@ -226,6 +385,28 @@ impl Plugin {
                     return;
                 }
             });
+    }
+
+    /// Pass the plugin's log lines to `listener` (when given) until the
+    /// returned guard is dropped.
+    fn hear(&self, listener: Option<Listener>) -> Hearing<'_> {
+        let (Some(output), Some(listener)) = (self.output.as_deref(), listener) else {
+            return Hearing(None);
+        };
+        if let Ok(mut s) = output.state.lock() {
+            s.listener = Some(listener);
+        }
+        Hearing(Some(output))
+    }
+
+    /// Label the plugin's log lines with `label` (the machine's name, as
+    /// the original does).
+    fn set_label(&self, label: &str) {
+        if let Some(o) = &self.output {
+            if let Ok(mut s) = o.state.lock() {
+                s.label = label.to_string();
+            }
+        }
     }
 
     /// Call `RPCServerDriver.<method>`.
@@ -298,21 +479,60 @@ impl Drop for Plugin {
     }
 }
 
+/// Whether `name` can name a plugin (the `NAME` of `docker-machine-driver-NAME`).
+fn plugin_name_ok(name: &str) -> bool {
+    !name.is_empty() && !name.contains(['/', '\0']) && !name.starts_with('.')
+}
+
+/// Whether `path` is an executable file (following symlinks).
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
 /// Find `docker-machine-driver-NAME` on `PATH`.
 pub fn find_executable(name: &str) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    if name.is_empty() || name.contains(['/', '\0']) || name.starts_with('.') {
+    if !plugin_name_ok(name) {
         return None;
     }
     let exe = format!("{EXECUTABLE_PREFIX}{name}");
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|d| d.join(&exe))
-        .find(|p| {
-            std::fs::metadata(p)
-                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-                .unwrap_or(false)
-        })
+        .find(|p| is_executable(p))
+}
+
+/// The names of the `docker-machine-driver-NAME` executables on `PATH`,
+/// sorted, each once.
+pub fn plugin_names() -> Vec<String> {
+    std::env::var_os("PATH")
+        .map(|p| plugin_names_in(&p))
+        .unwrap_or_default()
+}
+
+/// [`plugin_names`] in the directories of `path` (a `PATH` value).
+fn plugin_names_in(path: &std::ffi::OsStr) -> Vec<String> {
+    let mut names = BTreeSet::new();
+    for dir in std::env::split_paths(path) {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let file = e.file_name();
+            let Some(name) = file
+                .to_str()
+                .and_then(|f| f.strip_prefix(EXECUTABLE_PREFIX))
+            else {
+                continue;
+            };
+            if plugin_name_ok(name) && is_executable(&e.path()) {
+                names.insert(name.to_string());
+            }
+        }
+    }
+    names.into_iter().collect()
 }
 
 /// The drivers of plugin executables on `PATH`. Names listed in
@@ -366,6 +586,9 @@ impl DriverSource for PluginSource {
             .clone();
         Ok(f)
     }
+    fn names(&self) -> Vec<String> {
+        plugin_names()
+    }
 }
 
 /// Builds drivers served by one plugin executable.
@@ -406,20 +629,43 @@ impl PluginFactory {
             .map_err(|m| failed(&self.name, "list its options", m))
     }
 
+    /// Start the plugin for machine `ctx` with `raw` as its configuration.
     fn start(
         &self,
         ctx: &DriverContext,
         raw: &Map<String, Json>,
-    ) -> Result<PluginDriver, DriverError> {
+    ) -> Result<(Arc<Plugin>, Arc<Mutex<Cache>>), DriverError> {
         let plugin = Plugin::launch(&self.name, &self.executable)?;
-        let d = PluginDriver {
+        plugin.set_label(&ctx.machine_name);
+        let bytes = serde_json::to_vec(raw).map_err(|source| DriverError::BadSavedState {
+            driver: self.name.clone(),
+            source,
+        })?;
+        plugin
+            .call("SetConfigRaw", &Type::Bytes, &Value::Bytes(bytes), QUICK)
+            .map_err(|e| failed(&self.name, "load its saved state", e))?;
+        let cache = Arc::new(Mutex::new(Cache {
+            config: raw.clone(),
+            ..Cache::default()
+        }));
+        Ok((plugin, cache))
+    }
+
+    /// The machine's driver: the plugin under the rules of every foreign
+    /// driver ([`ForeignDriver`]), its configuration saved as it reports it.
+    fn driver(
+        &self,
+        base: BaseDriver,
+        plugin: Arc<Plugin>,
+        cache: Arc<Mutex<Cache>>,
+    ) -> Result<Box<dyn Driver>, DriverError> {
+        let object = PluginObject {
             name: self.name.clone(),
             plugin,
-            machine_name: ctx.machine_name.clone(),
-            cache: Arc::new(Mutex::new(Cache::default())),
+            cache,
         };
-        d.blocking_set_raw(raw)?;
-        Ok(d)
+        let d = ForeignDriver::new(&self.name, Naming::Rpc, base, Map::new(), Box::new(object))?;
+        Ok(Box::new(d.saving_as_returned()))
     }
 }
 
@@ -458,164 +704,58 @@ impl DriverFactory for PluginFactory {
                 "the base driver is not an object",
             ));
         };
-        let d = self.start(ctx, &base)?;
-        let _ = d
-            .plugin
-            .call("GetMachineName", &empty_type(), &empty(), QUICK);
+        let (plugin, cache) = self.start(ctx, &base)?;
+        let _ = plugin.call("GetMachineName", &empty_type(), &empty(), QUICK);
         let (ty, value) = rpc_flags(&declared, options);
-        d.plugin
+        plugin
             .call("SetConfigFromFlags", &ty, &value, QUICK)
             .map_err(|e| failed(&self.name, "take its options", e))?;
-        d.blocking_refresh(false);
-        Ok(Box::new(d))
+        refresh(&plugin, &cache, false);
+        self.driver(ctx.base(), plugin, cache)
     }
     fn load_driver(
         &self,
         ctx: &DriverContext,
         saved: &Map<String, Json>,
     ) -> Result<Box<dyn Driver>, DriverError> {
-        let d = self.start(ctx, saved)?;
-        d.blocking_refresh(true);
-        Ok(Box::new(d))
+        let (base, _) = foreign::split_saved(&self.name, saved)?;
+        let (plugin, cache) = self.start(ctx, saved)?;
+        refresh(&plugin, &cache, true);
+        self.driver(base, plugin, cache)
     }
 }
 
+/// What the plugin last said about its configuration, read back after
+/// every lifecycle call (saving and the SSH target are asked from
+/// synchronous code, where no call should wait for the plugin).
 #[derive(Debug, Default, Clone)]
 struct Cache {
+    /// `GetConfigRaw`.
     config: Map<String, Json>,
-    ssh: Option<SshTarget>,
+    /// The SSH target (`GetSSHHostname`, `GetSSHPort`, `GetSSHUsername`,
+    /// `GetSSHKeyPath`) as [`ForeignDriver`] reads it, or null.
+    ssh: Json,
+    /// `DriverName`.
     driver_name: Option<String>,
 }
 
-/// A machine's driver served by a plugin process.
-#[derive(Debug)]
-pub struct PluginDriver {
-    name: String,
-    plugin: Arc<Plugin>,
-    machine_name: String,
-    cache: Arc<Mutex<Cache>>,
-}
-
-fn rpc_err(driver: &str, operation: &str, e: RpcError) -> DriverError {
-    failed(driver, operation, e)
-}
-
-impl PluginDriver {
-    /// The plugin process (for tests and benches).
-    pub fn plugin(&self) -> &Arc<Plugin> {
-        &self.plugin
-    }
-
-    fn blocking_set_raw(&self, raw: &Map<String, Json>) -> Result<(), DriverError> {
-        let bytes = serde_json::to_vec(raw).map_err(|source| DriverError::BadSavedState {
-            driver: self.name.clone(),
-            source,
-        })?;
-        self.plugin
-            .call("SetConfigRaw", &Type::Bytes, &Value::Bytes(bytes), QUICK)
-            .map_err(|e| rpc_err(&self.name, "load its saved state", e))?;
-        if let Ok(mut c) = self.cache.lock() {
-            c.config = raw.clone();
-        }
-        Ok(())
-    }
-
-    /// Read the configuration back (and, with `ssh`, the SSH details).
-    fn blocking_refresh(&self, ssh: bool) {
-        refresh(&self.plugin, &self.cache, ssh);
-    }
-
-    /// Run `f` with the plugin on a blocking thread.
-    async fn blocking<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Plugin) -> Result<T, RpcError> + Send + 'static,
-    ) -> Result<T, RpcError> {
-        let p = self.plugin.clone();
-        tokio::task::spawn_blocking(move || f(&p))
-            .await
-            .map_err(|e| RpcError::Protocol(format!("call task failed: {e}")))?
-    }
-
-    async fn string_call(&self, method: &'static str) -> Result<String, DriverError> {
-        let v = self
-            .blocking(move |p| p.call(method, &empty_type(), &empty(), QUICK))
-            .await
-            .map_err(|e| rpc_err(&self.name, method, e))?;
-        Ok(v.as_str().unwrap_or_default().to_string())
-    }
-
-    /// A lifecycle call (no time limit), then the configuration read back.
-    async fn action(&self, method: &'static str, operation: &str) -> Result<(), DriverError> {
-        let cache = self.cache.clone();
-        let r = self
-            .blocking(move |p| {
-                let r = p.call(method, &empty_type(), &empty(), None);
-                refresh(p, &cache, true);
-                r
-            })
-            .await;
-        r.map(|_| ()).map_err(|e| self.explain(operation, e))
-    }
-
-    /// An RPC failure; when the connection closed because the plugin
-    /// exited, say so.
-    fn explain(&self, operation: &str, e: RpcError) -> DriverError {
-        if matches!(e, RpcError::Closed | RpcError::Io(_)) {
-            if let Some(st) = self.plugin.exit_status() {
-                return failed(
-                    &self.name,
-                    operation,
-                    format!("its plugin exited ({st}) during the call"),
-                );
-            }
-        }
-        rpc_err(&self.name, operation, e)
-    }
-}
-
 fn refresh(plugin: &Plugin, cache: &Mutex<Cache>, ssh: bool) {
-    let raw = plugin.call("GetConfigRaw", &empty_type(), &empty(), QUICK);
-    let config = match raw {
-        Ok(Value::Bytes(b)) => serde_json::from_slice::<Map<String, Json>>(&b).ok(),
+    let ask = |m: &str| plugin.call(m, &empty_type(), &empty(), QUICK).ok();
+    let text = |m: &str| ask(m).and_then(|v| v.as_str().map(str::to_string));
+    let config = match ask("GetConfigRaw") {
+        Some(Value::Bytes(b)) => serde_json::from_slice::<Map<String, Json>>(&b).ok(),
         _ => None,
     };
-    let driver_name = plugin
-        .call("DriverName", &empty_type(), &empty(), QUICK)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string));
-    let target = if ssh {
-        let s = |m: &str| {
-            plugin
-                .call(m, &empty_type(), &empty(), QUICK)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-        };
-        match s("GetSSHHostname").filter(|h| !h.is_empty()) {
-            Some(host) => {
-                let port = plugin
-                    .call("GetSSHPort", &empty_type(), &empty(), QUICK)
-                    .ok()
-                    .and_then(|v| v.as_int())
-                    .and_then(|p| u16::try_from(p).ok())
-                    .filter(|p| *p != 0)
-                    .unwrap_or(22);
-                let user = s("GetSSHUsername")
-                    .filter(|u| !u.is_empty())
-                    .unwrap_or_else(|| "root".into());
-                let key = s("GetSSHKeyPath")
-                    .filter(|k| !k.is_empty())
-                    .map(PathBuf::from);
-                Some(SshTarget {
-                    host,
-                    port,
-                    user,
-                    key_path: key,
-                })
-            }
-            None => None,
-        }
-    } else {
-        None
+    let driver_name = text("DriverName");
+    // the defaults (port 22, user root) are the foreign driver's
+    let target = match text("GetSSHHostname").filter(|h| ssh && !h.is_empty()) {
+        Some(host) => serde_json::json!({
+            "host": host,
+            "port": ask("GetSSHPort").and_then(|v| v.as_int()),
+            "user": text("GetSSHUsername"),
+            "keyPath": text("GetSSHKeyPath"),
+        }),
+        None => Json::Null,
     };
     if let Ok(mut c) = cache.lock() {
         if let Some(conf) = config {
@@ -630,83 +770,221 @@ fn refresh(plugin: &Plugin, cache: &Mutex<Cache>, ssh: bool) {
     }
 }
 
-#[async_trait]
-impl Driver for PluginDriver {
-    fn driver_name(&self) -> &str {
-        &self.name
+/// A plugin process as a [`ForeignObject`]: its RPC methods under their
+/// protocol names ([`Naming::Rpc`]), answers turned into what
+/// [`ForeignDriver`] expects.
+#[derive(Debug)]
+struct PluginObject {
+    name: String,
+    plugin: Arc<Plugin>,
+    cache: Arc<Mutex<Cache>>,
+}
+
+/// Calls that may take as long as they take.
+const LIFECYCLE: [&str; 6] = ["Create", "Remove", "Start", "Stop", "Restart", "Kill"];
+
+/// An RPC failure across the boundary; when the connection closed because
+/// the plugin exited, it says so.
+fn call_error(plugin: &Plugin, e: RpcError) -> CallError {
+    if matches!(e, RpcError::Closed | RpcError::Io(_)) {
+        if let Some(st) = plugin.exit_status() {
+            return CallError::message(format!("its plugin exited ({st}) during the call"));
+        }
     }
-    async fn create(&mut self) -> Result<(), DriverError> {
-        self.action("Create", "create").await
-    }
-    async fn remove(&mut self) -> Result<(), DriverError> {
-        self.action("Remove", "remove").await
-    }
-    async fn state(&self) -> Result<State, DriverError> {
-        let v = self
-            .blocking(|p| p.call("GetState", &empty_type(), &empty(), QUICK))
-            .await
-            .map_err(|e| rpc_err(&self.name, "get the state", e))?;
-        v.as_int()
-            .and_then(state_from_int)
-            .ok_or_else(|| failed(&self.name, "get the state", format!("unknown state {v:?}")))
-    }
-    async fn ip(&self) -> Result<String, DriverError> {
-        self.string_call("GetIP").await
-    }
-    async fn url(&self) -> Result<String, DriverError> {
-        self.string_call("GetURL").await
-    }
-    fn ssh_target(&self) -> Option<SshTarget> {
-        self.cache.lock().ok().and_then(|c| c.ssh.clone())
-    }
-    fn saved_state(&self) -> Result<Map<String, Json>, DriverError> {
-        Ok(self
-            .cache
-            .lock()
-            .map(|c| c.config.clone())
-            .unwrap_or_default())
-    }
-    fn engine_port(&self) -> u16 {
-        // the port of the URL the driver reports when it last could
-        self.cache
-            .lock()
-            .ok()
-            .and_then(|c| c.config.get("EnginePort").and_then(Json::as_u64))
-            .and_then(|p| u16::try_from(p).ok())
-            .filter(|p| *p != 0)
-            .unwrap_or(machine_core::config::DEFAULT_ENGINE_PORT)
-    }
-    fn needs_provisioning(&self) -> bool {
-        // as the original: the driver called "none" is never provisioned
-        let reported = self.cache.lock().ok().and_then(|c| c.driver_name.clone());
-        reported.as_deref().unwrap_or(&self.name) != "none"
-    }
-    async fn pre_create_check(&self) -> Result<(), DriverError> {
-        let r = self
-            .blocking(|p| p.call("PreCreateCheck", &empty_type(), &empty(), None))
-            .await;
-        r.map(|_| ()).map_err(|e| DriverError::PreCreateCheck {
-            driver: self.name.clone(),
-            reason: e.to_string(),
-        })
-    }
-    async fn start(&mut self) -> Result<(), DriverError> {
-        self.action("Start", "start").await
-    }
-    async fn stop(&mut self) -> Result<(), DriverError> {
-        self.action("Stop", "stop").await
-    }
-    async fn restart(&mut self) -> Result<(), DriverError> {
-        self.action("Restart", "restart").await
-    }
-    async fn kill(&mut self) -> Result<(), DriverError> {
-        self.action("Kill", "kill").await
+    CallError::Failed(Box::new(e))
+}
+
+/// Call `method` (a [`Naming::Rpc`] member name) and convert its answer.
+fn answer(plugin: &Plugin, cache: &Mutex<Cache>, method: &str) -> Result<Option<Json>, CallError> {
+    let call = |timeout| {
+        plugin
+            .call(method, &empty_type(), &empty(), timeout)
+            .map_err(|e| call_error(plugin, e))
+    };
+    let cached = |f: fn(&Cache) -> Json| cache.lock().map(|c| f(&c)).unwrap_or(Json::Null);
+    match method {
+        m if LIFECYCLE.contains(&m) => {
+            let r = call(None);
+            refresh(plugin, cache, true);
+            r.map(|_| Some(Json::Null))
+        }
+        "PreCreateCheck" => call(None).map(|_| Some(Json::Null)),
+        "GetState" => {
+            let v = call(QUICK)?;
+            match v.as_int().and_then(state_from_int) {
+                Some(s) => Ok(Some(Json::from(s.as_str()))),
+                None => Err(CallError::message(format!(
+                    "GetState answered {v:?}, which is no machine state"
+                ))),
+            }
+        }
+        "GetIP" | "GetURL" => {
+            let v = call(QUICK)?;
+            match v.as_str() {
+                Some(s) => Ok(Some(Json::from(s))),
+                None => Err(CallError::message(format!(
+                    "{method} answered {v:?}, not a string"
+                ))),
+            }
+        }
+        "GetSSHHostname" => Ok(Some(cached(|c| c.ssh.clone()))),
+        "GetConfigRaw" => Ok(Some(cached(|c| Json::Object(c.config.clone())))),
+        _ => Ok(None),
     }
 }
 
-impl PluginDriver {
-    /// The machine this driver serves.
-    pub fn machine_name(&self) -> &str {
-        &self.machine_name
+#[async_trait]
+impl ForeignObject for PluginObject {
+    fn has_method(&self, name: &str) -> bool {
+        Member::ALL
+            .iter()
+            .filter(|m| !matches!(m, Member::EnginePort | Member::NeedsProvisioning))
+            .any(|m| m.name(Naming::Rpc) == name)
+    }
+
+    fn property(&self, name: &str) -> Result<Option<Json>, CallError> {
+        let c = self
+            .cache
+            .lock()
+            .map_err(|_| CallError::message("lock poisoned"))?;
+        Ok(match name {
+            // Go's zero value: a driver that has the field but left it unset
+            "EnginePort" => c
+                .config
+                .get("EnginePort")
+                .filter(|v| !v.is_null() && v.as_i64() != Some(0))
+                .cloned(),
+            // as the original: the driver called "none" is never provisioned
+            "NeedsProvisioning" => Some(Json::Bool(
+                c.driver_name.as_deref().unwrap_or(&self.name) != "none",
+            )),
+            _ => None,
+        })
+    }
+
+    /// On a blocking thread of the runtime (a call may take minutes).
+    async fn call(&self, name: &str) -> Result<Option<Json>, CallError> {
+        let plugin = self.plugin.clone();
+        let cache = self.cache.clone();
+        let name = name.to_string();
+        // the plugin's log lines reach the operation that made the call
+        let listener = Listener::current();
+        tokio::task::spawn_blocking(move || {
+            let _hearing = plugin.hear(listener);
+            answer(&plugin, &cache, &name)
+        })
+        .await
+        .unwrap_or_else(|e| Err(CallError::message(format!("call task failed: {e}"))))
+    }
+
+    fn call_blocking(&self, name: &str) -> Result<Option<Json>, CallError> {
+        answer(&self.plugin, &self.cache, name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use machine_core::progress::forward;
+
+    #[test]
+    fn plugin_names_are_the_executables_on_path() {
+        use std::os::unix::fs::{symlink, PermissionsExt};
+        let tmp = tempfile::tempdir().expect("tmp");
+        let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+        std::fs::create_dir_all(&a).expect("a");
+        std::fs::create_dir_all(&b).expect("b");
+        let file = |p: PathBuf, mode: u32| {
+            std::fs::write(&p, "#!/bin/sh\n").expect("write");
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        };
+        file(a.join("docker-machine-driver-hetzner"), 0o755);
+        file(a.join("docker-machine-driver-notexec"), 0o644);
+        file(a.join("docker-machine-driver-.hidden"), 0o755);
+        file(a.join("docker-machine-driver-"), 0o755);
+        file(a.join("unrelated"), 0o755);
+        std::fs::create_dir(a.join("docker-machine-driver-adir")).expect("dir");
+        file(b.join("docker-machine-driver-hetzner"), 0o755);
+        symlink(
+            a.join("docker-machine-driver-hetzner"),
+            b.join("docker-machine-driver-linked"),
+        )
+        .expect("link");
+        symlink(
+            tmp.path().join("missing"),
+            b.join("docker-machine-driver-dangling"),
+        )
+        .expect("link");
+        let path = std::env::join_paths([a, tmp.path().join("nonexistent"), b]).expect("path");
+        assert_eq!(plugin_names_in(&path), ["hetzner", "linked"]);
+    }
+
+    /// The output of `script` run by `sh`, read as a plugin's, lines labelled `m1`.
+    fn output_of(script: &str) -> (Child, Arc<Output>) {
+        let mut child = Command::new("sh")
+            .args(["-c", script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("sh");
+        let out = child.stdout.take().expect("stdout");
+        let output = Arc::new(Output {
+            pipe: File::from(OwnedFd::from(out)),
+            state: Mutex::new(OutputState {
+                label: "m1".into(),
+                ..OutputState::default()
+            }),
+            changed: Condvar::new(),
+        });
+        (child, output)
+    }
+
+    #[tokio::test]
+    async fn log_lines_reach_the_listening_operation_before_the_call_ends() {
+        // a plugin that prints its address and a log line, then keeps running
+        let (mut child, output) =
+            output_of("echo 127.0.0.1:9; echo one; printf 'two\\n'; sleep 30");
+        let seen = Mutex::new(Vec::<String>::new());
+        let cb = |s: &str| seen.lock().expect("lock").push(s.to_string());
+        let addr = forward(&cb, async {
+            if let Ok(mut s) = output.state.lock() {
+                s.listener = Listener::current();
+            }
+            let (tx, rx) = mpsc::channel();
+            let reader = output.clone();
+            std::thread::spawn(move || reader.read(tx));
+            let addr = rx.recv().expect("address");
+            // what a call does when it ends: wait for the lines printed so far
+            drop(Hearing(Some(&output)));
+            addr
+        })
+        .await;
+        assert_eq!(addr, "127.0.0.1:9");
+        assert_eq!(*seen.lock().expect("lock"), ["(m1) one", "(m1) two"]);
+        assert!(output.state.lock().expect("lock").listener.is_none());
+        child.kill().expect("kill");
+        child.wait().expect("wait");
+    }
+
+    #[tokio::test]
+    async fn a_last_line_without_a_newline_is_passed_on_when_the_plugin_exits() {
+        let (mut child, output) = output_of("echo 127.0.0.1:9; printf half");
+        let seen = Mutex::new(Vec::<String>::new());
+        let cb = |s: &str| seen.lock().expect("lock").push(s.to_string());
+        forward(&cb, async {
+            if let Ok(mut s) = output.state.lock() {
+                s.listener = Listener::current();
+            }
+            let (tx, rx) = mpsc::channel();
+            let reader = output.clone();
+            let t = std::thread::spawn(move || reader.read(tx));
+            assert_eq!(rx.recv().expect("address"), "127.0.0.1:9");
+            t.join().expect("reader");
+        })
+        .await;
+        child.wait().expect("wait");
+        assert_eq!(*seen.lock().expect("lock"), ["(m1) half"]);
+        let s = output.state.lock().expect("lock");
+        assert!(s.ended && !s.busy);
     }
 }

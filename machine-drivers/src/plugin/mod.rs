@@ -19,7 +19,7 @@ pub mod gob;
 pub mod rpc;
 pub mod server;
 
-pub use client::{Plugin, PluginDriver, PluginFactory, PluginSource};
+pub use client::{Plugin, PluginFactory, PluginSource};
 
 use gob::{Type, Value};
 use machine_core::driver::{DriverOption, DriverOptions, OptionKind, OptionValue};

@@ -131,6 +131,8 @@ func (d *Driver) Create() error {
 		return errors.New("the test plugin was told to fail: quota exceeded")
 	}
 	d.Created = true
+	// the last line right before the answer: the host must still show it
+	fmt.Printf("machine %s is created\n", d.MachineName)
 	return nil
 }
 
