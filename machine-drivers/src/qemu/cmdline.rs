@@ -4,7 +4,6 @@
 
 use super::accel::Accel;
 use super::options::{Forward, Share};
-use machine_core::config::DEFAULT_ENGINE_PORT;
 use std::path::{Path, PathBuf};
 
 /// How the machine boots.
@@ -167,6 +166,7 @@ pub(super) fn args(plan: &LaunchPlan) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use machine_core::config::DEFAULT_ENGINE_PORT;
     use crate::qemu::image;
 
     /// A machine in `/m/vm1` that boots from its disk alone, under TCG,
