@@ -490,16 +490,14 @@ impl Host {
         Ok(())
     }
 
-    /// Whether the machine's daemon was configured by us and comes up with
-    /// the machine (provisioned without a recorded failure).
+    /// Whether the machine's daemon was configured with a server
+    /// certificate of this store (by us or by docker-machine) and comes up
+    /// with the machine: provisioned, without a recorded failure.
     fn runs_our_daemon(&self) -> bool {
+        let cert = &self.config.host_options.auth_options.server_cert_path;
         self.driver.needs_provisioning()
-            && !self
-                .config
-                .host_options
-                .auth_options
-                .server_cert_remote_path
-                .is_empty()
+            && !cert.is_empty()
+            && Path::new(cert).is_file()
             && self.last_error().is_none()
     }
 
