@@ -46,6 +46,8 @@ HYPERFINE=$(command -v hyperfine || true)
 
 STORE=$(mktemp -d /tmp/e2e-bench.XXXXXX)
 export MACHINE_STORAGE_PATH=$STORE
+# docker-machine reports its errors to an outside service unless told not to
+: >"$STORE/no-error-report"
 LISTENER_PID=
 cleanup() {
     if [ -n "$LISTENER_PID" ]; then kill "$LISTENER_PID" 2>/dev/null || true; fi
