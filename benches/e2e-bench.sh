@@ -199,7 +199,7 @@ if [ "${BENCH_QEMU:-0}" = 1 ]; then
     booted=$(stamp_of "$log" "Waiting for the machine to be running")
     if [ -n "$booting" ] && [ -n "$booted" ]; then
         row "qemu VM boot to SSH (inside create)" ms "$(((booted - booting) / 1000000))" -
-        row "create -d qemu after SSH: daemon ready" ms "$(((end - booted) / 1000000))" -
+        row "qemu create: SSH to a ready daemon" ms "$(((end - booted) / 1000000))" -
     fi
     row "create -d qemu to a ready daemon" ms "$(((end - begin) / 1000000))" -
     "$M" stop bench-vm >/dev/null
