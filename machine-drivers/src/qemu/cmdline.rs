@@ -166,8 +166,8 @@ pub(super) fn args(plan: &LaunchPlan) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use machine_core::config::DEFAULT_ENGINE_PORT;
     use crate::qemu::image;
+    use machine_core::config::DEFAULT_ENGINE_PORT;
 
     /// A machine in `/m/vm1` that boots from its disk alone, under TCG,
     /// with the user network.
