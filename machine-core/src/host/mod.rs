@@ -507,24 +507,43 @@ impl Host {
     /// a new public IP) is up: `env` and `regenerate-certs` deal with that.
     async fn wait_daemon(&self) -> Result<(), HostError> {
         let limit = self.store.settings.engine_timeout;
-        let deadline = Instant::now() + limit;
         let url = self.url().await?;
+        let up = |e: &engine::EngineError| matches!(e, engine::EngineError::Tls { source, .. } if refused_certificate(source));
+        match self.poll_daemon(&url, limit, true, up).await {
+            Err(HostError::Engine { .. }) => Err(HostError::Timeout {
+                name: self.name().to_string(),
+                what: format!("the Docker daemon at {url} to answer after the start"),
+                seconds: limit.as_secs(),
+            }),
+            r => r,
+        }
+    }
+
+    /// Ask the daemon at `url` (through `GET /_ping` with `ping`, else `GET
+    /// /version`) until it answers or a failure counts as `up`, for at most
+    /// `limit`; then the last failure ([`HostError::Engine`]). Other errors
+    /// end it at once. A daemon usually answers within a second of
+    /// starting: it polls quickly at first, then backs off.
+    pub(crate) async fn poll_daemon(
+        &self,
+        url: &str,
+        limit: Duration,
+        ping: bool,
+        up: impl Fn(&engine::EngineError) -> bool,
+    ) -> Result<(), HostError> {
+        let begun = Instant::now();
         loop {
-            match self.ping_version_at(&url, Duration::from_secs(10)).await {
+            match self.ask_version(url, Duration::from_secs(10), ping).await {
                 Ok(_) => return Ok(()),
-                Err(HostError::Engine {
-                    source: engine::EngineError::Tls { source, .. },
-                    ..
-                }) if refused_certificate(&source) => return Ok(()),
-                Err(HostError::Engine { .. }) if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(250)).await
-                }
+                Err(HostError::Engine { source, .. }) if up(&source) => return Ok(()),
+                Err(e @ HostError::Engine { .. }) if begun.elapsed() >= limit => return Err(e),
                 Err(HostError::Engine { .. }) => {
-                    return Err(HostError::Timeout {
-                        name: self.name().to_string(),
-                        what: format!("the Docker daemon at {url} to answer after the start"),
-                        seconds: limit.as_secs(),
-                    })
+                    let pause = if begun.elapsed() < Duration::from_secs(5) {
+                        100
+                    } else {
+                        500
+                    };
+                    tokio::time::sleep(Duration::from_millis(pause)).await
                 }
                 Err(other) => return Err(other),
             }

@@ -327,39 +327,22 @@ impl Host {
                 source,
             })?;
         progress("Waiting for the Docker daemon to answer over TLS");
-        let limit = self.store.settings.engine_timeout;
-        let deadline = Instant::now() + limit;
         let url = self.url().await?;
-        loop {
-            let attempt = self.version_at(&url, Duration::from_secs(10)).await;
-            match attempt {
-                Ok(_) => return Ok(()),
-                Err(HostError::Engine { source, .. }) if Instant::now() >= deadline => {
-                    let tail = client
-                        .run(&report.log_command)
-                        .await
-                        .map(|o| o.stdout_text())
-                        .unwrap_or_default();
-                    return Err(HostError::Engine {
-                        name: self.name().to_string(),
-                        log_tail: tail,
-                        source,
-                    });
-                }
-                Err(HostError::Engine { .. }) => {
-                    // A daemon usually answers within a second of starting: poll
-                    // quickly at first, then back off.
-                    let waited =
-                        limit.saturating_sub(deadline.saturating_duration_since(Instant::now()));
-                    let pause = if waited < Duration::from_secs(5) {
-                        100
-                    } else {
-                        500
-                    };
-                    tokio::time::sleep(Duration::from_millis(pause)).await
-                }
-                Err(other) => return Err(other),
+        let limit = self.store.settings.engine_timeout;
+        match self.poll_daemon(&url, limit, false, |_| false).await {
+            Err(HostError::Engine { source, .. }) => {
+                let tail = client
+                    .run(&report.log_command)
+                    .await
+                    .map(|o| o.stdout_text())
+                    .unwrap_or_default();
+                Err(HostError::Engine {
+                    name: self.name().to_string(),
+                    log_tail: tail,
+                    source,
+                })
             }
+            r => r,
         }
     }
 
