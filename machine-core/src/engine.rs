@@ -106,16 +106,17 @@ pub async fn ping_version(
         })?
 }
 
-/// Parse an answer to `GET /_ping`: the version from its `Server` header,
-/// `None` when the header does not name a Docker version.
-pub fn parse_ping_response(raw: &[u8]) -> Result<Option<EngineVersion>, String> {
-    let mut headers = [httparse::EMPTY_HEADER; 64];
-    let mut resp = httparse::Response::new(&mut headers);
-    match resp.parse(raw) {
-        Ok(httparse::Status::Complete(_)) => {}
+/// Parse the head of an HTTP response into `resp`; the head's length when
+/// it is complete and its status is `200 OK`.
+fn parse_ok_head<'b>(
+    resp: &mut httparse::Response<'_, 'b>,
+    raw: &'b [u8],
+) -> Result<usize, String> {
+    let head_len = match resp.parse(raw) {
+        Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Err("incomplete HTTP header".into()),
         Err(e) => return Err(format!("bad HTTP header: {e}")),
-    }
+    };
     let code = resp.code.unwrap_or_default();
     if code != 200 {
         return Err(format!(
@@ -123,6 +124,15 @@ pub fn parse_ping_response(raw: &[u8]) -> Result<Option<EngineVersion>, String> 
             printable(resp.reason.unwrap_or_default())
         ));
     }
+    Ok(head_len)
+}
+
+/// Parse an answer to `GET /_ping`: the version from its `Server` header,
+/// `None` when the header does not name a Docker version.
+pub fn parse_ping_response(raw: &[u8]) -> Result<Option<EngineVersion>, String> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut resp = httparse::Response::new(&mut headers);
+    parse_ok_head(&mut resp, raw)?;
     let header = |name: &str| {
         resp.headers
             .iter()
@@ -220,18 +230,7 @@ pub const MAX_RESPONSE: u64 = 1 << 20;
 pub fn parse_version_response(raw: &[u8]) -> Result<EngineVersion, String> {
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut resp = httparse::Response::new(&mut headers);
-    let head_len = match resp.parse(raw) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Err("incomplete HTTP header".into()),
-        Err(e) => return Err(format!("bad HTTP header: {e}")),
-    };
-    let code = resp.code.unwrap_or_default();
-    if code != 200 {
-        return Err(format!(
-            "HTTP status {code} {}",
-            printable(resp.reason.unwrap_or_default())
-        ));
-    }
+    let head_len = parse_ok_head(&mut resp, raw)?;
     let chunked = resp.headers.iter().any(|h| {
         h.name.eq_ignore_ascii_case("transfer-encoding")
             && String::from_utf8_lossy(h.value)
