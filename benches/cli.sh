@@ -17,6 +17,8 @@
 # figure (default 10, the median is printed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
 
 : "${MT_HOSTS:?run: eval \"\$(scripts/testhosts.sh env)\" first}"
 : "${MT_KEY:?MT_KEY is not set}"
@@ -63,20 +65,7 @@ done
 
 ls50=$(median_ms "$M" ls)
 
-python3 -c '
-import socket, sys
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-s.listen(128)
-print(s.getsockname()[1], flush=True)
-held = []
-while True:
-    c, _ = s.accept()
-    held.append(c)
-' >"$STORE/silent.port" &
-LISTENER_PID=$!
-for _ in $(seq 50); do [ -s "$STORE/silent.port" ] && break; sleep 0.1; done
-SILENT=$(cat "$STORE/silent.port")
+start_silent_listener "$STORE/silent.port"
 for i in $(seq 40 49); do "$M" rm -y "live-$i" >/dev/null; done
 for i in $(seq 1 10); do "$M" create -d none --url "tcp://127.0.0.1:$SILENT" "silent-$i" >/dev/null; done
 RUNS_SAVED=$RUNS

@@ -25,6 +25,8 @@
 # (default: a release build, made if missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
 
 : "${MT_HOSTS:?run: eval \"\$(scripts/testhosts.sh env)\" first}"
 : "${MT_KEY:?MT_KEY is not set}"
@@ -125,20 +127,7 @@ check_count 50
 bench "ls, 50 live machines" ls
 bench "ls -q, 50 machines" ls -q
 
-python3 -c '
-import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-s.listen(128)
-print(s.getsockname()[1], flush=True)
-held = []
-while True:
-    c, _ = s.accept()
-    held.append(c)
-' >"$STORE/silent.port" &
-LISTENER_PID=$!
-for _ in $(seq 50); do [ -s "$STORE/silent.port" ] && break; sleep 0.1; done
-SILENT=$(cat "$STORE/silent.port")
+start_silent_listener "$STORE/silent.port"
 "$M" create -d none --url "tcp://127.0.0.1:$SILENT" silent >/dev/null
 SAVED_RUNS=$RUNS
 RUNS=3
