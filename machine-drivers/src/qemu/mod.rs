@@ -339,24 +339,25 @@ impl QemuDriver {
             dockerd: dockerd.to_string(),
         };
         let files = engine.files(NAME, &target)?;
-        let known = files.len() == DOCKER_BOOT_FILES.len()
-            && files.iter().all(|f| {
+        // each file's fw_cfg name, when every one is a file the image knows
+        let named: Option<Vec<(&str, &[u8])>> = files
+            .iter()
+            .map(|f| {
                 DOCKER_BOOT_FILES
                     .iter()
-                    .any(|(path, _, mode)| f.path == *path && f.mode == *mode)
-            });
-        if !known {
+                    .find(|(path, _, mode)| f.path == *path && f.mode == *mode)
+                    .map(|(_, name, _)| (*name, f.contents.as_slice()))
+            })
+            .collect();
+        let Some(named) = named.filter(|n| n.len() == DOCKER_BOOT_FILES.len()) else {
             tracing::debug!(machine = %self.base.machine_name, "daemon files not handed over at boot: not the image's set");
             return Ok(());
-        }
+        };
+        let fail = |e| source("prepare the daemon's files for the first boot", e);
         let dir = self.file(DOCKER_BOOT_DIR);
-        machine_core::fsutil::create_private_dir(&dir)
-            .map_err(|e| source("prepare the daemon's files for the first boot", e))?;
-        for f in &files {
-            if let Some((_, name, _)) = DOCKER_BOOT_FILES.iter().find(|(p, _, _)| f.path == *p) {
-                machine_core::fsutil::write_atomic(&dir.join(name), &f.contents, 0o600)
-                    .map_err(|e| source("prepare the daemon's files for the first boot", e))?;
-            }
+        machine_core::fsutil::create_private_dir(&dir).map_err(fail)?;
+        for (name, contents) in named {
+            machine_core::fsutil::write_atomic(&dir.join(name), contents, 0o600).map_err(fail)?;
         }
         Ok(())
     }
